@@ -1,0 +1,40 @@
+"""What a router may read about a replica (a narrow, read-only view of one engine)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kairos.workload.spec import RequestSpec
+
+
+class ReplicaView(Protocol):
+    """Load and cache signals of one engine replica, as a router sees them.
+
+    Every method is a read-only probe: routing must never change engine state.
+    """
+
+    index: int
+
+    def num_running(self) -> int:
+        """Requests currently in the running batch."""
+        ...
+
+    def num_waiting(self) -> int:
+        """Requests queued (waiting or preempted) in the engine."""
+        ...
+
+    def num_outstanding(self) -> int:
+        """Requests routed to this replica and not finished yet (queued, running, in flight)."""
+        ...
+
+    def kv_usage(self) -> float:
+        """Fraction of KV blocks held by requests, 0..1."""
+        ...
+
+    def cache_usage(self) -> float:
+        """Fraction of KV blocks holding cached content (in use or free but reusable), 0..1."""
+        ...
+
+    def cached_prefix_tokens(self, spec: RequestSpec) -> int:
+        """How many leading prompt tokens of `spec` this replica's prefix cache holds now."""
+        ...

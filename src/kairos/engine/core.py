@@ -1,0 +1,243 @@
+"""EngineCore: one engine's request lifecycle, driven step by step by a sim or real executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from kairos.engine.kv_cache import KVCacheManager
+from kairos.engine.request import Request, RequestStatus
+from kairos.engine.scheduler import (
+    BLOCKED_BUDGET,
+    BLOCKED_CHUNK,
+    BLOCKED_KV,
+    BLOCKED_NONE,
+    BLOCKED_SEQS,
+    Scheduler,
+    SchedulerConfig,
+    SchedulerOutput,
+)
+from kairos.workload.spec import RequestSpec
+
+# Waiting requests blocked for one of these reasons stay blocked while a batch
+# only decodes: the running set, the budget left and max_num_seqs do not change,
+# and free KV blocks only shrink.
+_STEADY_BLOCKS = frozenset({BLOCKED_NONE, BLOCKED_SEQS, BLOCKED_BUDGET, BLOCKED_KV, BLOCKED_CHUNK})
+
+
+class ItlSink(Protocol):
+    """Receives inter-token latencies; `add_repeated` means each value occurred `count` times."""
+
+    def add(self, value: float) -> None: ...
+
+    def add_repeated(self, values: np.ndarray, count: int) -> None: ...
+
+
+class Executor(Protocol):
+    """Runs a scheduled step and returns the sampled token id per request uid (None in simulation)."""
+
+    def execute(self, out: SchedulerOutput) -> dict[int, int] | None: ...
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What a step produced: requests that got their first token, and requests that finished."""
+
+    first_tokens: list[Request] = field(default_factory=list)
+    finished: list[Request] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters over an engine's life."""
+
+    steps: int = 0
+    busy_s: float = 0.0
+    tokens: int = 0
+    peak_kv_usage: float = 0.0
+
+
+class EngineCore:
+    """Owns the scheduler and KV cache of one replica and advances requests through steps."""
+
+    def __init__(self, config: SchedulerConfig, kv: KVCacheManager, itl: ItlSink | None = None,
+                 eos_token_id: int | None = None, check_invariants: bool = False) -> None:
+        self.config = config
+        self.kv = kv
+        self.scheduler = Scheduler(config, kv)
+        self.itl = itl
+        self.eos_token_id = eos_token_id
+        self.check_invariants = check_invariants
+        self.stats = EngineStats()
+        self._next_uid = 0
+
+    # ---- requests ----------------------------------------------------------------
+    def add_request(self, spec: RequestSpec, now: float) -> Request:
+        req = Request(spec, self._next_uid, now)
+        self._next_uid += 1
+        self.scheduler.add(req)
+        return req
+
+    def abort(self, req: Request, now: float, reason: str = "aborted") -> None:
+        """Stop a request wherever it is and release its blocks."""
+        if req.status == RequestStatus.FINISHED:
+            return
+        if req in self.scheduler.running:
+            self.scheduler.running.remove(req)
+        else:
+            self.scheduler.waiting.remove(req)
+        self._finish(req, now, reason)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting)
+
+    def has_work(self) -> bool:
+        return bool(self.scheduler.running) or len(self.scheduler.waiting) > 0
+
+    # ---- stepping ----------------------------------------------------------------
+    def schedule(self, now: float) -> SchedulerOutput:
+        out = self.scheduler.schedule(now)
+        usage = self.kv.usage()
+        if usage > self.stats.peak_kv_usage:
+            self.stats.peak_kv_usage = usage
+        return out
+
+    def update(self, out: SchedulerOutput, now: float, sampled: dict[int, int] | None = None) -> StepResult:
+        """Advance state after `out` ran and ended at time `now`."""
+        result = StepResult()
+        itl = self.itl
+        for req, n in out.scheduled:
+            req.num_computed += n
+            if req.num_computed < req.num_tokens:
+                continue
+            req.num_output += 1
+            token = None
+            if sampled is not None:
+                token = sampled[req.uid]
+                if req.token_ids is not None:
+                    req.token_ids.append(token)
+            if req.first_token_s is None:
+                req.first_token_s = now
+                result.first_tokens.append(req)
+            elif itl is not None:
+                itl.add(now - req.last_token_s)
+            req.last_token_s = now
+            if req.num_output >= req.max_output:
+                result.finished.append(req)
+                self._finish(req, now, "length")
+            elif token is not None and token == self.eos_token_id:
+                result.finished.append(req)
+                self._finish(req, now, "stop")
+        self._after_step(out, result, 1)
+        return result
+
+    def step(self, executor: Executor, now: float, clock) -> tuple[SchedulerOutput, StepResult]:
+        """Schedule, execute and update one step; `clock()` reads the time when it ends."""
+        out = self.schedule(now)
+        if out.is_empty:
+            return out, StepResult()
+        sampled = executor.execute(out)
+        end = clock()
+        self.stats.busy_s += end - now
+        return out, self.update(out, end, sampled)
+
+    # ---- fast path for steady decode ------------------------------------------------
+    def steady_decode_steps(self, out: SchedulerOutput, max_steps: int) -> int:
+        """How many identical pure-decode steps, starting with `out`, run with no decision changing.
+
+        Returns 0 when `out` is not such a step. The answer is bounded by the first
+        completion (its step is the last one) and by free KV blocks: a window never
+        needs a preemption, so stepping it one iteration at a time would schedule
+        exactly the same requests at every step.
+        """
+        running = self.scheduler.running
+        n = len(running)
+        if (out.preempted or out.num_admitted or out.shape.num_decodes != n
+                or len(out.scheduled) != n or out.waiting_blocked not in _STEADY_BLOCKS
+                or self.eos_token_id is not None):
+            return 0
+        steps = min(max_steps, min(r.max_output - r.num_output for r in running))
+        if steps <= 1:
+            return steps
+        kv = self.kv
+        free = kv.num_free_blocks
+        if self._window_blocks(steps) > free:
+            lo, hi = 1, steps  # step 1 is already allocated; find the largest that fits
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._window_blocks(mid) <= free:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            steps = lo
+        return steps
+
+    def _window_blocks(self, steps: int) -> int:
+        kv = self.kv
+        return sum(kv.blocks_needed(r, r.num_computed + steps) for r in self.scheduler.running)
+
+    def begin_decode_window(self, steps: int) -> None:
+        """Give every running request the KV slots of `steps` decode steps now.
+
+        Stepping one iteration at a time would have allocated them by the start of
+        the last step, which is what a router reading KV usage mid-window sees.
+        """
+        kv = self.kv
+        for req in self.scheduler.running:
+            if not kv.allocate(req, steps):
+                raise AssertionError("decode window was sized to fit the KV cache")
+        usage = kv.usage()
+        if usage > self.stats.peak_kv_usage:
+            self.stats.peak_kv_usage = usage
+
+    def run_decode_window(self, out: SchedulerOutput, ends: np.ndarray) -> StepResult:
+        """Apply len(ends) steady decode steps at once; `ends[j]` is when step j+1 ended.
+
+        Call `begin_decode_window` first. Gives the same request state, timestamps
+        and ITL samples as calling `update` after each of those steps, with no
+        per-token Python work.
+        """
+        steps = len(ends)
+        if steps == 1:
+            return self.update(out, float(ends[0]))
+        result = StepResult()
+        running = self.scheduler.running
+        first_end = float(ends[0])
+        last_end = float(ends[-1])
+        itl = self.itl
+        for req in running:
+            req.num_computed += steps
+            req.num_output += steps
+            if itl is not None:
+                itl.add(first_end - req.last_token_s)
+            req.last_token_s = last_end
+            if req.num_output >= req.max_output:
+                result.finished.append(req)
+        if itl is not None:
+            itl.add_repeated(np.diff(ends), len(running))
+        for req in result.finished:
+            self._finish(req, last_end, "length")
+        self._after_step(out, result, steps)
+        return result
+
+    # ---- internals ------------------------------------------------------------------
+    def _finish(self, req: Request, now: float, reason: str) -> None:
+        req.status = RequestStatus.FINISHED
+        req.finish_s = now
+        req.finish_reason = reason
+        self.kv.free(req)
+
+    def _after_step(self, out: SchedulerOutput, result: StepResult, steps: int) -> None:
+        self.stats.steps += steps
+        self.stats.tokens += out.num_tokens * steps
+        if result.finished:
+            self.scheduler.remove_finished(result.finished)
+        if self.check_invariants:
+            self.kv.check_invariants()

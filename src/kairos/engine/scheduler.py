@@ -1,0 +1,189 @@
+"""Iteration-level scheduler with vLLM v1 semantics.
+
+Each step has one token budget shared by decodes and prefill chunks. Running
+requests are served first, in order, each taking what it still needs to compute
+(a decode needs one token; a prefill takes as much of its prompt as the budget
+leaves: chunked prefill). A running request that cannot get KV blocks preempts
+others (by recompute) until it fits or is itself preempted. Only when nothing
+was preempted are waiting requests admitted, in policy order, after looking up
+their cached prefix, until the budget, max_num_seqs or the KV cache runs out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kairos.engine.kv_cache import KVCacheManager
+from kairos.engine.policy import make_waiting_queue
+from kairos.engine.request import Request, RequestStatus
+from kairos.perf.base import BatchShape
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Engine limits, named as in vLLM."""
+
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    enable_chunked_prefill: bool = True
+    policy: str = "fcfs"
+
+
+# Why waiting requests were left waiting after a step was scheduled.
+BLOCKED_NONE = ""  # nothing was waiting
+BLOCKED_SEQS = "max_num_seqs"
+BLOCKED_BUDGET = "token_budget"
+BLOCKED_KV = "kv_cache"
+BLOCKED_CHUNK = "unchunked_prefill"
+BLOCKED_PREEMPTION = "preemption"
+
+
+@dataclass(slots=True)
+class SchedulerOutput:
+    """What one step runs: (request, new tokens) pairs, and what the scheduler did."""
+
+    scheduled: list[tuple[Request, int]] = field(default_factory=list)
+    preempted: list[Request] = field(default_factory=list)
+    num_admitted: int = 0
+    waiting_blocked: str = BLOCKED_NONE
+    shape: BatchShape = BatchShape()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.scheduled
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(n for _, n in self.scheduled)
+
+
+class Scheduler:
+    """Decides, every step, which requests run and how many tokens each computes."""
+
+    def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
+        self.config = config
+        self.kv = kv
+        self.running: list[Request] = []
+        self.waiting = make_waiting_queue(config.policy)
+        self.num_preemptions = 0
+
+    def add(self, req: Request) -> None:
+        req.status = RequestStatus.WAITING
+        self.waiting.add(req)
+
+    def schedule(self, now: float) -> SchedulerOutput:
+        cfg = self.config
+        kv = self.kv
+        budget = cfg.max_num_batched_tokens
+        scheduled: list[tuple[Request, int]] = []
+        preempted: list[Request] = []
+        running = self.running
+
+        i = 0
+        while i < len(running) and budget > 0:
+            req = running[i]
+            num_new = min(req.num_tokens - req.num_computed, budget)
+            if kv.allocate(req, num_new):
+                scheduled.append((req, num_new))
+                budget -= num_new
+                i += 1
+                continue
+            # Out of blocks: preempt by policy until this request fits or is the victim.
+            fits = False
+            while not fits:
+                victim = self.waiting.pick_victim(running)
+                victim_idx = running.index(victim)
+                del running[victim_idx]
+                if victim_idx < i:
+                    # Already scheduled this step: give its tokens back.
+                    i -= 1
+                    for k, (r, n) in enumerate(scheduled):
+                        if r is victim:
+                            budget += n
+                            del scheduled[k]
+                            break
+                self._preempt(victim)
+                preempted.append(victim)
+                if victim is req:
+                    break
+                fits = kv.allocate(req, num_new)
+            if not fits:
+                break
+            scheduled.append((req, num_new))
+            budget -= num_new
+            i += 1
+
+        admitted = 0
+        blocked = BLOCKED_NONE
+        waiting = self.waiting
+        if preempted:
+            blocked = BLOCKED_PREEMPTION if len(waiting) else BLOCKED_NONE
+        else:
+            while len(waiting):
+                if len(running) >= cfg.max_num_seqs:
+                    blocked = BLOCKED_SEQS
+                    break
+                if budget <= 0:
+                    blocked = BLOCKED_BUDGET
+                    break
+                req = waiting.peek()
+                hits, hit_tokens = kv.lookup(req)
+                num_new = req.num_tokens - hit_tokens
+                if num_new > budget:
+                    if not cfg.enable_chunked_prefill:
+                        blocked = BLOCKED_CHUNK
+                        break
+                    num_new = budget
+                if not kv.allocate(req, num_new, hits):
+                    blocked = BLOCKED_KV
+                    break
+                waiting.pop()
+                req.num_computed = hit_tokens
+                req.status = RequestStatus.RUNNING
+                if req.first_scheduled_s is None:
+                    req.first_scheduled_s = now
+                    req.cached_tokens = hit_tokens
+                    kv.stats.queries += req.prompt_len
+                    kv.stats.hits += hit_tokens
+                running.append(req)
+                scheduled.append((req, num_new))
+                budget -= num_new
+                admitted += 1
+
+        return SchedulerOutput(scheduled, preempted, admitted, blocked, _batch_shape(scheduled))
+
+    def _preempt(self, req: Request) -> None:
+        self.kv.free(req, preempted=True)
+        req.num_computed = 0
+        req.preemptions += 1
+        req.status = RequestStatus.PREEMPTED
+        self.num_preemptions += 1
+        self.waiting.requeue(req)
+
+    def remove_finished(self, finished: list[Request]) -> None:
+        if len(finished) == 1:
+            self.running.remove(finished[0])
+        elif finished:
+            done = {id(r) for r in finished}
+            self.running = [r for r in self.running if id(r) not in done]
+
+
+def _batch_shape(scheduled: list[tuple[Request, int]]) -> BatchShape:
+    """Summarise a step for the step-time model (computed before the step advances state)."""
+    prefill_new: list[int] = []
+    prefill_ctx: list[int] = []
+    num_decodes = 0
+    kv_sum = 0
+    sampled = 0
+    for req, n in scheduled:
+        computed = req.num_computed
+        if n == 1 and computed == req.num_tokens - 1 and req.num_output > 0:
+            num_decodes += 1
+            kv_sum += computed + 1
+            sampled += 1
+        else:
+            prefill_new.append(n)
+            prefill_ctx.append(computed)
+            if computed + n == req.num_tokens:
+                sampled += 1
+    return BatchShape(tuple(prefill_new), tuple(prefill_ctx), num_decodes, kv_sum, sampled)

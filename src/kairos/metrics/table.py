@@ -1,0 +1,106 @@
+"""Terminal rendering of a report: headline figures, latency table, per-replica table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+_LATENCY_ROWS: tuple[tuple[str, str], ...] = (
+    ("TTFT", "ttft_ms"),
+    ("TPOT", "tpot_ms"),
+    ("ITL", "itl_ms"),
+    ("E2E", "e2e_ms"),
+    ("Queue", "queue_ms"),
+)
+
+
+def render_summary(report: dict[str, Any]) -> RenderableType:
+    """A compact rich view of a report (what `kairos simulate` prints)."""
+    summary = report["summary"]
+    parts: list[RenderableType] = [_headline(summary), _latencies(summary)]
+    replicas = report.get("replicas") or []
+    if len(replicas) > 1:
+        parts.append(_replica_table(replicas))
+    return Group(*parts)
+
+
+def _headline(summary: dict[str, Any]) -> Table:
+    table = Table(box=box.ROUNDED, show_header=False, title="Kairos summary", title_justify="left")
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    throughput = summary["throughput"]
+    goodput = summary["goodput"]
+    requests = f"{summary['completed']:,} completed / {summary['num_requests']:,}"
+    if summary.get("rejected"):
+        requests += f"  [red]({summary['rejected']:,} rejected)[/red]"
+    table.add_row("Requests", requests)
+    table.add_row("Duration", f"{summary['duration_s']:,.2f} s")
+    table.add_row(
+        "Throughput",
+        f"{throughput['requests_per_s']:,.2f} req/s   "
+        f"{throughput['input_tokens_per_s']:,.0f} in tok/s   "
+        f"{throughput['output_tokens_per_s']:,.0f} out tok/s",
+    )
+    table.add_row(
+        "Goodput",
+        f"{goodput['requests_per_s']:,.2f} req/s   "
+        f"SLO attainment {_percent(goodput['slo_attainment'])}",
+    )
+    table.add_row("Preemptions", f"{summary['preemptions']:,}")
+    table.add_row("Prefix cache hits", _percent(summary["prefix_cache_hit_rate"]))
+    return table
+
+
+def _latencies(summary: dict[str, Any]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="Latency (ms)", title_justify="left")
+    table.add_column("", style="bold cyan")
+    for key in ("mean", "p50", "p90", "p99"):
+        table.add_column(key, justify="right")
+    for label, key in _LATENCY_ROWS:
+        stats = summary[key]
+        table.add_row(label, *(f"{stats[s]:,.2f}" for s in ("mean", "p50", "p90", "p99")))
+    return table
+
+
+def _replica_table(replicas: list[dict[str, Any]]) -> Table:
+    rows = [_flatten(stats) for stats in replicas]
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="Replicas", title_justify="left")
+    table.add_column("#", style="bold cyan", justify="right")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for index, row in enumerate(rows):
+        table.add_row(str(index), *(_cell(row.get(name)) for name in columns))
+    return table
+
+
+def _flatten(stats: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested stats become dotted column names (e.g. kv.usage)."""
+    flat: dict[str, Any] = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    return str(value)
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f} %"

@@ -1,0 +1,246 @@
+"""The discrete-event loop: arrivals, routing and engine steps on a virtual clock."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kairos.cluster.router import Router
+from kairos.engine.request import Request
+from kairos.metrics.itl import ItlCollector
+from kairos.metrics.record import RequestRecord
+from kairos.sim.replica import SimReplica
+from kairos.workload.spec import RequestSpec
+
+ProgressFn = Callable[[int, int], None]
+
+# Longest run of decode steps advanced at once; bounds the size of one window's arrays.
+MAX_WINDOW_STEPS = 4096
+
+
+@dataclass(slots=True)
+class SimResult:
+    """Everything a run produced, ready for the metrics package."""
+
+    records: list[RequestRecord]
+    itl: ItlCollector
+    replicas: list[dict] = field(default_factory=list)
+    prefix_queries: int = 0
+    prefix_hits: int = 0
+    preemptions: int = 0
+    end_s: float = 0.0
+    events: int = 0  # arrivals and step (or fused window) ends processed
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        return self.prefix_hits / self.prefix_queries if self.prefix_queries else 0.0
+
+
+class Simulation:
+    """Drives replicas behind a router through a workload, on virtual time.
+
+    Events are arrivals and step ends; at equal times arrivals go first, so a step
+    that starts at time t sees every request that arrived by t. While a replica's
+    batch only decodes and nothing can change the scheduler's decision, the whole
+    run of identical steps up to the next possible arrival, completion or KV
+    shortage is one event (`fast_decode`), with exactly the same outcome.
+    """
+
+    def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
+                 max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
+                 progress: ProgressFn | None = None) -> None:
+        self.replicas = replicas
+        self.router = router
+        self.max_model_len = max_model_len
+        self.itl = itl
+        self.fast_decode = fast_decode
+        self.progress = progress
+        self._open = sorted((s for s in specs if s.after is None), key=lambda s: s.arrival_s)
+        self._next_open = 0
+        self._followers: dict[str, list[RequestSpec]] = {}
+        for spec in specs:
+            if spec.after is not None:
+                self._followers.setdefault(spec.after, []).append(spec)
+        self._total = len(specs)
+        self._seq = 0
+        # Arrivals created while running (follow-up turns): (time, seq, spec).
+        self._arrivals: list[tuple[float, int, RequestSpec]] = []
+        # Think times of follow-ups whose predecessor has not ended: bounds fast windows.
+        self._pending_think: list[tuple[float, int, str]] = []
+        self._released: set[str] = set()
+        for parent, kids in self._followers.items():
+            for kid in kids:
+                heapq.heappush(self._pending_think, (kid.think_s, self._next_seq(), kid.request_id))
+        self._steps: list[tuple[float, int, int]] = []  # (time, seq, replica index)
+        self._records: list[tuple[float, int, RequestRecord]] = []
+        self._live: dict[int, tuple[Request, RequestRecord]] = {}
+        self._ended = 0
+        self._now = 0.0
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # ---- main loop -------------------------------------------------------------------
+    def run(self) -> SimResult:
+        steps = self._steps
+        events = 0
+        while True:
+            t_arrival = self._next_arrival_time()
+            t_step = steps[0][0] if steps else math.inf
+            if t_arrival == math.inf and t_step == math.inf:
+                break
+            if t_arrival <= t_step:
+                self._arrive(*self._pop_arrival())
+            else:
+                t, _, index = heapq.heappop(steps)
+                self._end_step(self.replicas[index], t)
+            events += 1
+            if self.progress is not None and events % 4096 == 0:
+                self.progress(self._ended, self._total)
+        if self.progress is not None:
+            self.progress(self._ended, self._total)
+        return self._result(events)
+
+    def _next_arrival_time(self) -> float:
+        t = self._open[self._next_open].arrival_s if self._next_open < len(self._open) else math.inf
+        if self._arrivals and self._arrivals[0][0] < t:
+            t = self._arrivals[0][0]
+        return t
+
+    def _pop_arrival(self) -> tuple[RequestSpec, float]:
+        if self._next_open < len(self._open):
+            spec = self._open[self._next_open]
+            if not self._arrivals or spec.arrival_s <= self._arrivals[0][0]:
+                self._next_open += 1
+                return spec, spec.arrival_s
+        t, _, spec = heapq.heappop(self._arrivals)
+        return spec, t
+
+    # ---- events ----------------------------------------------------------------------
+    def _arrive(self, spec: RequestSpec, t: float) -> None:
+        self._now = t
+        record = RequestRecord.for_spec(spec, t)
+        self._records.append((t, self._next_seq(), record))
+        reason = self._reject_reason(spec)
+        if reason is not None:
+            record.rejected_reason = reason
+            self._end(spec.request_id, t)
+            return
+        replica = self.replicas[self.router.route(spec, self.replicas)]
+        record.replica = replica.index
+        replica.num_routed += 1
+        req = replica.core.add_request(spec, t)
+        req.replica = replica.index
+        self._live[id(req)] = (req, record)
+        if replica.in_flight is None and not replica.waking:
+            # Start once every arrival at this same instant has been delivered.
+            replica.waking = True
+            heapq.heappush(self._steps, (t, self._next_seq(), replica.index))
+
+    def _reject_reason(self, spec: RequestSpec) -> str | None:
+        total = spec.prompt_len + spec.output_len
+        if total > self.max_model_len:
+            return f"prompt + output ({total} tokens) exceeds max_model_len {self.max_model_len}"
+        kv = self.replicas[0].core.kv
+        if -(-total // kv.block_size) > kv.num_blocks:
+            return f"needs {total} tokens of KV cache, more than the {kv.num_blocks * kv.block_size} a replica holds"
+        return None
+
+    def _end_step(self, replica: SimReplica, t: float) -> None:
+        self._now = t
+        replica.waking = False
+        out = replica.in_flight
+        if out is not None:
+            result = replica.core.run_decode_window(out, replica.in_flight_ends)
+            replica.in_flight = None
+            for req in result.finished:
+                _, record = self._live.pop(id(req))
+                _fill_record(record, req)
+                replica.num_finished += 1
+                self._end(req.request_id, t)
+        self._start_step(replica, t)
+
+    def _start_step(self, replica: SimReplica, t: float) -> None:
+        core = replica.core
+        if not core.has_work():
+            return
+        out = core.schedule(t)
+        if out.is_empty:
+            return
+        steps = core.steady_decode_steps(out, MAX_WINDOW_STEPS) if self.fast_decode else 0
+        if steps > 1:
+            durations = replica.executor.decode_durations(out, steps)
+            ends = np.cumsum(np.concatenate(([t], durations)))[1:]
+            # Step j+1 starts at ends[j-1]; it may only be fused while it starts before the
+            # next possible arrival, which could change what that step schedules.
+            bound = self._arrival_bound(t)
+            ends = ends[:1 + int(np.searchsorted(ends[:-1], bound, side="left"))]
+            if len(ends) > 1:
+                core.begin_decode_window(len(ends))
+        else:
+            ends = np.array([t + replica.executor.duration(out)])
+        replica.in_flight = out
+        replica.in_flight_ends = ends
+        end = float(ends[-1])
+        core.stats.busy_s += end - t
+        heapq.heappush(self._steps, (end, self._next_seq(), replica.index))
+
+    def _arrival_bound(self, t: float) -> float:
+        """Earliest time a request could arrive: the next known arrival or a follow-up turn."""
+        bound = self._next_arrival_time()
+        pending = self._pending_think
+        while pending and pending[0][2] in self._released:
+            heapq.heappop(pending)
+        if pending:
+            bound = min(bound, t + pending[0][0])
+        return bound
+
+    def _end(self, request_id: str, t: float) -> None:
+        """A request ended (finished or rejected): release the turns that follow it."""
+        self._ended += 1
+        for kid in self._followers.pop(request_id, ()):
+            self._released.add(kid.request_id)
+            heapq.heappush(self._arrivals, (t + kid.think_s, self._next_seq(), kid))
+
+    # ---- results ---------------------------------------------------------------------
+    def _result(self, events: int) -> SimResult:
+        for req, record in self._live.values():
+            _fill_record(record, req)
+            record.rejected_reason = "unfinished when the simulation ended"
+        self._live.clear()
+        records = [r for _, _, r in sorted(self._records, key=lambda x: (x[0], x[1]))]
+        replicas = []
+        queries = hits = preemptions = 0
+        for rep in self.replicas:
+            kv = rep.core.kv
+            stats = rep.core.stats
+            queries += kv.stats.queries
+            hits += kv.stats.hits
+            preemptions += rep.core.scheduler.num_preemptions
+            replicas.append({
+                "index": rep.index,
+                "requests": rep.num_routed,
+                "completed": rep.num_finished,
+                "preemptions": rep.core.scheduler.num_preemptions,
+                "steps": stats.steps,
+                "busy_s": stats.busy_s,
+                "tokens": stats.tokens,
+                "kv_blocks": kv.num_blocks,
+                "peak_kv_usage": stats.peak_kv_usage,
+                "prefix_cache_hit_rate": kv.stats.hit_rate,
+            })
+        return SimResult(records, self.itl, replicas, queries, hits, preemptions, self._now, events)
+
+
+def _fill_record(record: RequestRecord, req: Request) -> None:
+    record.output_tokens = req.num_output
+    record.first_scheduled_s = req.first_scheduled_s
+    record.first_token_s = req.first_token_s
+    record.finish_s = req.finish_s
+    record.cached_tokens = max(req.cached_tokens, 0)
+    record.preemptions = req.preemptions

@@ -1,0 +1,64 @@
+"""The steady-decode fast path gives exactly the timelines of stepping one iteration at a time."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kairos.engine import SchedulerConfig
+from kairos.workload.spec import RequestSpec, Span
+
+from helpers import simulate
+
+
+@st.composite
+def workloads(draw):
+    n = draw(st.integers(1, 40))
+    specs, t = [], 0.0
+    for i in range(n):
+        t += draw(st.floats(0.0, 0.5))
+        shared = ()
+        if draw(st.booleans()):
+            shared = (Span(draw(st.integers(0, 2)), 0, draw(st.integers(1, 300))),)
+        prompt = draw(st.integers(1, 400)) + (shared[0].length if shared else 0)
+        after = None
+        think = 0.0
+        if i and draw(st.integers(0, 4)) == 0:
+            after, think = f"r{draw(st.integers(0, i - 1))}", draw(st.floats(0.0, 1.0))
+        specs.append(RequestSpec(f"r{i}", t, prompt, draw(st.integers(1, 300)), shared=shared,
+                                 priority=draw(st.integers(0, 2)), after=after, think_s=think))
+    return specs
+
+
+def timelines(result):
+    return [(r.request_id, r.arrival_s, r.first_scheduled_s, r.first_token_s, r.finish_s,
+             r.output_tokens, r.cached_tokens, r.preemptions, r.replica, r.rejected_reason)
+            for r in result.records]
+
+
+@settings(max_examples=60, deadline=None)
+@given(workloads(), st.sampled_from([60, 150, 1000]), st.sampled_from([1, 3]),
+       st.sampled_from(["fcfs", "priority"]), st.sampled_from([4, 64]),
+       st.sampled_from(["round_robin", "least_kv", "prefix_affinity"]))
+def test_fast_path_matches_single_steps(specs, blocks, replicas, policy, max_seqs, router):
+    cfg = SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=256, policy=policy)
+    kw = dict(num_blocks=blocks, replicas=replicas, config=cfg, router=router)
+    fast = simulate(specs, fast=True, **kw)
+    slow = simulate(specs, fast=False, **kw)
+    assert timelines(fast) == timelines(slow)
+    assert fast.preemptions == slow.preemptions
+    assert fast.prefix_hits == slow.prefix_hits
+    assert [r["steps"] for r in fast.replicas] == [r["steps"] for r in slow.replicas]
+    assert fast.itl.count == slow.itl.count
+    f, s = fast.itl.summary(), slow.itl.summary()
+    for key in s:
+        assert abs(f[key] - s[key]) <= 1e-9 * max(1.0, abs(s[key]))
+
+
+def test_fast_path_really_fuses_steps():
+    specs = [RequestSpec(f"r{i}", 0.0, 100, 500) for i in range(8)]
+    fast = simulate(specs, fast=True)
+    slow = simulate(specs, fast=False)
+    assert timelines(fast) == timelines(slow)
+    assert fast.replicas[0]["steps"] == slow.replicas[0]["steps"] >= 500
+    assert slow.events >= 500 and fast.events < 20
