@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,8 +90,7 @@ def test_mooncake_spans_cover_hash_blocks(real_loads) -> None:
     path = TRACES / "mooncake_conversation.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     specs = real_loads["mooncake_conversation.jsonl"]
-    for spec in specs:
-        row = rows[int(spec.request_id.removeprefix("mooncake-"))]
+    for spec, row in zip(specs, _rows_of(specs, rows)):
         ids = row["hash_ids"]
         assert spec.prompt_len == row["input_length"]
         assert spec.shared_len == min(row["input_length"], 512 * len(ids))
@@ -100,8 +100,14 @@ def test_mooncake_spans_cover_hash_blocks(real_loads) -> None:
             content_key("mooncake", h) for h in ids[: len(spec.shared)]
         ]
     # Hash id 0 opens many conversations: they all share one first block.
-    firsts = {spec.shared[0] for spec in specs if rows[int(spec.request_id[9:])]["hash_ids"][0] == 0}
-    assert len(firsts) == 1
+    opened_by_0 = [spec for spec, row in zip(specs, _rows_of(specs, rows)) if row["hash_ids"][0] == 0]
+    firsts = {spec.shared[0] for spec in opened_by_0}
+    assert len(opened_by_0) > 100 and len(firsts) == 1
+
+
+def _rows_of(specs: list[RequestSpec], rows: list[dict]) -> list[dict]:
+    """The file row each Mooncake spec came from (its id is mooncake-<row index>)."""
+    return [rows[int(spec.request_id.removeprefix("mooncake-"))] for spec in specs]
 
 
 def test_mooncake_truncation_and_unique_tail(tmp_path: Path) -> None:
@@ -112,7 +118,9 @@ def test_mooncake_truncation_and_unique_tail(tmp_path: Path) -> None:
         '{"timestamp": 7, "input_length": 300, "output_length": 3, "hash_ids": [7, 8, 9]}\n'
     )
     short, third, long = load_trace(path).requests
-    assert [s.request_id for s in (short, third, long)] == ["mooncake-0", "mooncake-2", "mooncake-1"]
+    assert [s.request_id for s in (short, third, long)] == [
+        "mooncake-0", "mooncake-2", "mooncake-1"
+    ]
     assert [s.arrival_s for s in (short, third, long)] == [0.0, 0.002, 0.004]
     k7, k8, k9 = (content_key("mooncake", h) for h in (7, 8, 9))
     assert short.shared == (Span(k7, 0, 512), Span(k8, 0, 188))
@@ -132,8 +140,9 @@ BURST_V1 = """Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Ty
 12,ChatGPT,30,3,33,Conversation log
 """
 
-BURST_V3 = """Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Session ID,Elapsed time
-10,ChatGPT,100,20,120,Conversation log,s1,1.5
+BURST_V3 = (
+    "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type,Session ID,Elapsed time\n"
+) + """10,ChatGPT,100,20,120,Conversation log,s1,1.5
 11,ChatGPT,120,0,120,Conversation log,s1,0.0
 14,GPT-4,50,5,55,API log,,2.0
 """
@@ -180,8 +189,7 @@ def test_burstgpt_v3_sessions_and_unknown_filter(tmp_path: Path, burst: Path) ->
     assert [(s.session_id, s.arrival_s) for s in specs] == [("s1", 0.0), (None, 4.0)]
     with pytest.raises(KairosError, match="unknown BurstGPT model 'gpt4': did you mean gpt-4"):
         load_trace(burst, burstgpt_model="gpt4")
-    with pytest.raises(KairosError, match="no requests left to replay; skipped 1 row"):
-        load_trace(path, burstgpt_model="ChatGPT", num_requests=1, time_scale=3)  # ok
+    with pytest.raises(KairosError, match="no requests left to replay; skipped 1 row with zero"):
         load_trace(burst, burstgpt_model="GPT-4", burstgpt_log_type="Conversation log")
 
 
@@ -333,7 +341,8 @@ def _specs(draw: st.DrawFn) -> RequestSpec:
     shared = draw(st.lists(_spans, max_size=4).filter(
         lambda spans: sum(s.length for s in spans) <= prompt_len + output_len
     ))
-    slo = draw(st.none() | st.builds(SLO, st.none() | _finite, st.none() | _finite, st.none() | _finite))
+    target = st.none() | _finite
+    slo = draw(st.none() | st.builds(SLO, target, target, target))
     return RequestSpec(
         request_id=draw(st.text(min_size=1, max_size=8)),
         arrival_s=draw(_finite),
@@ -349,7 +358,7 @@ def _specs(draw: st.DrawFn) -> RequestSpec:
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(_specs(), max_size=5, unique_by=lambda spec: spec.request_id))
 def test_kairos_jsonl_round_trips_any_spec(tmp_path_factory, specs) -> None:
     path = tmp_path_factory.mktemp("rt") / "w.jsonl"
@@ -369,8 +378,13 @@ def test_content_keys_match_content_key(ids: list[int]) -> None:
 
 
 def test_content_key_is_stable_across_processes_and_namespaced() -> None:
+    # A changed key scheme would silently change every report: pin one value.
+    assert content_key("session", 1, 2) == 4725684647114792143
     code = "from kairos.workload import content_key; print(content_key('session', 3, 4))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}  # str hashes differ, keys must not
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert int(out.stdout) == content_key("session", 3, 4)
     assert content_key("session", 3, 4) != content_key("session", 4, 3)
     assert content_key("mooncake", 5) != content_key("sysprompt", 5)

@@ -31,15 +31,14 @@ def load_azure_csv(
     path: str | Path, *, time_scale: float = 1.0, num_requests: int | None = None
 ) -> TraceLoad:
     """Requests of an Azure LLM trace in arrival order, the first arriving at 0."""
-    table = read_csv(path)
-    if table.header != AZURE_HEADER:
-        expected = ",".join(AZURE_HEADER)
-        raise table.header_error(f"not an Azure trace: expected header {expected!r}")
-    seconds = _timestamps_s(table)
+    table = read_csv(path, AZURE_HEADER, "an Azure trace", exact=True)
+    nanoseconds = _timestamps_ns(table)
     prompt = table.int_column("ContextTokens")
     output = table.int_column("GeneratedTokens")
     keep, skipped = drop_empty_requests(prompt, output, "zero generated tokens")
-    rows, arrival = select_for_replay(path, seconds, keep, skipped, time_scale, num_requests)
+    rows, arrival = select_for_replay(
+        path, nanoseconds, keep, skipped, time_scale, num_requests, 1e9
+    )
     requests = [
         RequestSpec(f"azure-{row}", t, p, o)
         for row, t, p, o in zip(
@@ -49,8 +48,8 @@ def load_azure_csv(
     return TraceLoad(str(path), requests, skipped)
 
 
-def _timestamps_s(table: CsvTable) -> np.ndarray:
-    """TIMESTAMP as seconds after the earliest one (nanosecond-exact subtraction)."""
+def _timestamps_ns(table: CsvTable) -> np.ndarray:
+    """TIMESTAMP as nanoseconds after the earliest one (exact in float64 for 104 days)."""
     values = table.column("TIMESTAMP")
     try:
         stamps = _datetimes(values)
@@ -64,7 +63,7 @@ def _timestamps_s(table: CsvTable) -> np.ndarray:
                 bad = True
             if bad:
                 raise table.error(row, f"TIMESTAMP is not a date and time: {text!r}")
-    return (stamps - stamps.min()).astype(np.int64) / 1e9
+    return (stamps - stamps.min()).astype(np.int64).astype(np.float64)
 
 
 def _datetimes(values: list[str]) -> np.ndarray:

@@ -42,10 +42,7 @@ def load_burstgpt_csv(
     keep only matching rows (case-insensitive); a value absent from the file is
     an error listing the values present. A `Session ID` column sets session_id.
     """
-    table = read_csv(path)
-    missing = [name for name in BURSTGPT_COLUMNS if name not in table.header]
-    if missing:
-        raise table.header_error(f"not a BurstGPT trace: no column {missing[0]!r}")
+    table = read_csv(path, BURSTGPT_COLUMNS, "a BurstGPT trace", exact=False)
     keep = _matches(table, "Model", model, "BurstGPT model") & _matches(
         table, "Log Type", log_type, "BurstGPT log type"
     )

@@ -68,7 +68,8 @@ class SessionConfig(BaseModel):
 class WorkloadConfig(BaseModel):
     """What requests arrive: a synthetic workload (the default) or a replayed trace."""
 
-    model_config = ConfigDict(extra="forbid")
+    # rate may be infinite; "strings" writes it as "Infinity", which loads back.
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
     kind: Literal["synthetic", "trace"] = Field(
         "synthetic", description="synthetic (generated from the fields below) or trace (`path`)."

@@ -47,8 +47,9 @@ def load_mooncake_jsonl(
     prompt_arr = np.array(prompt, dtype=np.int64)
     output_arr = np.array(output, dtype=np.int64)
     keep, skipped = drop_empty_requests(prompt_arr, output_arr, "zero output tokens")
-    seconds = np.array(arrival_ms, dtype=np.float64) / 1000.0
-    rows, arrival = select_for_replay(path, seconds, keep, skipped, time_scale, num_requests)
+    rows, arrival = select_for_replay(
+        path, np.array(arrival_ms, dtype=np.float64), keep, skipped, time_scale, num_requests, 1e3
+    )
     row_list = rows.tolist()
     counts = np.array([len(ids) for ids in hash_lists], dtype=np.int64)
     shared = _block_spans(flat_ids, counts, rows, prompt_arr[rows].tolist())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def _mix64_array(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _namespace_seed(namespace: str) -> int:
     # blake2b, not hash(): str hashes are salted per process.
     return int.from_bytes(hashlib.blake2b(namespace.encode(), digest_size=8).digest(), "little")

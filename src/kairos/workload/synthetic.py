@@ -10,6 +10,7 @@ from kairos.errors import KairosError
 from kairos.workload.arrivals import arrival_times
 from kairos.workload.lengths import sample_lengths
 from kairos.workload.spec import RequestSpec, Span, content_key
+from kairos.workload.tracefile import without_gc
 
 if TYPE_CHECKING:
     from kairos.workload.config import PrefixConfig, SessionConfig, WorkloadConfig
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 SYNTHETIC_DEFAULT_REQUESTS = 600
 
 
+@without_gc
 def generate_synthetic(cfg: WorkloadConfig, seed: int) -> list[RequestSpec]:
     """The synthetic workload described by `cfg`; the same cfg and seed give the same list.
 

@@ -13,16 +13,19 @@ import functools
 import gc
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from kairos.errors import KairosError
 from kairos.workload.spec import RequestSpec
 
-_Loader = Callable[..., "TraceLoad"]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +52,21 @@ def describe_skips(skipped: dict[str, int]) -> str:
     return ", ".join(f"{n} row{'' if n == 1 else 's'} with {why}" for why, n in skipped.items())
 
 
-def without_gc(loader: _Loader) -> _Loader:
-    """Run a loader with the cyclic garbage collector paused.
+def without_gc(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` with the cyclic garbage collector paused.
 
-    Loading builds hundreds of thousands of small acyclic objects (spans, specs);
-    each allocation burst would trigger collections that scan them all again for
-    nothing, which costs about 40% of the load time of a large trace.
+    Loading or generating a workload builds hundreds of thousands of small
+    acyclic objects (spans, specs); each allocation burst would trigger
+    collections that scan them all again for nothing, which costs about 40% of
+    the load time of a large trace.
     """
 
-    @functools.wraps(loader)
-    def wrapper(*args: object, **kwargs: object) -> TraceLoad:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return loader(*args, **kwargs)
+            return fn(*args, **kwargs)
         finally:
             if was_enabled:
                 gc.enable()
@@ -70,10 +74,11 @@ def without_gc(loader: _Loader) -> _Loader:
     return wrapper
 
 
-def read_text(path: str | Path) -> str:
-    """The whole file as text, or a KairosError saying why it cannot be read."""
+@contextmanager
+def _readable(path: str | Path) -> Iterator[None]:
+    """Turn the ways a file can fail to open or decode into one-line KairosErrors."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        yield
     except FileNotFoundError:
         raise KairosError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -82,6 +87,18 @@ def read_text(path: str | Path) -> str:
         raise KairosError(f"{path}: permission denied") from None
     except UnicodeDecodeError:
         raise KairosError(f"{path}: not a UTF-8 text file") from None
+
+
+def read_text(path: str | Path) -> str:
+    """The whole file as text, or a KairosError saying why it cannot be read."""
+    with _readable(path):
+        return Path(path).read_text(encoding="utf-8")
+
+
+def first_line(path: str | Path) -> str:
+    """The first non-blank line of a file, stripped ("" if there is none)."""
+    with _readable(path), open(path, encoding="utf-8") as f:
+        return next((line.strip() for line in f if line.strip()), "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,30 +168,35 @@ class CsvTable:
         return array
 
 
-def read_csv(path: str | Path) -> CsvTable:
-    """Parse a CSV file with a header line; blank lines are ignored."""
+def read_csv(path: str | Path, columns: list[str], trace_kind: str, *, exact: bool) -> CsvTable:
+    """Parse a CSV trace whose header has `columns` (exactly that header if `exact`).
+
+    Blank lines are ignored. The header is checked before the rows, as a wrong
+    header usually means a wrong file, which explains any row errors too.
+    """
     text = read_text(path)
     reader = csv.reader(io.StringIO(text))
     try:
-        header = next(reader, None)
-        if header is None:
-            raise KairosError(f"{path}: file is empty")
-        rows: list[list[str]] = []
-        lines: list[int] = []
+        header = [name.strip() for name in next(reader, [])]
+        if not header:
+            raise KairosError(f"{path}: file is empty" if not text else f"{path}:1: no header")
+        table = CsvTable(str(path), header, [], [])
+        if exact and header != columns:
+            raise table.header_error(f"not {trace_kind}: expected header {','.join(columns)!r}")
+        missing = [name for name in columns if name not in header]
+        if missing:
+            raise table.header_error(f"not {trace_kind}: no column {missing[0]!r}")
         for row in reader:
             if row:
-                rows.append(row)
-                lines.append(reader.line_num)
+                table.rows.append(row)
+                table.lines.append(reader.line_num)
     except csv.Error as exc:
         raise KairosError(f"{path}:{reader.line_num}: bad CSV: {exc}") from None
-    if not header:
-        raise KairosError(f"{path}:1: expected a CSV header line, got a blank line")
-    table = CsvTable(str(path), [name.strip() for name in header], rows, lines)
-    for index, row in enumerate(rows):
+    if not table.rows:
+        raise KairosError(f"{path}: trace has no rows after its header")
+    for index, row in enumerate(table.rows):
         if len(row) != len(header):
             raise table.error(index, f"expected {len(header)} fields, got {len(row)}")
-    if not rows:
-        raise KairosError(f"{path}: trace has no rows after its header")
     return table
 
 
@@ -239,16 +261,19 @@ def drop_empty_requests(
 
 def select_for_replay(
     path: str | Path,
-    arrival_s: np.ndarray,
+    arrival: np.ndarray,
     keep: np.ndarray,
     skipped: dict[str, int],
     time_scale: float,
     num_requests: int | None,
+    units_per_s: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows to replay (indices into the file's rows) in arrival order, and their arrival times.
 
-    Times are made relative to the first kept arrival and divided by `time_scale`
-    (2.0 replays twice as fast); `num_requests` keeps the first that many arrivals.
+    Times (`arrival`, in the file's unit) are made relative to the first kept
+    arrival and divided by `time_scale` (2.0 replays twice as fast); `num_requests`
+    keeps the first that many arrivals. Converting to seconds only after the
+    subtraction keeps exact gaps exact (9 ms - 5 ms is 0.004 s, not 0.0039999).
     `skipped` only explains an empty result.
     """
     check_replay_args(time_scale, num_requests)
@@ -256,9 +281,9 @@ def select_for_replay(
     if rows.size == 0:
         why = f"; skipped {describe_skips(skipped)}" if skipped else ""
         raise KairosError(f"{path}: no requests left to replay{why}")
-    rows = rows[np.argsort(arrival_s[rows], kind="stable")][:num_requests]
-    times = arrival_s[rows]
-    return rows, (times - times[0]) / time_scale
+    rows = rows[np.argsort(arrival[rows], kind="stable")][:num_requests]
+    times = arrival[rows]
+    return rows, (times - times[0]) / (units_per_s * time_scale)
 
 
 def check_replay_args(time_scale: float, num_requests: int | None) -> None:

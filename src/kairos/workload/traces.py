@@ -12,7 +12,7 @@ from kairos.workload.azure import AZURE_HEADER, load_azure_csv
 from kairos.workload.burstgpt import load_burstgpt_csv
 from kairos.workload.kairos_jsonl import load_kairos_jsonl
 from kairos.workload.mooncake import load_mooncake_jsonl
-from kairos.workload.tracefile import TraceLoad, check_replay_args, read_text
+from kairos.workload.tracefile import TraceLoad, check_replay_args, first_line
 
 TraceFormat = Literal["auto", "azure", "mooncake", "burstgpt", "kairos"]
 TRACE_FORMATS: tuple[str, ...] = get_args(TraceFormat)
@@ -20,7 +20,7 @@ TRACE_FORMATS: tuple[str, ...] = get_args(TraceFormat)
 
 def detect_format(path: str | Path) -> str:
     """The format of a trace file, from its extension and first non-blank line."""
-    first = next((line.strip() for line in read_text(path).splitlines() if line.strip()), "")
+    first = first_line(path)
     if not first:
         raise KairosError(f"{path}: file is empty")
     if first.startswith("{") or Path(path).suffix.lower() in (".jsonl", ".json", ".ndjson"):

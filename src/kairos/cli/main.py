@@ -1,0 +1,112 @@
+"""The `kairos` command: parse, build, run, print. Logic lives in the packages it calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+
+from kairos.cli.catalogs import gpus_table, models_table
+from kairos.cli.errors import run_app
+from kairos.cli.progress import LazyProgress
+from kairos.errors import KairosError
+from kairos.metrics import render_summary, write_report
+from kairos.scenario.load import load_scenario
+from kairos.scenario.run import run_scenario
+
+app = typer.Typer(
+    name="kairos", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    help="Plan, simulate and run LLM inference serving. Add --debug to any command for tracebacks.",
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _workload_override(value: str) -> dict[str, Any]:
+    if value == "synthetic":
+        return {"workload.kind": "synthetic", "workload.path": None}
+    if value.startswith("trace:") and len(value) > len("trace:"):
+        return {"workload.kind": "trace", "workload.path": value[len("trace:"):]}
+    raise KairosError(f"--workload must be 'synthetic' or 'trace:PATH', got '{value}'")
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise KairosError(f"--set expects KEY=VALUE (e.g. engine.block_size=32), got '{item}'")
+        overrides[key.strip()] = yaml.safe_load(raw) if raw else None
+    return overrides
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML; the built-in default when omitted.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model: catalog name, Hugging Face id or config.json path.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU kind (see `kairos gpus`).")] = None,
+    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel GPUs per replica.")] = None,
+    replicas: Annotated[Optional[int], typer.Option(help="Engine replicas.")] = None,
+    router: Annotated[Optional[str], typer.Option(help="round_robin, least_outstanding, least_kv, power_of_two, prefix_affinity.")] = None,
+    workload: Annotated[Optional[str], typer.Option(help="'synthetic' or 'trace:PATH' (Azure CSV, Mooncake JSONL, BurstGPT CSV, Kairos JSONL).")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Synthetic arrival rate, requests (or sessions) per second.")] = None,
+    num_requests: Annotated[Optional[int], typer.Option(help="Number of requests (a trace's first N arrivals).")] = None,
+    time_scale: Annotated[Optional[float], typer.Option(help="Replay a trace k times faster.")] = None,
+    perf: Annotated[Optional[str], typer.Option(help="Step-time model (roofline).")] = None,
+    policy: Annotated[Optional[str], typer.Option(help="Queue policy: fcfs or priority.")] = None,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="Most requests running at once.")] = None,
+    max_num_batched_tokens: Annotated[Optional[int], typer.Option(help="Token budget per step.")] = None,
+    prefix_caching: Annotated[Optional[bool], typer.Option("--prefix-caching/--no-prefix-caching", help="Prefix caching on or off.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any scenario field, KEY=VALUE with a dotted key (engine.block_size=32). Repeatable.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write report.json and requests.csv here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
+) -> None:
+    """Simulate a scenario and print its summary (TTFT, TPOT, ITL, E2E, goodput)."""
+    overrides: dict[str, Any] = {}
+    for key, value in (("model.name", model), ("hardware.gpu", gpu), ("hardware.tp", tp),
+                       ("cluster.replicas", replicas), ("cluster.router", router),
+                       ("workload.rate", rate), ("workload.num_requests", num_requests),
+                       ("workload.time_scale", time_scale), ("perf.model", perf),
+                       ("engine.policy", policy), ("engine.max_num_seqs", max_num_seqs),
+                       ("engine.max_num_batched_tokens", max_num_batched_tokens),
+                       ("engine.enable_prefix_caching", prefix_caching), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    if workload is not None:
+        overrides.update(_workload_override(workload))
+    overrides.update(_parse_set(set_ or []))
+    spec = load_scenario(scenario, overrides)
+    if spec.workload.kind == "trace" and rate is not None:
+        raise KairosError("--rate applies to synthetic workloads; replay a trace faster with --time-scale")
+
+    with LazyProgress("simulating", err, enabled=not quiet) as progress:
+        run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}"))
+    if not quiet:
+        out.print(render_summary(run.report))
+    if output is not None:
+        report_path, csv_path = write_report(output, run.report, run.records)
+        out.print(f"wrote {report_path} and {csv_path}")
+
+
+@app.command()
+def models() -> None:
+    """List the bundled model catalog."""
+    out.print(models_table())
+
+
+@app.command()
+def gpus() -> None:
+    """List the bundled GPU catalog."""
+    out.print(gpus_table())
+
+
+def main() -> None:
+    raise SystemExit(run_app(app))
+
+
+if __name__ == "__main__":
+    main()

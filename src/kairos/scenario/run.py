@@ -1,0 +1,108 @@
+"""Turning a validated scenario into a simulation, running it and building its report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kairos.cluster import make_router, router_knobs
+from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+from kairos.hardware import GPU, load_gpu
+from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
+from kairos.models import ModelArch, load_model
+from kairos.perf import kv_cache_blocks
+from kairos.perf.registry import make_step_time_model
+from kairos.scenario.schema import Scenario
+from kairos.sim.executor import SimExecutor
+from kairos.sim.replica import PrefixHasher, SimReplica
+from kairos.sim.runner import ProgressFn, Simulation
+from kairos.workload import RequestSpec, build_workload
+from kairos.workload.spec import SLO
+
+
+@dataclass(slots=True)
+class ScenarioRun:
+    """A finished run: the report dict and the per-request records behind it."""
+
+    report: dict
+    records: list[RequestRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """What a scenario resolves to before any request runs."""
+
+    model: ModelArch
+    gpu: GPU
+    tp: int
+    replicas: int
+    kv_blocks: int
+    max_model_len: int
+
+
+def resolve_deployment(scenario: Scenario) -> Deployment:
+    """Look up model and GPU, check TP, and size each replica's KV cache."""
+    model = load_model(scenario.model.name)
+    gpu = load_gpu(scenario.hardware.gpu)
+    tp = scenario.hardware.tp
+    model.check_tp(tp)
+    eng = scenario.engine
+    blocks = eng.num_gpu_blocks or kv_cache_blocks(
+        model, gpu, tp, eng.block_size, eng.gpu_memory_utilization,
+        eng.max_num_batched_tokens, eng.max_num_seqs,
+    )
+    max_len = scenario.model.max_model_len or model.max_position_embeddings
+    return Deployment(model, gpu, tp, scenario.cluster.replicas or 1, blocks, max_len)
+
+
+def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
+                     fast_decode: bool = True, progress: ProgressFn | None = None,
+                     check_invariants: bool = False) -> Simulation:
+    """Wire replicas (engine core + simulated executor) behind the scenario's router."""
+    eng = scenario.engine
+    step_model = make_step_time_model(scenario.perf.model, deployment.model, deployment.gpu,
+                                      deployment.tp, scenario.perf.roofline)
+    config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens,
+                             eng.enable_chunked_prefill, eng.policy)
+    itl = ItlCollector()
+    hasher = PrefixHasher(eng.block_size)
+    replicas = [
+        SimReplica(i, EngineCore(config, KVCacheManager(deployment.kv_blocks, eng.block_size,
+                                                        eng.enable_prefix_caching),
+                                 itl=itl, check_invariants=check_invariants),
+                   SimExecutor(step_model), hasher)
+        for i in range(deployment.replicas)
+    ]
+    knobs: dict = dict(scenario.cluster.router_options)
+    accepted = router_knobs(scenario.cluster.router)
+    # Cache-aware routers must hash prompts exactly as the engines' prefix caches do.
+    if "prefix_block_keys" in accepted:
+        knobs.update(prefix_block_keys=hasher.hashes, block_size=eng.block_size)
+    router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
+    return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
+                      fast_decode=fast_decode, progress=progress)
+
+
+def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
+                 warn: Callable[[str], None] | None = None, fast_decode: bool = True,
+                 check_invariants: bool = False) -> ScenarioRun:
+    """Build the workload and the cluster, simulate, and summarise into a report."""
+    started = time.perf_counter()
+    deployment = resolve_deployment(scenario)
+    specs = build_workload(scenario.workload, scenario.seed, warn=warn)
+    sim = build_simulation(scenario, deployment, specs, fast_decode=fast_decode,
+                           progress=progress, check_invariants=check_invariants)
+    result = sim.run()
+    slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
+    summary = summarize(result.records, result.itl, slo, result.prefix_cache_hit_rate)
+    extra = {
+        "deployment": {
+            "model": deployment.model.name, "gpu": deployment.gpu.name, "tp": deployment.tp,
+            "replicas": deployment.replicas, "kv_blocks_per_replica": deployment.kv_blocks,
+            "max_model_len": deployment.max_model_len, "perf": scenario.perf.model,
+        },
+    }
+    report = build_report(scenario.model_dump(mode="json"), summary, result.replicas,
+                          time.perf_counter() - started, extra=extra)
+    return ScenarioRun(report, result.records)

@@ -1,0 +1,115 @@
+"""The scenario file: every section and field, validated with pydantic, with its default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kairos.workload.config import WorkloadConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _name_shorthand(field: str):
+    """Let a section be written as a bare string, e.g. `model: llama-3.1-8b`."""
+
+    def before(cls, value: Any) -> Any:
+        return {field: value} if isinstance(value, str) else value
+
+    return model_validator(mode="before")(classmethod(before))
+
+
+class ModelSection(_Section):
+    """Which model is served."""
+
+    name: str = Field("llama-3.1-8b", description="Catalog name (`kairos models`), Hugging Face"
+                      " id, or path to a config.json (or its directory). Default llama-3.1-8b.")
+    max_model_len: int | None = Field(None, ge=1, description="Longest prompt + output accepted;"
+                                      " longer requests are rejected. Default: the model's"
+                                      " max_position_embeddings.")
+    _shorthand = _name_shorthand("name")
+
+
+class HardwareSection(_Section):
+    """GPUs of one replica and of the cluster."""
+
+    gpu: str = Field("h100", description="GPU kind (`kairos gpus`). Default h100.")
+    tp: int = Field(1, ge=1, description="Tensor-parallel GPUs per replica. Default 1.")
+    count: int | None = Field(None, ge=1, description="Total GPUs; when set, cluster.replicas"
+                              " defaults to count / tp. Default: replicas x tp.")
+
+
+class EngineSection(_Section):
+    """Engine settings, named and defaulted as in vLLM (`vllm serve` on a GPU under 70 GiB)."""
+
+    block_size: int = Field(16, ge=1, description="Tokens per KV-cache block. Default 16.")
+    max_num_seqs: int = Field(256, ge=1, description="Most requests running at once. Default 256.")
+    max_num_batched_tokens: int = Field(2048, ge=1, description="Token budget of one step, shared"
+                                        " by decodes and prefill chunks. Default 2048.")
+    enable_prefix_caching: bool = Field(True, description="Reuse KV of shared prefixes. Default on.")
+    enable_chunked_prefill: bool = Field(True, description="Split long prompts across steps."
+                                         " Default on.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of GPU memory the"
+                                          " engine may use (weights, activations, KV). Default 0.9.")
+    num_gpu_blocks: int | None = Field(None, ge=1, description="KV blocks per replica, overriding"
+                                       " the size derived from memory. Default: derived.")
+    policy: str = Field("fcfs", description="Queue policy: fcfs or priority. Default fcfs.")
+
+
+class ClusterSection(_Section):
+    """Replicas and how requests are routed to them."""
+
+    replicas: int | None = Field(None, ge=1, description="Engine replicas. Default 1 (or"
+                                 " hardware.count / tp).")
+    router: str = Field("round_robin", description="round_robin, least_outstanding, least_kv,"
+                        " power_of_two or prefix_affinity. Default round_robin.")
+    router_options: dict[str, float | int] = Field(default_factory=dict, description="Knobs of"
+                                                   " the router (e.g. cache_threshold). Default none.")
+
+
+class SloSection(_Section):
+    """Latency targets; a request counts toward goodput only if it meets all that are set."""
+
+    ttft_ms: float | None = Field(None, gt=0, description="Time to first token. Default none.")
+    tpot_ms: float | None = Field(None, gt=0, description="Time per output token. Default none.")
+    e2e_ms: float | None = Field(None, gt=0, description="End-to-end latency. Default none.")
+
+
+class PerfSection(_Section):
+    """How step times are predicted."""
+
+    model: str = Field("roofline", description="Step-time model: roofline. Default roofline.")
+    roofline: dict[str, float] = Field(default_factory=dict, description="Overrides of roofline"
+                                       " parameters (see docs/BENCHMARKS.md). Default none.")
+    _shorthand = _name_shorthand("model")
+
+
+class Scenario(_Section):
+    """A complete simulation: model, hardware, engine, cluster, workload, SLOs, perf and seed."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    hardware: HardwareSection = Field(default_factory=HardwareSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
+    workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
+    slo: SloSection = Field(default_factory=SloSection)
+    perf: PerfSection = Field(default_factory=PerfSection)
+    seed: int = Field(0, description="Seed of every random choice. Default 0.")
+
+    @model_validator(mode="after")
+    def _replicas_match_count(self) -> Scenario:
+        count, tp = self.hardware.count, self.hardware.tp
+        if count is not None:
+            if count % tp:
+                raise ValueError(f"hardware.count {count} is not a multiple of tp {tp}")
+            if self.cluster.replicas is None:
+                self.cluster.replicas = count // tp
+            elif self.cluster.replicas * tp != count:
+                raise ValueError(f"hardware.count {count} != cluster.replicas {self.cluster.replicas}"
+                                 f" x tp {tp}")
+        if self.cluster.replicas is None:
+            self.cluster.replicas = 1
+        return self
