@@ -100,7 +100,8 @@ def test_mooncake_spans_cover_hash_blocks(real_loads) -> None:
             content_key("mooncake", h) for h in ids[: len(spec.shared)]
         ]
     # Hash id 0 opens many conversations: they all share one first block.
-    opened_by_0 = [spec for spec, row in zip(specs, _rows_of(specs, rows)) if row["hash_ids"][0] == 0]
+    pairs = zip(specs, _rows_of(specs, rows))
+    opened_by_0 = [spec for spec, row in pairs if row["hash_ids"][0] == 0]
     firsts = {spec.shared[0] for spec in opened_by_0}
     assert len(opened_by_0) > 100 and len(firsts) == 1
 

@@ -8,10 +8,12 @@ evicts cached blocks least recently released first, as vLLM's free queue does.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
+
 from kairos.engine.block_hash import extend_hashes, shareable_blocks
+from kairos.engine.block_pool import CachedFreeLru
 from kairos.engine.request import Request
 
 
@@ -40,12 +42,12 @@ class KVCacheManager:
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.enable_prefix_caching = enable_prefix_caching
-        self._ref = [0] * num_blocks
+        self._ref = np.zeros(num_blocks, dtype=np.int32)
         # Free blocks with no registered content; pop() hands out the lowest id first.
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))
-        # Free blocks with registered content, least recently released first.
-        self._cached_free: OrderedDict[int, None] = OrderedDict()
-        self._hash_of: dict[int, int] = {}
+        self._cached_free = CachedFreeLru(num_blocks)
+        self._hashed = np.zeros(num_blocks, dtype=bool)
+        self._hash_of = np.zeros(num_blocks, dtype=np.uint64)
         self._by_hash: dict[int, int] = {}
         self._num_used = 0
         self._tables: dict[int, list[int]] = {}
@@ -66,7 +68,7 @@ class KVCacheManager:
     @property
     def num_cached_blocks(self) -> int:
         """Blocks holding registered content, in use or not."""
-        return len(self._hash_of)
+        return len(self._by_hash)
 
     def usage(self) -> float:
         """Fraction of blocks in use by running requests."""
@@ -91,18 +93,16 @@ class KVCacheManager:
         if req.preemptions == 0:
             # Never-preempted requests can only hit content other requests may share.
             max_blocks = min(max_blocks, shareable_blocks(req, self.block_size))
+        if max_blocks <= 0:
+            return [], 0
+        hashes = extend_hashes(req, max_blocks, self.block_size)
         hits: list[int] = []
         by_hash = self._by_hash
-        chunk = 32
-        j = 0
-        while j < max_blocks:
-            hashes = extend_hashes(req, min(max_blocks, j + chunk), self.block_size)
-            while j < len(hashes) and j < max_blocks:
-                block = by_hash.get(hashes[j])
-                if block is None:
-                    return hits, len(hits) * self.block_size
-                hits.append(block)
-                j += 1
+        for j in range(max_blocks):
+            block = by_hash.get(hashes[j])
+            if block is None:
+                break
+            hits.append(block)
         return hits, len(hits) * self.block_size
 
     def probe(self, hashes: list[int]) -> int:
@@ -124,37 +124,49 @@ class KVCacheManager:
         table = self._tables.get(req.uid)
         if table is None:
             table = self._tables[req.uid] = []
-        ref = self._ref
         bs = self.block_size
         num_hit = len(hit_blocks) if hit_blocks else 0
         total = req.num_computed + num_hit * bs + num_new_tokens
         needed = -(-total // bs) - len(table) - num_hit
-        if needed > 0 or num_hit:
-            reusable = sum(1 for b in hit_blocks if ref[b] == 0) if num_hit else 0
-            if needed > len(self._free) + len(self._cached_free) - reusable:
-                return False
         if num_hit:
-            for b in hit_blocks:
-                if ref[b] == 0:
-                    del self._cached_free[b]
-                    self._num_used += 1
-                ref[b] += 1
+            hits = np.asarray(hit_blocks, dtype=np.int64)
+            idle_hits = hits[self._ref[hits] == 0]
+            if needed > self.num_free_blocks - len(idle_hits):
+                return False
+            # Reused blocks leave the cached-free LRU before anything is evicted.
+            self._cached_free.remove(idle_hits)
+            self._ref[hits] += 1
+            self._num_used += len(idle_hits)
             table.extend(hit_blocks)
             self._registered[req.uid] = len(table)
+        elif needed > len(self._free) + len(self._cached_free):
+            return False
         if needed > 0:
-            free = self._free
-            for _ in range(needed):
-                if free:
-                    b = free.pop()
-                else:
-                    b, _ = self._cached_free.popitem(last=False)
-                    del self._by_hash[self._hash_of.pop(b)]
-                ref[b] = 1
-                table.append(b)
-            self._num_used += needed
+            self._take(table, needed)
         if self.enable_prefix_caching:
-            self._register(req, table, min(total // bs, shareable_blocks(req, bs)))
+            upto = min(total // bs, shareable_blocks(req, bs))
+            if upto > self._registered.get(req.uid, 0):
+                self._register(req, table, upto)
         return True
+
+    def _take(self, table: list[int], count: int) -> None:
+        """Append `count` fresh blocks to `table`: free ones first, then evict cached ones."""
+        free = self._free
+        take = min(count, len(free))
+        if take:
+            new = free[-take:]
+            del free[-take:]
+            table.extend(new)
+            self._ref[new] = 1
+        if count > take:
+            evicted = self._cached_free.pop_oldest(count - take)
+            by_hash = self._by_hash
+            for h in self._hash_of[evicted].tolist():
+                del by_hash[h]
+            self._hashed[evicted] = False
+            self._ref[evicted] = 1
+            table.extend(evicted.tolist())
+        self._num_used += count
 
     def free(self, req: Request, preempted: bool = False) -> None:
         """Release `req`'s blocks. A preempted request keeps its content cached for its resume."""
@@ -164,17 +176,15 @@ class KVCacheManager:
         if preempted and self.enable_prefix_caching:
             self._register(req, table, req.num_computed // self.block_size)
         self._registered.pop(req.uid, None)
-        ref = self._ref
-        hash_of = self._hash_of
         # Reverse order: a sequence's tail blocks become the first to be evicted.
-        for b in reversed(table):
-            ref[b] -= 1
-            if ref[b] == 0:
-                self._num_used -= 1
-                if b in hash_of:
-                    self._cached_free[b] = None
-                else:
-                    self._free.append(b)
+        blocks = np.asarray(table[::-1], dtype=np.int64)
+        ref = self._ref
+        ref[blocks] -= 1
+        released = blocks[ref[blocks] == 0]
+        self._num_used -= len(released)
+        cached = self._hashed[released]
+        self._cached_free.push(released[cached])
+        self._free.extend(released[~cached].tolist())
 
     def _register(self, req: Request, table: list[int], upto: int) -> None:
         """Offer `req`'s full blocks [registered, upto) to the prefix cache."""
@@ -183,33 +193,36 @@ class KVCacheManager:
             return
         hashes = extend_hashes(req, upto, self.block_size)
         by_hash = self._by_hash
-        hash_of = self._hash_of
-        for j in range(done, upto):
-            h = hashes[j]
-            b = table[j]
-            # Keep the first copy of a content; a duplicate block stays unregistered.
-            if h not in by_hash and b not in hash_of:
-                by_hash[h] = b
-                hash_of[b] = h
+        # Keep the first copy of a content; a duplicate block stays unregistered.
+        fresh = [(h, b) for h, b in zip(hashes[done:upto], table[done:upto]) if h not in by_hash]
+        if fresh:
+            new_hashes, new_blocks = zip(*fresh)
+            by_hash.update(fresh)
+            blocks = np.asarray(new_blocks, dtype=np.int64)
+            self._hash_of[blocks] = np.asarray(new_hashes, dtype=np.uint64)
+            self._hashed[blocks] = True
         self._registered[req.uid] = upto
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content that is not in use."""
-        for b in list(self._cached_free):
-            del self._by_hash[self._hash_of.pop(b)]
-            self._free.append(b)
-        self._cached_free.clear()
+        idle = self._cached_free.pop_oldest(len(self._cached_free))
+        for h in self._hash_of[idle].tolist():
+            del self._by_hash[h]
+        self._hashed[idle] = False
+        self._free.extend(idle.tolist())
 
     def check_invariants(self) -> None:
         """Blocks are conserved: free + cached-free + in use == total, and refs match tables."""
         free, cached, used = len(self._free), len(self._cached_free), self._num_used
         assert free + cached + used == self.num_blocks, (free, cached, used, self.num_blocks)
-        counts = [0] * self.num_blocks
+        counts = np.zeros(self.num_blocks, dtype=np.int32)
         for table in self._tables.values():
-            for b in table:
-                counts[b] += 1
-        assert counts == self._ref, "ref counts disagree with block tables"
-        assert sum(1 for r in self._ref if r > 0) == used
+            np.add.at(counts, np.asarray(table, dtype=np.int64), 1)
+        assert np.array_equal(counts, self._ref), "ref counts disagree with block tables"
+        assert int((self._ref > 0).sum()) == used
         assert all(self._ref[b] == 0 for b in self._free)
-        assert all(self._ref[b] == 0 and b in self._hash_of for b in self._cached_free)
-        assert len(self._by_hash) == len(self._hash_of)
+        lru = self._cached_free.blocks()
+        assert len(lru) == cached
+        assert all(self._ref[b] == 0 and self._hashed[b] for b in lru)
+        assert int(self._hashed.sum()) == len(self._by_hash)
+        assert all(self._hash_of[b] == h and self._hashed[b] for h, b in self._by_hash.items())

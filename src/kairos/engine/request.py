@@ -28,7 +28,7 @@ class Request:
         "spec", "request_id", "uid", "prompt_len", "max_output", "num_output",
         "num_computed", "status", "arrival_s", "first_scheduled_s", "first_token_s",
         "finish_s", "last_token_s", "cached_tokens", "preemptions", "token_ids",
-        "block_hashes", "priority", "finish_reason", "replica",
+        "block_hashes", "priority", "finish_reason", "replica", "shared_len",
     )
 
     def __init__(self, spec: RequestSpec, uid: int, arrival_s: float) -> None:
@@ -38,6 +38,7 @@ class Request:
         self.uid = uid
         self.prompt_len = spec.prompt_len
         self.max_output = spec.output_len
+        self.shared_len = spec.shared_len
         self.num_output = 0
         self.num_computed = 0
         self.status = RequestStatus.WAITING

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from kairos.engine.block_hash import extend_hashes, shareable_blocks
+from kairos.engine.block_hash import prompt_prefix_hashes
 from kairos.engine.core import EngineCore
-from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.sim.executor import SimExecutor
 from kairos.workload.spec import RequestSpec
@@ -20,9 +19,7 @@ class PrefixHasher:
 
     def hashes(self, spec: RequestSpec) -> list[int]:
         if spec is not self._spec:
-            probe = Request(spec, uid=-1, arrival_s=0.0)
-            count = min(shareable_blocks(probe, self.block_size), spec.prompt_len // self.block_size)
-            self._hashes = list(extend_hashes(probe, count, self.block_size))
+            self._hashes = prompt_prefix_hashes(spec, self.block_size)
             self._spec = spec
         return self._hashes
 

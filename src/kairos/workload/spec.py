@@ -8,6 +8,8 @@ from functools import cache
 
 import numpy as np
 
+from kairos.hashing import MASK64, mix64, mix64_array
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -66,26 +68,6 @@ class RequestSpec:
         return sum(span.length for span in self.shared)
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(x: int) -> int:
-    """splitmix64's finaliser: a bijection of 64-bit ints that scatters nearby inputs."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def _mix64_array(x: np.ndarray) -> np.ndarray:
-    """`_mix64` over a uint64 array (wrapping arithmetic is the point, so no overflow warnings)."""
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 @cache
 def _namespace_seed(namespace: str) -> int:
     # blake2b, not hash(): str hashes are salted per process.
@@ -103,12 +85,12 @@ def content_key(namespace: str, *ids: int) -> int:
     """
     h = _namespace_seed(namespace)
     for i in ids:
-        h = _mix64(h ^ _mix64(i & _MASK64))
+        h = mix64(h ^ mix64(i & MASK64))
     return h >> 1
 
 
 def content_keys(namespace: str, ids: np.ndarray) -> np.ndarray:
     """`content_key(namespace, i)` for every integer `i` in `ids`, as an int64 array."""
     seed = np.uint64(_namespace_seed(namespace))
-    mixed = _mix64_array(_mix64_array(np.asarray(ids).astype(np.uint64)) ^ seed)
+    mixed = mix64_array(mix64_array(np.asarray(ids).astype(np.uint64)) ^ seed)
     return (mixed >> np.uint64(1)).astype(np.int64)

@@ -1,0 +1,58 @@
+"""TorchExecutor: runs each scheduled engine step as one forward pass over a paged KV pool."""
+
+from __future__ import annotations
+
+import torch
+
+from kairos.engine.kv_cache import KVCacheManager
+from kairos.engine.scheduler import SchedulerOutput
+from kairos.serve.attention import build_attention_metadata
+from kairos.serve.model import CausalLM
+from kairos.serve.sampler import Sampler
+
+
+class TorchExecutor:
+    """The engine's `Executor` for real models: computes the scheduled tokens and samples completions.
+
+    Every scheduled request, prefill chunk or decode, contributes tokens
+    [num_computed, num_computed + n) to one flattened batch; requests whose step
+    reaches their last token get a next token from the sampler.
+    """
+
+    def __init__(self, model: CausalLM, kv: KVCacheManager, kv_pool: torch.Tensor, sampler: Sampler) -> None:
+        self.model = model
+        self.kv = kv
+        self.kv_pool = kv_pool
+        self.sampler = sampler
+        self.device = kv_pool.device
+        self._queries_per_kv = model.config.num_heads // model.config.num_kv_heads
+
+    def execute(self, out: SchedulerOutput) -> dict[int, int]:
+        ids: list[int] = []
+        starts: list[int] = []
+        lens: list[int] = []
+        tables: list[list[int]] = []
+        sample_rows: list[int] = []
+        sample_uids: list[int] = []
+        for req, n in out.scheduled:
+            if req.token_ids is None:
+                raise ValueError(f"request {req.request_id} has no token ids: real execution needs "
+                                 "RequestSpec.prompt_token_ids")
+            start = req.num_computed
+            ids.extend(req.token_ids[start:start + n])
+            starts.append(start)
+            lens.append(n)
+            tables.append(self.kv.block_table(req))
+            if start + n == req.num_tokens:
+                sample_rows.append(len(ids) - 1)
+                sample_uids.append(req.uid)
+        meta = build_attention_metadata(starts, lens, tables, self.kv.block_size, self._queries_per_kv,
+                                        self.device)
+        with torch.inference_mode():
+            input_ids = torch.tensor(ids, dtype=torch.long).to(self.device)
+            hidden = self.model(input_ids, self.kv_pool, meta)
+            if not sample_uids:
+                return {}
+            rows = torch.tensor(sample_rows, dtype=torch.long).to(self.device)
+            tokens = self.sampler.sample(self.model.logits(hidden[rows]), sample_uids)
+        return dict(zip(sample_uids, tokens))

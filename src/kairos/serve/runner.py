@@ -1,0 +1,127 @@
+"""EngineRunner: a real engine (scheduler, KV cache, torch executor) behind a small synchronous API."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kairos.engine import EngineCore, KVCacheManager, Request, RequestStatus, SchedulerConfig, StepResult
+from kairos.errors import KairosError
+from kairos.serve.executor import TorchExecutor
+from kairos.serve.kv_pool import allocate_kv_pool, default_kv_memory, num_blocks_for_memory
+from kairos.serve.loader import LoadedModel
+from kairos.serve.sampler import GREEDY, Sampler, SamplingParams
+from kairos.serve.tokenizer import Tokenizer
+from kairos.workload.spec import RequestSpec
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Engine limits and KV pool size of one real engine.
+
+    The pool holds `num_blocks` blocks if given, else as many as `kv_cache_memory`
+    bytes buy (default: 256 MiB on CPU, most of the free GPU memory).
+    """
+
+    block_size: int = 16
+    num_blocks: int | None = None
+    kv_cache_memory: int | None = None
+    enable_prefix_caching: bool = True
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    enable_chunked_prefill: bool = True
+    policy: str = "fcfs"
+    # Run every request to max_tokens even past EOS (benchmarks want fixed lengths).
+    ignore_eos: bool = False
+    seed: int = 0
+    check_invariants: bool = False
+
+
+class EngineRunner:
+    """Drives one EngineCore with the torch executor; not thread-safe: call it from one thread."""
+
+    def __init__(self, loaded: LoadedModel, config: RunnerConfig = RunnerConfig()) -> None:
+        self.loaded = loaded
+        self.config = config
+        num_blocks = config.num_blocks or num_blocks_for_memory(
+            loaded.config, config.block_size,
+            config.kv_cache_memory or default_kv_memory(loaded.device), loaded.dtype)
+        self.kv = KVCacheManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        scheduler = SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens,
+                                    config.enable_chunked_prefill, config.policy)
+        eos = None if config.ignore_eos else loaded.tokenizer.eos_token_id
+        self.engine = EngineCore(scheduler, self.kv, eos_token_id=eos, check_invariants=config.check_invariants)
+        pool = allocate_kv_pool(loaded.config, num_blocks, config.block_size, loaded.dtype, loaded.device)
+        self.executor = TorchExecutor(loaded.model, self.kv, pool, Sampler(loaded.device, config.seed))
+        self._ids = itertools.count()
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.loaded.tokenizer
+
+    @property
+    def max_tokens_per_request(self) -> int:
+        """Prompt plus output tokens one request may hold: the whole pool."""
+        return self.kv.num_blocks * self.kv.block_size
+
+    def add(self, prompt_ids: Sequence[int], sampling: SamplingParams | None = None, max_tokens: int = 16,
+            request_id: str | None = None) -> Request:
+        """Queue a request; it runs from the next `step`. Raises KairosError for one that can never run."""
+        prompt = tuple(int(t) for t in prompt_ids)
+        vocab = self.loaded.config.vocab_size
+        if not prompt:
+            raise KairosError("the prompt is empty: give at least one token")
+        if max_tokens < 1:
+            raise KairosError(f"max_tokens must be at least 1, got {max_tokens}")
+        if not all(0 <= t < vocab for t in prompt):
+            raise KairosError(f"prompt token ids must be in [0, {vocab})")
+        # A request that cannot fit in the whole pool would be preempted forever.
+        if len(prompt) + max_tokens > self.max_tokens_per_request:
+            raise KairosError(f"prompt ({len(prompt)}) + max_tokens ({max_tokens}) exceeds the KV cache "
+                              f"({self.max_tokens_per_request} tokens): shorten it or give the cache more memory")
+        now = time.perf_counter()
+        rid = request_id if request_id is not None else f"req-{next(self._ids)}"
+        spec = RequestSpec(rid, now, len(prompt), max_tokens, prompt_token_ids=prompt)
+        req = self.engine.add_request(spec, now)
+        self.executor.sampler.add(req.uid, sampling or GREEDY)
+        return req
+
+    def has_work(self) -> bool:
+        return self.engine.has_work()
+
+    def step(self) -> StepResult:
+        """Run one engine step (schedule, forward, sample, update) if anything is queued."""
+        if not self.engine.has_work():
+            return StepResult()
+        out, result = self.engine.step(self.executor, time.perf_counter(), time.perf_counter)
+        if out.is_empty:
+            # add() rejects requests larger than the pool, so an idle pool always admits one.
+            raise RuntimeError("the scheduler found nothing to run although requests are waiting")
+        for req in result.finished:
+            self.executor.sampler.remove(req.uid)
+        return result
+
+    def abort(self, req: Request) -> None:
+        """Stop a request wherever it is (waiting or running) and free its KV blocks."""
+        self.engine.abort(req, time.perf_counter())
+        self.executor.sampler.remove(req.uid)
+
+    @staticmethod
+    def output_ids(req: Request) -> list[int]:
+        """Tokens generated so far."""
+        assert req.token_ids is not None
+        return req.token_ids[req.prompt_len:]
+
+    def generate(self, prompts: Sequence[Sequence[int]],
+                 sampling: SamplingParams | Sequence[SamplingParams] | None = None,
+                 max_tokens: int = 16) -> list[list[int]]:
+        """Run `prompts` (token ids) to completion together; returns each one's generated ids."""
+        params = sampling if isinstance(sampling, Sequence) else [sampling] * len(prompts)
+        if len(params) != len(prompts):
+            raise ValueError("give one SamplingParams, or one per prompt")
+        reqs = [self.add(p, s, max_tokens) for p, s in zip(prompts, params)]
+        while any(r.status != RequestStatus.FINISHED for r in reqs):
+            self.step()
+        return [self.output_ids(r) for r in reqs]
