@@ -79,6 +79,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
     # Cache-aware routers must hash prompts exactly as the engines' prefix caches do.
     if "prefix_block_keys" in accepted:
         knobs.update(prefix_block_keys=hasher.hashes, block_size=eng.block_size)
+        knobs.setdefault("max_tracked_blocks", deployment.kv_blocks)
     router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress)

@@ -35,6 +35,7 @@ class SimReplica:
         self.in_flight: SchedulerOutput | None = None  # the step (or window) now running
         self.in_flight_ends = None
         self.waking = False  # a start-of-step event is queued for this idle replica
+        self.window_id = 0  # id of the latest queued step end; older ones are stale
         self.num_routed = 0
         self.num_finished = 0
 

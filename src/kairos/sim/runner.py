@@ -47,7 +47,9 @@ class Simulation:
     that starts at time t sees every request that arrived by t. While a replica's
     batch only decodes and nothing can change the scheduler's decision, the whole
     run of identical steps up to the next possible arrival, completion or KV
-    shortage is one event (`fast_decode`), with exactly the same outcome.
+    shortage is one event (`fast_decode`); an arrival during such a window ends it
+    with the step running at that moment. The outcome is exactly that of stepping
+    one iteration at a time.
     """
 
     def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
@@ -69,13 +71,8 @@ class Simulation:
         self._seq = 0
         # Arrivals created while running (follow-up turns): (time, seq, spec).
         self._arrivals: list[tuple[float, int, RequestSpec]] = []
-        # Think times of follow-ups whose predecessor has not ended: bounds fast windows.
-        self._pending_think: list[tuple[float, int, str]] = []
-        self._released: set[str] = set()
-        for parent, kids in self._followers.items():
-            for kid in kids:
-                heapq.heappush(self._pending_think, (kid.think_s, self._next_seq(), kid.request_id))
-        self._steps: list[tuple[float, int, int]] = []  # (time, seq, replica index)
+        # Step ends (and wake-ups of idle replicas): (time, seq, replica index, window id).
+        self._steps: list[tuple[float, int, int, int]] = []
         self._records: list[tuple[float, int, RequestRecord]] = []
         self._live: dict[int, tuple[Request, RequestRecord]] = {}
         self._ended = 0
@@ -97,8 +94,10 @@ class Simulation:
             if t_arrival <= t_step:
                 self._arrive(*self._pop_arrival())
             else:
-                t, _, index = heapq.heappop(steps)
-                self._end_step(self.replicas[index], t)
+                t, _, index, window_id = heapq.heappop(steps)
+                replica = self.replicas[index]
+                if window_id == replica.window_id:  # else a window cut short has moved its end
+                    self._end_step(replica, t)
             events += 1
             if self.progress is not None and events % 4096 == 0:
                 self.progress(self._ended, self._total)
@@ -124,6 +123,8 @@ class Simulation:
     # ---- events ----------------------------------------------------------------------
     def _arrive(self, spec: RequestSpec, t: float) -> None:
         self._now = t
+        for replica in self.replicas:
+            self._cut_window(replica, t)
         record = RequestRecord.for_spec(spec, t)
         self._records.append((t, self._next_seq(), record))
         reason = self._reject_reason(spec)
@@ -140,7 +141,22 @@ class Simulation:
         if replica.in_flight is None and not replica.waking:
             # Start once every arrival at this same instant has been delivered.
             replica.waking = True
-            heapq.heappush(self._steps, (t, self._next_seq(), replica.index))
+            self._push_step_end(replica, t)
+
+    def _cut_window(self, replica: SimReplica, t: float) -> None:
+        """An arrival at `t` may change what a replica schedules next: end its fused window
+        with the step running at `t`, and make its KV state what stepping would show now."""
+        ends = replica.in_flight_ends
+        if replica.in_flight is None or len(ends) == 1:
+            return
+        # Steps j+1 with j >= 1 start at ends[j-1]; keep those that start before t.
+        keep = 1 + int(np.searchsorted(ends[:-1], t, side="left"))
+        if keep < len(ends):
+            replica.in_flight_ends = ends[:keep]
+            replica.core.stats.busy_s -= float(ends[-1]) - float(ends[keep - 1])
+            self._push_step_end(replica, float(ends[keep - 1]))
+        # Every step that has started by t has its KV slots: routers may read them.
+        replica.core.begin_decode_window(len(replica.in_flight_ends))
 
     def _reject_reason(self, spec: RequestSpec) -> str | None:
         total = spec.prompt_len + spec.output_len
@@ -156,7 +172,10 @@ class Simulation:
         replica.waking = False
         out = replica.in_flight
         if out is not None:
-            result = replica.core.run_decode_window(out, replica.in_flight_ends)
+            ends = replica.in_flight_ends
+            if len(ends) > 1:
+                replica.core.begin_decode_window(len(ends))
+            result = replica.core.run_decode_window(out, ends)
             replica.in_flight = None
             for req in result.finished:
                 _, record = self._live.pop(id(req))
@@ -174,37 +193,24 @@ class Simulation:
             return
         steps = core.steady_decode_steps(out, MAX_WINDOW_STEPS) if self.fast_decode else 0
         if steps > 1:
+            # Fused up to the first completion or KV shortage; an arrival cuts it short.
             durations = replica.executor.decode_durations(out, steps)
             ends = np.cumsum(np.concatenate(([t], durations)))[1:]
-            # Step j+1 starts at ends[j-1]; it may only be fused while it starts before the
-            # next possible arrival, which could change what that step schedules.
-            bound = self._arrival_bound(t)
-            ends = ends[:1 + int(np.searchsorted(ends[:-1], bound, side="left"))]
-            if len(ends) > 1:
-                core.begin_decode_window(len(ends))
         else:
             ends = np.array([t + replica.executor.duration(out)])
         replica.in_flight = out
         replica.in_flight_ends = ends
-        end = float(ends[-1])
-        core.stats.busy_s += end - t
-        heapq.heappush(self._steps, (end, self._next_seq(), replica.index))
+        core.stats.busy_s += float(ends[-1]) - t
+        self._push_step_end(replica, float(ends[-1]))
 
-    def _arrival_bound(self, t: float) -> float:
-        """Earliest time a request could arrive: the next known arrival or a follow-up turn."""
-        bound = self._next_arrival_time()
-        pending = self._pending_think
-        while pending and pending[0][2] in self._released:
-            heapq.heappop(pending)
-        if pending:
-            bound = min(bound, t + pending[0][0])
-        return bound
+    def _push_step_end(self, replica: SimReplica, t: float) -> None:
+        replica.window_id += 1
+        heapq.heappush(self._steps, (t, self._next_seq(), replica.index, replica.window_id))
 
     def _end(self, request_id: str, t: float) -> None:
         """A request ended (finished or rejected): release the turns that follow it."""
         self._ended += 1
         for kid in self._followers.pop(request_id, ()):
-            self._released.add(kid.request_id)
             heapq.heappush(self._arrivals, (t + kid.think_s, self._next_seq(), kid))
 
     # ---- results ---------------------------------------------------------------------
