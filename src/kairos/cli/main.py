@@ -21,7 +21,8 @@ app = typer.Typer(
     name="kairos", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
     help="Plan, simulate and run LLM inference serving. Add --debug to any command for tracebacks.",
 )
-out = Console(highlight=False)
+# Tables keep their full width when piped to a file (rich would assume 80 columns).
+out = Console(highlight=False, width=None if Console().is_terminal else 160)
 err = Console(stderr=True, highlight=False)
 
 

@@ -240,4 +240,4 @@ class EngineCore:
         if result.finished:
             self.scheduler.remove_finished(result.finished)
         if self.check_invariants:
-            self.kv.check_invariants()
+            self.kv.check_invariants(full=False)

@@ -211,10 +211,17 @@ class KVCacheManager:
         self._hashed[idle] = False
         self._free.extend(idle.tolist())
 
-    def check_invariants(self) -> None:
-        """Blocks are conserved: free + cached-free + in use == total, and refs match tables."""
+    def check_invariants(self, full: bool = True) -> None:
+        """Blocks are conserved: free + cached-free + in use == total.
+
+        The cheap form (counters and ref counts) runs after every step of a checked
+        run; `full` also checks every table, the LRU and the hash index.
+        """
         free, cached, used = len(self._free), len(self._cached_free), self._num_used
         assert free + cached + used == self.num_blocks, (free, cached, used, self.num_blocks)
+        assert int(np.count_nonzero(self._ref)) == used, "ref counts disagree with the used count"
+        if not full:
+            return
         counts = np.zeros(self.num_blocks, dtype=np.int32)
         for table in self._tables.values():
             np.add.at(counts, np.asarray(table, dtype=np.int64), 1)
