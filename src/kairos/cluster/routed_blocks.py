@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 
@@ -13,13 +12,19 @@ class RoutedBlocks:
     it the moment it is routed, so a burst of requests sharing a prefix can follow
     the first one. Holds at most `capacity` block keys, evicting least recently
     routed first.
+
+    Stored as an append-only log of keys plus each key's position in it: touching
+    a prompt's keys is two C-level bulk updates, and eviction walks the log from
+    the oldest entry, skipping entries a later touch superseded.
     """
 
-    __slots__ = ("_keys", "capacity")
+    __slots__ = ("_keys", "_log", "_log_start", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._keys: OrderedDict[int, None] = OrderedDict()
+        self._keys: dict[int, int] = {}  # key -> absolute position of its live log entry
+        self._log: list[int] = []
+        self._log_start = 0  # absolute position of _log[0]
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -47,8 +52,29 @@ class RoutedBlocks:
     def record(self, keys: Sequence[int]) -> None:
         # Tail first, so the head ends most recent: eviction trims prompts from the
         # tail and never leaves a block whose prefix is forgotten.
-        for key in reversed(keys):
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-        while len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
+        newest_first = list(reversed(keys))
+        start = self._log_start + len(self._log)
+        self._log.extend(newest_first)
+        self._keys.update(zip(newest_first, range(start, start + len(newest_first))))
+        excess = len(self._keys) - self.capacity
+        if excess <= 0:
+            if len(self._log) > 2 * len(self._keys) + 4096:
+                self._compact()
+            return
+        log, live = self._log, self._keys
+        i = 0
+        while excess:
+            key = log[i]
+            if live.get(key) == self._log_start + i:
+                del live[key]
+                excess -= 1
+            i += 1
+        del log[:i]
+        self._log_start += i
+
+    def _compact(self) -> None:
+        """Drop superseded log entries (keys touched again and again without eviction)."""
+        order = sorted(self._keys, key=self._keys.__getitem__)
+        self._log = order
+        self._log_start = 0
+        self._keys = {key: i for i, key in enumerate(order)}
