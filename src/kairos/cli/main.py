@@ -87,6 +87,10 @@ def simulate(
     with LazyProgress("simulating", err, enabled=not quiet) as progress:
         run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}"))
     if not quiet:
+        d = run.report["deployment"]
+        out.print(f"[bold]{d['model']}[/] on {d['replicas']} x {d['gpu']} (tp {d['tp']}), "
+                  f"{d['kv_blocks_per_replica']:,} KV blocks per replica, perf {d['perf']}, "
+                  f"{spec.workload.kind} workload")
         out.print(render_summary(run.report))
     if output is not None:
         report_path, csv_path = write_report(output, run.report, run.records)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from kairos.engine.request import Request
-from kairos.hashing import mix64, mix64_array
+from kairos.hashing import MASK64, mix64, mix64_array
 from kairos.workload.spec import RequestSpec, Span
 
 _ROOT = 0x6B616972  # parent hash of the first block
@@ -43,7 +43,8 @@ def extend_hashes(req: Request, num_blocks: int, block_size: int) -> list[int]:
         parent = hashes[-1] if hashes else _ROOT
         ids = req.token_ids
         for j in range(len(hashes), num_blocks):
-            parent = hash((parent, tuple(ids[j * block_size:(j + 1) * block_size])))
+            # Unsigned, like the span hashes: the pool stores hashes in a uint64 array.
+            parent = hash((parent, tuple(ids[j * block_size:(j + 1) * block_size]))) & MASK64
             hashes.append(parent)
         return hashes
     if not hashes:
