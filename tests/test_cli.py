@@ -124,3 +124,15 @@ def test_trace_replay_completes_every_request(capsys, tmp_path):
     assert code == 0, err
     summary = json.loads((tmp_path / "report.json").read_text())["summary"]
     assert summary["num_requests"] == summary["completed"] == 500
+
+
+def test_readme_scenario_example_is_valid(tmp_path):
+    import re
+
+    from kairos.scenario.load import load_scenario
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.findall(r"```yaml\n(.*?)```", readme, re.S)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    assert load_scenario(path).model_dump() == load_scenario(None).model_dump()
