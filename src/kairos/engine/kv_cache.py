@@ -82,6 +82,14 @@ class KVCacheManager:
         have = len(self._tables.get(req.uid, ()))
         return max(0, -(-num_tokens // self.block_size) - have)
 
+    def blocks_short(self, req: Request, num_tokens: int, hit_blocks: list[int]) -> bool:
+        """Whether the free blocks cannot hold `req`'s first `num_tokens` tokens after its hits."""
+        needed = -(-num_tokens // self.block_size) - len(self._tables.get(req.uid, ())) - len(hit_blocks)
+        if hit_blocks:
+            hits = np.asarray(hit_blocks, dtype=np.int64)
+            needed += int(np.count_nonzero(self._ref[hits] == 0))
+        return needed > self.num_free_blocks
+
     def lookup(self, req: Request) -> tuple[list[int], int]:
         """Blocks holding the longest cached prefix of `req` and the tokens they cover.
 

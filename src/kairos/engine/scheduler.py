@@ -27,6 +27,10 @@ class SchedulerConfig:
     max_num_batched_tokens: int = 2048
     enable_chunked_prefill: bool = True
     policy: str = "fcfs"
+    # Admit a request only if its whole prompt fits in the free blocks, though only
+    # the first chunk is allocated (vLLM's scheduler_reserve_full_isl, on by default
+    # since vLLM 0.1x): fewer admissions that would soon need a preemption.
+    reserve_full_prompt: bool = True
 
 
 # Why waiting requests were left waiting after a step was scheduled.
@@ -134,6 +138,9 @@ class Scheduler:
                         blocked = BLOCKED_CHUNK
                         break
                     num_new = budget
+                if cfg.reserve_full_prompt and kv.blocks_short(req, req.num_tokens, hits):
+                    blocked = BLOCKED_KV
+                    break
                 if not kv.allocate(req, num_new, hits):
                     blocked = BLOCKED_KV
                     break
