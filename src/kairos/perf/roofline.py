@@ -20,7 +20,7 @@ from kairos.perf.base import BatchShape
 class RooflineParams:
     """Fractions of datasheet peaks that real kernels reach, and fixed costs.
 
-    These are starting points, to be replaced by `kairos calibrate` on a real run.
+    They cover GPU time only; host time per step is `kairos.perf.overheads`.
     """
 
     # cuBLAS/CUTLASS bf16 GEMMs at serving shapes reach roughly 70% of dense peak
@@ -38,9 +38,6 @@ class RooflineParams:
     # vLLM's custom one-shot all-reduce takes about 5-10 us per call at decode-sized
     # messages on NVLink (its PR #2192 benchmarks); NCCL over PCIe is slower.
     allreduce_latency_s: float = 10e-6
-    # Per-step host work not hidden behind the GPU (scheduling, input preparation,
-    # sampling, kernel launches); about 1 ms for vLLM V1 with CUDA graphs. An estimate.
-    step_overhead_s: float = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +183,13 @@ class RooflineModel:
             times["moe_experts"] = self._experts_time(tokens)
         times["lm_head"] = self._lm_head_time(sampled)
         times["tp_comm"] = self._comm_time(tokens, sampled)
-        times["overhead"] = self.params.step_overhead_s
         return times
 
     # ---- terms -----------------------------------------------------------------------
 
     def _base_time(self, tokens: int, sampled: int) -> float:
         """Everything but attention: it depends only on the token and sampled counts."""
-        t = self.params.step_overhead_s
+        t = 0.0
         for op in self._ops:
             t += max(op.flop_s * tokens, op.weight_s + op.act_s * tokens)
         if self.model.is_moe:

@@ -12,7 +12,7 @@ from kairos.hardware import GPU, load_gpu
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
 from kairos.models import ModelArch, load_model
 from kairos.perf import kv_cache_blocks
-from kairos.perf.registry import make_step_time_model
+from kairos.perf.registry import ResolvedPerf, make_step_time_model
 from kairos.scenario.schema import Scenario
 from kairos.sim.executor import SimExecutor
 from kairos.sim.replica import PrefixHasher, SimReplica
@@ -39,6 +39,7 @@ class Deployment:
     replicas: int
     kv_blocks: int
     max_model_len: int
+    perf: ResolvedPerf
 
 
 def resolve_deployment(scenario: Scenario) -> Deployment:
@@ -53,7 +54,9 @@ def resolve_deployment(scenario: Scenario) -> Deployment:
         eng.max_num_batched_tokens, eng.max_num_seqs,
     )
     max_len = scenario.model.max_model_len or model.max_position_embeddings
-    return Deployment(model, gpu, tp, scenario.cluster.replicas or 1, blocks, max_len)
+    perf = make_step_time_model(scenario.perf.model, model, gpu, tp, scenario.perf.roofline,
+                                scenario.perf.overheads)
+    return Deployment(model, gpu, tp, scenario.cluster.replicas or 1, blocks, max_len, perf)
 
 
 def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
@@ -61,8 +64,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
                      check_invariants: bool = False) -> Simulation:
     """Wire replicas (engine core + simulated executor) behind the scenario's router."""
     eng = scenario.engine
-    step_model = make_step_time_model(scenario.perf.model, deployment.model, deployment.gpu,
-                                      deployment.tp, scenario.perf.roofline)
+    step_model = deployment.perf.model
     config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens,
                              eng.enable_chunked_prefill, eng.policy)
     itl = ItlCollector()
@@ -101,7 +103,7 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
         "deployment": {
             "model": deployment.model.name, "gpu": deployment.gpu.name, "tp": deployment.tp,
             "replicas": deployment.replicas, "kv_blocks_per_replica": deployment.kv_blocks,
-            "max_model_len": deployment.max_model_len, "perf": scenario.perf.model,
+            "max_model_len": deployment.max_model_len, "perf": deployment.perf.used,
         },
     }
     report = build_report(scenario.model_dump(mode="json"), summary, result.replicas,

@@ -81,9 +81,13 @@ class SloSection(_Section):
 class PerfSection(_Section):
     """How step times are predicted."""
 
-    model: str = Field("roofline", description="Step-time model: roofline. Default roofline.")
+    model: str = Field("roofline", description="Step-time model: roofline, kernels (measured"
+                       " kernel database, needs the `kernels` extra) or auto (kernels where the"
+                       " database covers the GPU, else roofline). Default roofline.")
     roofline: dict[str, float] = Field(default_factory=dict, description="Overrides of roofline"
                                        " parameters (see docs/BENCHMARKS.md). Default none.")
+    overheads: dict[str, float] = Field(default_factory=dict, description="Overrides of engine"
+                                        " overheads per step (see docs/BENCHMARKS.md). Default none.")
     _shorthand = _name_shorthand("model")
 
 

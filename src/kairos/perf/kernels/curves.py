@@ -78,9 +78,6 @@ class Curve:
     def last(self) -> float:
         return float(self.x[-1])
 
-    def scaled(self, factor: float) -> Curve:
-        return Curve(self.x, self.y * factor, self.beyond, self.label)
-
 
 def leave_one_out(
     x: np.ndarray, y: np.ndarray, rule: Literal["linear", "loglog"], beyond: Beyond = "secant",

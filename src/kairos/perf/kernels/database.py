@@ -36,6 +36,7 @@ from kairos.hardware import GPU, load_gpu
 
 if TYPE_CHECKING:
     import pandas as pd
+    from packaging.version import Version
 
 EXTRA_MESSAGE = "the kernels step-time model needs the optional extra: pip install 'kairos[kernels]'"
 
@@ -144,11 +145,12 @@ def covered_gpus(framework: str = "vllm") -> list[str]:
 
 
 def kernel_coverage(gpu_name: str, framework: str = "vllm") -> bool:
-    """Whether the kernel database covers this GPU (False when the extra is not installed)."""
+    """Whether the kernel database covers this GPU (catalog name or alias; False when the
+    extra is not installed). `--perf auto` uses it to pick kernels or the roofline."""
     return load_gpu(gpu_name).name in covered_gpus(framework)
 
 
-def _version_key(version: str) -> object:
+def _version_key(version: str) -> Version | None:
     from packaging.version import InvalidVersion, Version
 
     try:
@@ -189,7 +191,7 @@ class KernelDatabase:
         if root is None:
             raise KairosError(EXTRA_MESSAGE)
         system = SYSTEMS.get(gpu.name)
-        covered = covered_gpus(framework) or covered_gpus()
+        covered = covered_gpus(framework) or covered_gpus()  # an unknown framework: name vLLM's
         if system is None or not (root / "data" / system).is_dir():
             raise KairosError(
                 f"GPU '{gpu.name}' is not in the kernel database (covered: {', '.join(covered)}); "
@@ -205,34 +207,46 @@ class KernelDatabase:
                 f"kernel database has no '{framework}' measurements for {gpu.name} "
                 f"(frameworks: {', '.join(frameworks)})"
             )
-        self._limit = None
+        self._limit: Version | None = None
         if version is not None:
             self._limit = _version_key(version)
-            known = self.available_versions()
-            if self._limit is None or not any(_version_key(v) <= self._limit for v in known):
+            if self._limit is None or not any(key <= self._limit for key, _ in self._versions()):
                 raise KairosError(
                     f"kernel database has no {framework} version '{version}' for {gpu.name} "
-                    f"(versions: {', '.join(known)})"
+                    f"(versions: {', '.join(self.available_versions())})"
                 )
         self.versions: dict[str, str] = {}
         self._attention_tables: dict[tuple[Phase, str], pd.DataFrame | None] = {}
-        for phase in ("context", "generation"):
-            if self._path("attention", f"{phase}_attention_perf.parquet") is None:
-                raise KairosError(f"kernel database has no {framework} {phase} attention for {gpu.name}")
-        if self._path("gemm", "gemm_perf.parquet") is None:
-            raise KairosError(f"kernel database has no {framework} GEMM measurements for {gpu.name}")
+        self._gemm_grids: dict[str, GemmGrid | None] = {}
+        when = f" at or before {version}" if version else ""
+        for family, table in [("gemm", "gemm"), ("attention", "context_attention"),
+                              ("attention", "generation_attention")]:
+            if self._path(family, f"{table}_perf.parquet") is None:
+                raise KairosError(
+                    f"kernel database has no {framework} {table} measurements{when} for {gpu.name} "
+                    f"(versions: {', '.join(self.available_versions())})"
+                )
+
+    def _versions(self) -> list[tuple[Version, str]]:
+        names = {p.name for p in self._data.glob(f"*/{self.framework}/*") if p.is_dir()}
+        return sorted((key, name) for name in names if (key := _version_key(name)) is not None)
 
     def available_versions(self) -> list[str]:
-        versions = {p.name for p in self._data.glob(f"*/{self.framework}/*") if p.is_dir()}
-        return sorted(versions, key=lambda v: (_version_key(v) is None, _version_key(v) or 0, v))
+        """Versions of this framework measured on this GPU, in any op family, oldest first."""
+        return [name for _, name in self._versions()]
 
     def _path(self, family: str, filename: str, framework: str | None = None) -> Path | None:
-        """The table file of the newest admissible version that has it."""
+        """The table file of the newest admissible version that has it.
+
+        `framework` overrides the serving framework for framework-independent tables
+        (NCCL), whose versions are the library's, so the version limit does not apply.
+        """
         folder = self._data / family / (framework or self.framework)
+        limit = None if framework else self._limit
         candidates = []
         for path in folder.glob(f"*/{filename}"):
             key = _version_key(path.parent.name)
-            if key is not None and (self._limit is None or framework or key <= self._limit):
+            if key is not None and (limit is None or key <= limit):
                 candidates.append((key, path))
         if not candidates:
             return None
@@ -247,6 +261,11 @@ class KernelDatabase:
     # ---- tables ------------------------------------------------------------------------
 
     def gemm(self, dtype: str) -> GemmGrid | None:
+        if dtype not in self._gemm_grids:
+            self._gemm_grids[dtype] = self._gemm(dtype)
+        return self._gemm_grids[dtype]
+
+    def _gemm(self, dtype: str) -> GemmGrid | None:
         df = self._table("gemm", "gemm_perf.parquet")
         df = df[df["gemm_dtype"] == dtype] if df is not None else None
         if df is None or df.empty:
@@ -284,11 +303,15 @@ class KernelDatabase:
         df = self._attention_table(phase, kv_dtype)
         if df is None:
             return None
-        df = df[(df["num_heads"] == heads) & (df["num_key_value_heads"] == kv_heads) & (df["head_dim"] == head_dim)]
+        df = df[
+            (df["num_heads"] == heads) & (df["num_key_value_heads"] == kv_heads)
+            & (df["head_dim"] == head_dim)
+        ]
         if df.empty:
             return None
         seq = df["isl"] + df["step"] if phase == "generation" else df["isl"]
-        table = df.assign(seq=seq).pivot_table(index="batch_size", columns="seq", values="latency", aggfunc="median")
+        table = df.assign(seq=seq).pivot_table(
+            index="batch_size", columns="seq", values="latency", aggfunc="median")
         return AttentionGrid(
             table.index.to_numpy(dtype=np.float64), table.columns.to_numpy(dtype=np.float64),
             table.to_numpy(dtype=np.float64) * MS,
