@@ -136,3 +136,21 @@ def test_readme_scenario_example_is_valid(tmp_path):
     path = tmp_path / "example.yaml"
     path.write_text(example)
     assert load_scenario(path).model_dump() == load_scenario(None).model_dump()
+
+
+def test_explain_shows_sampled_steps_by_operator(capsys, tmp_path):
+    code, out, err = kairos(capsys, "simulate", "--num-requests", "80", "--explain", "-o", str(tmp_path))
+    assert code == 0, err
+    assert "Sampled steps" in out and "host" in out
+    rows = json.loads((tmp_path / "report.json").read_text())["explain"]
+    assert 1 <= len(rows) <= 16
+    for row in rows:
+        assert abs(sum(row["operators_ms"].values()) - row["total_ms"]) < 1e-6 * row["total_ms"] + 1e-6
+        assert row["prefill_tokens"] + row["decodes"] > 0
+
+
+def test_perf_auto_falls_back_to_roofline_off_the_kernel_database(capsys, tmp_path):
+    code, out, err = kairos(capsys, "simulate", "--num-requests", "20", "--gpu", "rtx-4090", "--perf", "auto",
+                            "-o", str(tmp_path))
+    assert code == 0, err
+    assert json.loads((tmp_path / "report.json").read_text())["deployment"]["perf"] == "roofline"

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from kairos.cli.catalogs import gpus_table, models_table
 from kairos.cli.errors import run_app
+from kairos.cli.explain_table import explain_table
 from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError
 from kairos.metrics import render_summary, write_report
@@ -65,6 +66,7 @@ def simulate(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any scenario field, KEY=VALUE with a dotted key (engine.block_size=32). Repeatable.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write report.json and requests.csv here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show a sample of steps with their time split by operator (also in report.json).")] = False,
 ) -> None:
     """Simulate a scenario and print its summary (TTFT, TPOT, ITL, E2E, goodput)."""
     overrides: dict[str, Any] = {}
@@ -85,13 +87,16 @@ def simulate(
         raise KairosError("--rate applies to synthetic workloads; replay a trace faster with --time-scale")
 
     with LazyProgress("simulating", err, enabled=not quiet) as progress:
-        run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}"))
+        run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}"),
+                           explain=explain)
     if not quiet:
         d = run.report["deployment"]
         out.print(f"[bold]{d['model']}[/] on {d['replicas']} x {d['gpu']} (tp {d['tp']}), "
                   f"{d['kv_blocks_per_replica']:,} KV blocks per replica, perf {d['perf']}, "
                   f"{spec.workload.kind} workload")
         out.print(render_summary(run.report))
+        if explain:
+            out.print(explain_table(run.report["explain"]))
     if output is not None:
         report_path, csv_path = write_report(output, run.report, run.records)
         out.print(f"wrote {report_path} and {csv_path}")

@@ -15,6 +15,7 @@ from kairos.perf import kv_cache_blocks
 from kairos.perf.registry import ResolvedPerf, make_step_time_model
 from kairos.scenario.schema import Scenario
 from kairos.sim.executor import SimExecutor
+from kairos.sim.explain import StepSampler, explain_steps
 from kairos.sim.replica import PrefixHasher, SimReplica
 from kairos.sim.runner import ProgressFn, Simulation
 from kairos.workload import RequestSpec, build_workload
@@ -61,7 +62,7 @@ def resolve_deployment(scenario: Scenario) -> Deployment:
 
 def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
                      fast_decode: bool = True, progress: ProgressFn | None = None,
-                     check_invariants: bool = False) -> Simulation:
+                     check_invariants: bool = False, explain: StepSampler | None = None) -> Simulation:
     """Wire replicas (engine core + simulated executor) behind the scenario's router."""
     eng = scenario.engine
     step_model = deployment.perf.model
@@ -84,18 +85,23 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
         knobs.setdefault("max_tracked_blocks", deployment.kv_blocks)
     router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
-                      fast_decode=fast_decode, progress=progress)
+                      fast_decode=fast_decode, progress=progress, explain=explain)
 
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
                  warn: Callable[[str], None] | None = None, fast_decode: bool = True,
-                 check_invariants: bool = False) -> ScenarioRun:
-    """Build the workload and the cluster, simulate, and summarise into a report."""
+                 check_invariants: bool = False, explain: bool = False) -> ScenarioRun:
+    """Build the workload and the cluster, simulate, and summarise into a report.
+
+    With `explain`, the report gains an `explain` section: a sample of steps with
+    their predicted time split by operator.
+    """
     started = time.perf_counter()
     deployment = resolve_deployment(scenario)
     specs = build_workload(scenario.workload, scenario.seed, warn=warn)
+    sampler = StepSampler() if explain else None
     sim = build_simulation(scenario, deployment, specs, fast_decode=fast_decode,
-                           progress=progress, check_invariants=check_invariants)
+                           progress=progress, check_invariants=check_invariants, explain=sampler)
     result = sim.run()
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     summary = summarize(result.records, result.itl, slo, result.prefix_cache_hit_rate)
@@ -106,6 +112,8 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
             "max_model_len": deployment.max_model_len, "perf": deployment.perf.used,
         },
     }
+    if sampler is not None:
+        extra["explain"] = explain_steps(sampler, deployment.perf.model)
     report = build_report(scenario.model_dump(mode="json"), summary, result.replicas,
                           time.perf_counter() - started, extra=extra)
     return ScenarioRun(report, result.records)

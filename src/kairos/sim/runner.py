@@ -13,6 +13,7 @@ from kairos.cluster.router import Router
 from kairos.engine.request import Request
 from kairos.metrics.itl import ItlCollector
 from kairos.metrics.record import RequestRecord
+from kairos.sim.explain import StepSampler
 from kairos.sim.replica import SimReplica
 from kairos.workload.spec import RequestSpec
 
@@ -54,13 +55,14 @@ class Simulation:
 
     def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, explain: StepSampler | None = None) -> None:
         self.replicas = replicas
         self.router = router
         self.max_model_len = max_model_len
         self.itl = itl
         self.fast_decode = fast_decode
         self.progress = progress
+        self.explain = explain
         self._open = sorted((s for s in specs if s.after is None), key=lambda s: s.arrival_s)
         self._next_open = 0
         self._followers: dict[str, list[RequestSpec]] = {}
@@ -191,6 +193,8 @@ class Simulation:
         out = core.schedule(t)
         if out.is_empty:
             return
+        if self.explain is not None:
+            self.explain.offer(t, replica.index, out.shape)
         steps = core.steady_decode_steps(out, MAX_WINDOW_STEPS) if self.fast_decode else 0
         if steps > 1:
             # Fused up to the first completion or KV shortage; an arrival cuts it short.
