@@ -43,3 +43,12 @@ def test_aliases_resolve(alias: str, name: str) -> None:
 def test_unknown_gpu_suggests_close_matches() -> None:
     with pytest.raises(KairosError, match=r"unknown GPU 'h1000': did you mean h100"):
         load_gpu("h1000")
+
+
+def test_reported_device_names_map_to_catalog_gpus() -> None:
+    from kairos.hardware import gpu_name_for_device
+
+    assert gpu_name_for_device("NVIDIA GeForce RTX 4090") == "rtx-4090"
+    assert gpu_name_for_device("NVIDIA H100 80GB HBM3") == "h100"
+    assert gpu_name_for_device("NVIDIA A100-SXM4-80GB") == "a100-80gb"
+    assert gpu_name_for_device("Tesla T4") is None
