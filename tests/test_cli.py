@@ -154,3 +154,8 @@ def test_perf_auto_falls_back_to_roofline_off_the_kernel_database(capsys, tmp_pa
                             "-o", str(tmp_path))
     assert code == 0, err
     assert json.loads((tmp_path / "report.json").read_text())["deployment"]["perf"] == "roofline"
+
+
+def test_bad_option_value_is_a_usage_error_not_a_crash(capsys):
+    code, _, err = kairos(capsys, "simulate", "--rate", "fast")
+    assert code == 2 and "Invalid value for '--rate'" in err and "Traceback" not in err

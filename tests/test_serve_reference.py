@@ -23,6 +23,8 @@ from kairos.serve.loader import PRESETS, random_model  # noqa: E402
 MAX_NEW = 24
 
 
+
+
 def make_prompts(seed: int, count: int, max_len: int = 70) -> list[list[int]]:
     rng = random.Random(seed)
     return [[rng.randrange(256) for _ in range(rng.randint(1, max_len))] for _ in range(count)]
@@ -36,7 +38,7 @@ class Reference:
 
     def __init__(self, loaded, directory) -> None:
         save_hf_checkpoint(loaded.model, directory, loaded.tokenizer)
-        self.hf = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+        self.hf = transformers.AutoModelForCausalLM.from_pretrained(directory).float().eval()
         self.eos = loaded.tokenizer.eos_token_id
         self._memo: dict[tuple[int, ...], list[int]] = {}
 

@@ -11,6 +11,10 @@ from rich.console import Console
 from kairos.errors import KairosError
 
 DEBUG_FLAG = "--debug"
+# Typer >= 0.22 vendors click, so its exceptions are not click's; catch either kind.
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_USAGE = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+_ABORT = (click.Abort, typer.Abort, KeyboardInterrupt)
 
 
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
@@ -22,12 +26,12 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         app(args=args, prog_name="kairos", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except _USAGE as exc:
         exc.show()
         return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except _ABORT:
         err.print("aborted")
         return 130
     except KairosError as exc:

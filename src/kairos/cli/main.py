@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-import yaml
 from rich.console import Console
 
 from kairos.cli.catalogs import gpus_table, models_table
 from kairos.cli.errors import run_app
+from kairos.cli import bench_cmd, validate_cmd
+from kairos.cli.overrides import parse_set, workload_override
 from kairos.cli.explain_table import explain_table
 from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError
@@ -25,24 +26,6 @@ app = typer.Typer(
 # Tables keep their full width when piped to a file (rich would assume 80 columns).
 out = Console(highlight=False, width=None if Console().is_terminal else 160)
 err = Console(stderr=True, highlight=False)
-
-
-def _workload_override(value: str) -> dict[str, Any]:
-    if value == "synthetic":
-        return {"workload.kind": "synthetic", "workload.path": None}
-    if value.startswith("trace:") and len(value) > len("trace:"):
-        return {"workload.kind": "trace", "workload.path": value[len("trace:"):]}
-    raise KairosError(f"--workload must be 'synthetic' or 'trace:PATH', got '{value}'")
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise KairosError(f"--set expects KEY=VALUE (e.g. engine.block_size=32), got '{item}'")
-        overrides[key.strip()] = yaml.safe_load(raw) if raw else None
-    return overrides
 
 
 @app.command()
@@ -80,8 +63,8 @@ def simulate(
         if value is not None:
             overrides[key] = value
     if workload is not None:
-        overrides.update(_workload_override(workload))
-    overrides.update(_parse_set(set_ or []))
+        overrides.update(workload_override(workload))
+    overrides.update(parse_set(set_ or []))
     spec = load_scenario(scenario, overrides)
     if spec.workload.kind == "trace" and rate is not None:
         raise KairosError("--rate applies to synthetic workloads; replay a trace faster with --time-scale")
@@ -112,6 +95,10 @@ def models() -> None:
 def gpus() -> None:
     """List the bundled GPU catalog."""
     out.print(gpus_table())
+
+
+bench_cmd.register(app)
+validate_cmd.register(app)
 
 
 def main() -> None:

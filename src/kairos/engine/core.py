@@ -63,12 +63,13 @@ class EngineCore:
     """Owns the scheduler and KV cache of one replica and advances requests through steps."""
 
     def __init__(self, config: SchedulerConfig, kv: KVCacheManager, itl: ItlSink | None = None,
-                 eos_token_id: int | None = None, check_invariants: bool = False) -> None:
+                 stop_token_ids: frozenset[int] = frozenset(), check_invariants: bool = False) -> None:
         self.config = config
         self.kv = kv
         self.scheduler = Scheduler(config, kv)
         self.itl = itl
-        self.eos_token_id = eos_token_id
+        # Sampling one of these ends a request (EOS; Llama 3 configs list several).
+        self.stop_token_ids = stop_token_ids
         self.check_invariants = check_invariants
         self.stats = EngineStats()
         self._next_uid = 0
@@ -132,7 +133,7 @@ class EngineCore:
             if req.num_output >= req.max_output:
                 result.finished.append(req)
                 self._finish(req, now, "length")
-            elif token is not None and token == self.eos_token_id:
+            elif token is not None and token in self.stop_token_ids:
                 result.finished.append(req)
                 self._finish(req, now, "stop")
         self._after_step(out, result, 1)
@@ -161,7 +162,7 @@ class EngineCore:
         n = len(running)
         if (out.preempted or out.num_admitted or out.shape.num_decodes != n
                 or len(out.scheduled) != n or out.waiting_blocked not in _STEADY_BLOCKS
-                or self.eos_token_id is not None):
+                or self.stop_token_ids):
             return 0
         steps = min(max_steps, min(r.max_output - r.num_output for r in running))
         if steps <= 1:

@@ -182,7 +182,9 @@ class KVCacheManager:
         if table is None:
             return
         if preempted and self.enable_prefix_caching:
-            self._register(req, table, req.num_computed // self.block_size)
+            computed_blocks = req.num_computed // self.block_size
+            self._unregister_uncomputed(req, table, computed_blocks)
+            self._register(req, table, computed_blocks)
         self._registered.pop(req.uid, None)
         # Reverse order: a sequence's tail blocks become the first to be evicted.
         blocks = np.asarray(table[::-1], dtype=np.int64)
@@ -193,6 +195,23 @@ class KVCacheManager:
         cached = self._hashed[released]
         self._cached_free.push(released[cached])
         self._free.extend(released[~cached].tolist())
+
+    def _unregister_uncomputed(self, req: Request, table: list[int], computed_blocks: int) -> None:
+        """Forget content registered ahead of computation (at allocation) that never got computed.
+
+        A request preempted in the same step that allocated for it (the priority
+        policy can pick an already-scheduled victim) leaves blocks registered for
+        tokens that were never written; only blocks no one else holds are dropped.
+        """
+        registered = self._registered.get(req.uid, 0)
+        for j in range(computed_blocks, min(registered, len(table))):
+            block = table[j]
+            h = req.block_hashes[j]
+            if self._ref[block] == 1 and self._by_hash.get(h) == block:
+                del self._by_hash[h]
+                self._hashed[block] = False
+        if registered > computed_blocks:
+            self._registered[req.uid] = computed_blocks
 
     def _register(self, req: Request, table: list[int], upto: int) -> None:
         """Offer `req`'s full blocks [registered, upto) to the prefix cache."""

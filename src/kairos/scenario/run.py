@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     }
     if sampler is not None:
         extra["explain"] = explain_steps(sampler, deployment.perf.model)
-    report = build_report(scenario.model_dump(mode="json"), summary, result.replicas,
+    # Through JSON text: pydantic serialises infinite rates as "Infinity" there.
+    report = build_report(json.loads(scenario.model_dump_json()), summary, result.replicas,
                           time.perf_counter() - started, extra=extra)
     return ScenarioRun(report, result.records)

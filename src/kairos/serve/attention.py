@@ -3,10 +3,12 @@
 A step's tokens are flattened into one [tokens, ...] batch (varlen). Per step,
 `build_attention_metadata` turns the requests' block tables into tensors once,
 and every layer reuses them: a slot per new token (where its K/V is written) and,
-per group of requests, the slots of each request's whole context (gathered into
-a padded [requests, context] batch) with a causal mask offset by the request's
-cached length. Decodes and prefill chunks are grouped apart so that one long
-prefill chunk does not pad every decode up to its query length.
+per group of requests, each request's block table (its context is gathered whole
+blocks at a time into a padded [requests, blocks * block_size] batch) with a
+causal mask offset by the request's cached length. Decodes and prefill chunks
+are grouped apart so that one long prefill chunk does not pad every decode up
+to its query length, and a group whose context lengths differ widely is split
+so that one long conversation does not pad every short one up to its length.
 
 The pool is [num_layers, 2, num_blocks, block_size, num_kv_heads, head_dim]; a
 token at position p of a request lives at slot table[p // block_size] * block_size
@@ -26,7 +28,7 @@ class AttentionGroup:
     """Requests attended in one padded SDPA call: N query rows and L context slots each."""
 
     token_idx: torch.Tensor  # [B, N] flattened row of each query (padding repeats the last one)
-    ctx_slots: torch.Tensor  # [B, L] pool slot of each context position (padding is masked)
+    ctx_blocks: torch.Tensor  # [B, L / block_size] block table (padding blocks are masked)
     mask: torch.Tensor  # [B, 1, G*N or 1, L] bool, True where the query may attend
     src: torch.Tensor | None  # rows of the padded output that are real tokens...
     dst: torch.Tensor | None  # ...and their rows in the flattened batch; None: already in order
@@ -58,8 +60,12 @@ def build_attention_metadata(starts: list[int], lens: list[int], tables: list[li
     slot_mapping = table[req, positions // block_size] * block_size + positions % block_size
 
     is_decode = n == 1
-    selections = [s.nonzero().squeeze(1) for s in (is_decode, ~is_decode)]
-    selections = [s for s in selections if s.numel()]
+    ctx = start + n
+    selections = []
+    for kind in (is_decode, ~is_decode):
+        sel = kind.nonzero().squeeze(1)
+        if sel.numel():
+            selections.extend(_split_by_context(sel, ctx[sel]))
     groups = tuple(
         _group(sel, start, n, first_row, table, block_size, queries_per_kv, len(selections) == 1, device)
         for sel in selections
@@ -67,23 +73,58 @@ def build_attention_metadata(starts: list[int], lens: list[int], tables: list[li
     return AttentionMetadata(positions.to(device), slot_mapping.to(device), groups, num_tokens)
 
 
+# At most this many padded batches per kind of request: each costs a few more kernel calls.
+MAX_GROUPS_PER_KIND = 4
+# A split must cut the padded context (requests x longest context) by at least this share.
+MIN_SPLIT_SAVING = 0.25
+
+
+def _split_by_context(sel: torch.Tensor, ctx: torch.Tensor) -> list[torch.Tensor]:
+    """`sel` as one group, or cut into runs of similar context length when padding would waste much."""
+    order = torch.argsort(ctx, stable=True)
+    runs = _cuts(ctx[order].tolist(), 0, len(order), MAX_GROUPS_PER_KIND)
+    if len(runs) == 1:
+        return [sel]  # keep batch order: a lone group then needs no scatter back
+    return [sel[order[lo:hi]] for lo, hi in runs]
+
+
+def _cuts(lengths: list[int], lo: int, hi: int, max_runs: int) -> list[tuple[int, int]]:
+    """Split sorted lengths[lo:hi] at the point that most reduces count x max, recursively."""
+    if max_runs <= 1 or hi - lo < 2:
+        return [(lo, hi)]
+    whole = (hi - lo) * lengths[hi - 1]
+    best, cut = whole, lo
+    for j in range(lo + 1, hi):
+        cost = (j - lo) * lengths[j - 1] + (hi - j) * lengths[hi - 1]
+        if cost < best:
+            best, cut = cost, j
+    if best > (1 - MIN_SPLIT_SAVING) * whole:
+        return [(lo, hi)]
+    half = max_runs // 2
+    return _cuts(lengths, lo, cut, half) + _cuts(lengths, cut, hi, max_runs - half)
+
+
 def _group(sel: torch.Tensor, start: torch.Tensor, n: torch.Tensor, first_row: torch.Tensor,
            table: torch.Tensor, block_size: int, queries_per_kv: int, only_group: bool,
            device: torch.device) -> AttentionGroup:
     s, m = start[sel], n[sel]
-    num_q, ctx_len = int(m.max()), int((s + m).max())
+    num_q = int(m.max())
+    num_blocks = -(-int((s + m).max()) // block_size)
+    ctx_len = num_blocks * block_size
     # Padded query rows repeat the request's last token so every mask row has a key (no NaN).
     last = torch.minimum(torch.arange(num_q)[None, :], (m - 1)[:, None])
     token_idx = first_row[sel][:, None] + last
     key_pos = torch.arange(ctx_len)
-    ctx_slots = table[sel][:, key_pos // block_size] * block_size + key_pos % block_size
+    # Whole blocks, not token slots: one index per block_size tokens makes the gather cheap.
+    ctx_blocks = table[sel][:, :num_blocks]
     # Causal with an offset: query at absolute position q sees keys 0..q of its own request.
-    mask = key_pos[None, None, :] <= (s[:, None] + last - (s[:, None] > 0).long())[:, :, None]  # [B, N, L]
+    mask = key_pos[None, None, :] <= (s[:, None] + last)[:, :, None]  # [B, N, L]
     if num_q == 1:
         mask = mask[:, None]  # broadcasts over the G query heads folded into the row axis
     else:
         b = mask.shape[0]
-        mask = mask[:, None].expand(b, queries_per_kv, num_q, ctx_len).reshape(b, 1, queries_per_kv * num_q, ctx_len)
+        rows = queries_per_kv * num_q
+        mask = mask[:, None].expand(b, queries_per_kv, num_q, ctx_len).reshape(b, 1, rows, ctx_len)
     src = dst = None
     # With one group holding one request or only single-token requests, rows are already in order.
     if not (only_group and (num_q == 1 or len(sel) == 1)):
@@ -91,7 +132,7 @@ def _group(sel: torch.Tensor, start: torch.Tensor, n: torch.Tensor, first_row: t
         src = valid.nonzero().squeeze(1)
         dst = token_idx.flatten()[src]
         src, dst = src.to(device), dst.to(device)
-    return AttentionGroup(token_idx.to(device), ctx_slots.to(device), mask.to(device), src, dst)
+    return AttentionGroup(token_idx.to(device), ctx_blocks.to(device), mask.to(device), src, dst)
 
 
 def write_kv(kv_layer: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot_mapping: torch.Tensor) -> None:
@@ -109,19 +150,21 @@ def paged_attention(q: torch.Tensor, kv_layer: torch.Tensor, meta: AttentionMeta
     them, and all writes of a layer precede all its reads.
     """
     num_heads, head_dim = q.shape[1], q.shape[2]
-    k_pool = kv_layer[0].flatten(0, 1)
-    v_pool = kv_layer[1].flatten(0, 1)
-    num_kv = k_pool.shape[1]
+    k_blocks, v_blocks = kv_layer[0], kv_layer[1]  # [num_blocks, block_size, kv_heads, head_dim]
+    num_kv = k_blocks.shape[2]
     groups = num_heads // num_kv
     out = None
     for g in meta.groups:
         b, num_q = g.token_idx.shape
         # Fold each KV head's G query heads into the query axis (rows ordered head-in-group,
         # then token) so SDPA shares K/V across them without repeating the cache.
-        qg = (q[g.token_idx].view(b, num_q, num_kv, groups, head_dim)
+        # index_select, not advanced indexing: it copies whole rows and is several times faster on CPU.
+        qg = (q.index_select(0, g.token_idx.flatten()).view(b, num_q, num_kv, groups, head_dim)
               .permute(0, 2, 3, 1, 4).reshape(b, num_kv, groups * num_q, head_dim))
-        k = k_pool[g.ctx_slots].transpose(1, 2)
-        v = v_pool[g.ctx_slots].transpose(1, 2)
+        ctx_len = g.mask.shape[-1]
+        blocks = g.ctx_blocks.flatten()
+        k = k_blocks.index_select(0, blocks).view(b, ctx_len, num_kv, head_dim).transpose(1, 2)
+        v = v_blocks.index_select(0, blocks).view(b, ctx_len, num_kv, head_dim).transpose(1, 2)
         o = F.scaled_dot_product_attention(qg, k, v, attn_mask=g.mask, scale=scale)
         o = (o.view(b, num_kv, groups, num_q, head_dim).permute(0, 3, 1, 2, 4)
              .reshape(b * num_q, num_heads * head_dim))
@@ -129,6 +172,6 @@ def paged_attention(q: torch.Tensor, kv_layer: torch.Tensor, meta: AttentionMeta
             return o
         if out is None:
             out = q.new_empty(meta.num_tokens, num_heads * head_dim)
-        out.index_copy_(0, g.dst, o[g.src])
+        out.index_copy_(0, g.dst, o.index_select(0, g.src))
     assert out is not None
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kairos.errors import KairosError
@@ -39,7 +39,8 @@ class ModelConfig:
     max_position_embeddings: int = 4096
     bos_token_id: int | None = None
     eos_token_id: int | None = None
-    torch_dtype: str | None = None
+    # The checkpoint's storage dtype: a loading default, not part of the architecture.
+    torch_dtype: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.num_heads % self.num_kv_heads:
@@ -115,8 +116,9 @@ class ModelConfig:
             "max_position_embeddings": self.max_position_embeddings,
             "bos_token_id": self.bos_token_id,
             "eos_token_id": self.eos_token_id,
-            "torch_dtype": self.torch_dtype or "float32",
         }
+        if self.torch_dtype is not None:
+            hf["torch_dtype"] = self.torch_dtype
         return hf
 
 

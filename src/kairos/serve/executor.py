@@ -54,5 +54,5 @@ class TorchExecutor:
             if not sample_uids:
                 return {}
             rows = torch.tensor(sample_rows, dtype=torch.long).to(self.device)
-            tokens = self.sampler.sample(self.model.logits(hidden[rows]), sample_uids)
+            tokens = self.sampler.sample(self.model.logits(hidden.index_select(0, rows)), sample_uids)
         return dict(zip(sample_uids, tokens))

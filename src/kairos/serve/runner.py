@@ -51,8 +51,8 @@ class EngineRunner:
         self.kv = KVCacheManager(num_blocks, config.block_size, config.enable_prefix_caching)
         scheduler = SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens,
                                     config.enable_chunked_prefill, config.policy)
-        eos = None if config.ignore_eos else loaded.tokenizer.eos_token_id
-        self.engine = EngineCore(scheduler, self.kv, eos_token_id=eos, check_invariants=config.check_invariants)
+        stops = frozenset() if config.ignore_eos else frozenset({loaded.tokenizer.eos_token_id})
+        self.engine = EngineCore(scheduler, self.kv, stop_token_ids=stops, check_invariants=config.check_invariants)
         pool = allocate_kv_pool(loaded.config, num_blocks, config.block_size, loaded.dtype, loaded.device)
         self.executor = TorchExecutor(loaded.model, self.kv, pool, Sampler(loaded.device, config.seed))
         self._ids = itertools.count()
@@ -67,8 +67,11 @@ class EngineRunner:
         return self.kv.num_blocks * self.kv.block_size
 
     def add(self, prompt_ids: Sequence[int], sampling: SamplingParams | None = None, max_tokens: int = 16,
-            request_id: str | None = None) -> Request:
-        """Queue a request; it runs from the next `step`. Raises KairosError for one that can never run."""
+            request_id: str | None = None, priority: int = 0) -> Request:
+        """Queue a request; it runs from the next `step`. Raises KairosError for one that can never run.
+
+        `priority` matters under the "priority" policy only: lower values are served first.
+        """
         prompt = tuple(int(t) for t in prompt_ids)
         vocab = self.loaded.config.vocab_size
         if not prompt:
@@ -81,9 +84,14 @@ class EngineRunner:
         if len(prompt) + max_tokens > self.max_tokens_per_request:
             raise KairosError(f"prompt ({len(prompt)}) + max_tokens ({max_tokens}) exceeds the KV cache "
                               f"({self.max_tokens_per_request} tokens): shorten it or give the cache more memory")
+        budget = self.config.max_num_batched_tokens
+        if not self.config.enable_chunked_prefill and len(prompt) + max_tokens > budget:
+            # Unchunked, a prompt (or its recompute after preemption) must fit one step's budget.
+            raise KairosError(f"prompt ({len(prompt)}) + max_tokens ({max_tokens}) exceeds max_num_batched_tokens "
+                              f"({budget}) with chunked prefill disabled")
         now = time.perf_counter()
         rid = request_id if request_id is not None else f"req-{next(self._ids)}"
-        spec = RequestSpec(rid, now, len(prompt), max_tokens, prompt_token_ids=prompt)
+        spec = RequestSpec(rid, now, len(prompt), max_tokens, prompt_token_ids=prompt, priority=priority)
         req = self.engine.add_request(spec, now)
         self.executor.sampler.add(req.uid, sampling or GREEDY)
         return req
@@ -96,8 +104,9 @@ class EngineRunner:
         if not self.engine.has_work():
             return StepResult()
         out, result = self.engine.step(self.executor, time.perf_counter(), time.perf_counter)
-        if out.is_empty:
-            # add() rejects requests larger than the pool, so an idle pool always admits one.
+        if out.is_empty and not out.preempted:
+            # A step may only preempt (the priority policy can pick the request it was
+            # serving); otherwise add() guarantees that an idle pool admits the next request.
             raise RuntimeError("the scheduler found nothing to run although requests are waiting")
         for req in result.finished:
             self.executor.sampler.remove(req.uid)

@@ -57,6 +57,10 @@ class Sampler:
         self._params.pop(uid, None)
         self._generators.pop(uid, None)
 
+    def __len__(self) -> int:
+        """Requests holding sampling state (greedy ones hold none)."""
+        return len(self._params)
+
     def sample(self, logits: torch.Tensor, uids: list[int]) -> list[int]:
         """One token per row of float32 `logits` [rows, vocab]; row i belongs to request uids[i]."""
         tokens = logits.argmax(dim=-1)

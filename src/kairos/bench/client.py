@@ -1,0 +1,187 @@
+"""HTTP side of the benchmark: probe an OpenAI-compatible server, stream and time completions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+
+from kairos.bench.stream import StreamError, StreamResult, one_line, sse_data
+from kairos.errors import KairosError
+
+PROBE_TIMEOUT_S = 10.0
+
+
+def normalize_url(url: str) -> str:
+    """The server's base URL: no trailing slash and no trailing /v1 (endpoints add it)."""
+    base = url.strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise KairosError(f"--url must start with http:// or https://, got '{url}'")
+    base = base.removesuffix("/v1")
+    return base
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one, where the OS has such limits.
+
+    Each request in flight holds a socket; an open-loop burst can have thousands,
+    and the common soft limit of 1024 would fail the rest as connection errors.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to lift
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # macOS refuses an infinite soft limit; 65536 sockets is more than any run needs.
+    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; failures would show as connection errors
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the server says about itself: its /v1/models entries and /version, if any."""
+
+    models: list[dict[str, Any]]
+    version: str | None
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [str(m["id"]) for m in self.models if "id" in m]
+
+    def model_entry(self, model: str) -> dict[str, Any]:
+        return next((m for m in self.models if m.get("id") == model), {})
+
+
+class CompletionClient:
+    """Streams /v1/completions requests and records when each token arrives.
+
+    Every request runs under one total timeout; whatever goes wrong with a request
+    (HTTP error, timeout, disconnect, error chunk) becomes its `error`, never an
+    exception, so one bad request cannot end a run.
+    """
+
+    def __init__(self, base_url: str, *, timeout_s: float, api_key: str | None = None,
+                 max_connections: int | None = None) -> None:
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # httpx caps a pool at 100 connections by default; an open-loop benchmark
+        # must not queue requests on the client side, so the cap is the user's.
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=max_connections)
+        self._http = httpx.AsyncClient(headers=headers, limits=limits,
+                                       timeout=httpx.Timeout(timeout_s))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    async def probe(self) -> ServerInfo:
+        """Check the server answers; a KairosError in one line when it does not."""
+        url = f"{self.base_url}/v1/models"
+        try:
+            response = await self._http.get(url, timeout=min(PROBE_TIMEOUT_S, self.timeout_s))
+        except httpx.ConnectError as exc:
+            raise KairosError(f"cannot reach {self.base_url}: {_connect_problem(exc)}") from None
+        except httpx.TimeoutException:
+            raise KairosError(f"cannot reach {self.base_url}: no answer within"
+                              f" {min(PROBE_TIMEOUT_S, self.timeout_s):g} s") from None
+        except httpx.HTTPError as exc:
+            raise KairosError(f"cannot reach {self.base_url}: {one_line(str(exc))}") from None
+        if response.status_code in (401, 403):
+            raise KairosError(f"{url} answered HTTP {response.status_code}: pass --api-key")
+        models: list[dict[str, Any]] = []
+        if response.status_code == 200:
+            data = _json_or_none(response.content)
+            entries = data.get("data") if isinstance(data, dict) else None
+            models = [m for m in entries or [] if isinstance(m, dict)]
+        return ServerInfo(models, await self._version())
+
+    async def stream(self, body: dict[str, Any]) -> StreamResult:
+        """POST one streaming completion; the result carries its timing or its failure."""
+        payload = json.dumps(body).encode()
+        result = StreamResult(sent_ts=time.monotonic())
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._stream_into(result, payload)
+        except (TimeoutError, httpx.TimeoutException):
+            result.error = f"timeout after {self.timeout_s:g} s"
+        except httpx.ConnectError as exc:
+            result.error = f"connection failed: {_connect_problem(exc)}"
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            result.error = f"disconnected: {one_line(str(exc)) or type(exc).__name__}"
+        except httpx.HTTPError as exc:
+            result.error = f"{type(exc).__name__}: {one_line(str(exc))}"
+        except StreamError as exc:
+            result.error = f"server error: {exc}"
+        except json.JSONDecodeError:
+            result.error = "bad stream: a data line is not JSON"
+        return result
+
+    async def _stream_into(self, result: StreamResult, payload: bytes) -> None:
+        url = f"{self.base_url}/v1/completions"
+        headers = {"Content-Type": "application/json"}
+        async with self._http.stream("POST", url, content=payload, headers=headers) as response:
+            if response.status_code >= 400:
+                result.error = _http_error(response.status_code, await response.aread())
+                return
+            async for line in response.aiter_lines():
+                data = sse_data(line)
+                if data is None:
+                    continue
+                if data == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if isinstance(chunk, dict):
+                    result.add_chunk(chunk, time.monotonic())
+        # Some servers close without [DONE]; a finish reason still marks a full answer.
+        if result.finish_reason is None:
+            result.error = "incomplete stream: ended before [DONE]"
+
+    async def _version(self) -> str | None:
+        """vLLM's GET /version ({"version": "0.19.0"}); None where the server has none."""
+        try:
+            response = await self._http.get(f"{self.base_url}/version",
+                                            timeout=min(PROBE_TIMEOUT_S, self.timeout_s))
+        except httpx.HTTPError:
+            return None
+        data = _json_or_none(response.content) if response.status_code == 200 else None
+        version = data.get("version") if isinstance(data, dict) else None
+        return str(version) if version is not None else None
+
+
+def _http_error(status: int, body: bytes) -> str:
+    data = _json_or_none(body)
+    message: Any = body.decode(errors="replace")
+    if isinstance(data, dict):
+        error = data.get("error")
+        message = (error.get("message") if isinstance(error, dict) else error) \
+            or data.get("detail") or data.get("message") or message
+    detail = one_line(str(message))
+    return f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+
+
+def _connect_problem(exc: httpx.ConnectError) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError) or "Connection refused" in str(cause):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    return one_line(str(exc)) or "connection failed"
+
+
+def _json_or_none(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,154 @@
+"""One benchmark end to end: build the workload, probe the server, send the load, collect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kairos.bench.client import (
+    CompletionClient,
+    ServerInfo,
+    normalize_url,
+    raise_open_file_limit,
+)
+from kairos.bench.loadgen import LoadRun, generate_load
+from kairos.bench.prompts import DEFAULT_VOCAB_SIZE, PromptBuilder, PromptFormat
+from kairos.bench.results import (
+    EngineFacts,
+    build_bench_report,
+    build_meta,
+    request_lines,
+)
+from kairos.bench.run_format import RequestLine, write_measured_run
+from kairos.bench.stream import StreamResult
+from kairos.errors import KairosError
+from kairos.metrics import RequestRecord, write_report
+from kairos.scenario.schema import Scenario
+from kairos.workload import RequestSpec, build_workload
+from kairos.workload.spec import SLO
+
+DEFAULT_TIMEOUT_S = 600.0
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    """How to load a server: where it is, what to send, and what is known of its engine."""
+
+    url: str
+    model: str | None = None  # None: the first model the server lists
+    prompt_format: PromptFormat = "token-ids"
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    max_concurrency: int | None = None  # None: open loop, no cap
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    exact_lengths: bool = True  # ask for exactly output_len tokens (ignore_eos, min_tokens)
+    api_key: str | None = None
+    engine: EngineFacts = field(default_factory=EngineFacts)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRun:
+    """A finished benchmark: the run files' content, the report and its records."""
+
+    meta: dict[str, Any]
+    lines: list[RequestLine]
+    report: dict[str, Any]
+    records: list[RequestRecord]
+
+    def write(self, run_dir: str | Path) -> list[Path]:
+        """meta.json, requests.jsonl, report.json and requests.csv under `run_dir`."""
+        return [*write_measured_run(run_dir, self.meta, self.lines),
+                *write_report(run_dir, self.report, self.records)]
+
+
+def completion_body(spec: RequestSpec, model: str, prompt: list[int] | str,
+                    exact_lengths: bool) -> dict[str, Any]:
+    """The /v1/completions request of one spec (streaming, with usage in every chunk)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": spec.output_len,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+    }
+    if exact_lengths:
+        # vLLM and SGLang accept these extra sampling fields; without them a model
+        # that emits EOS early would make output lengths differ from the workload's.
+        body.update(ignore_eos=True, min_tokens=spec.output_len)
+    return body
+
+
+def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn | None = None,
+              warn: Callable[[str], None] | None = None) -> BenchRun:
+    """Send the scenario's workload to the server and measure every request.
+
+    Only the scenario's `workload`, `slo` and `seed` matter here: the engine is
+    whatever the server runs. Raises KairosError before sending anything if the
+    server cannot be reached or does not serve the model.
+    """
+    specs = build_workload(scenario.workload, scenario.seed, warn=warn)
+    base_url = normalize_url(options.url)
+    prompts = PromptBuilder(options.prompt_format, options.vocab_size, scenario.seed)
+    raise_open_file_limit()
+    server, model, load = asyncio.run(_send_all(specs, options, base_url, prompts, progress))
+    settings = {
+        "prompt_format": options.prompt_format,
+        "vocab_size": options.vocab_size,
+        "max_concurrency": options.max_concurrency,
+        "timeout_s": options.timeout_s,
+        "exact_lengths": options.exact_lengths,
+    }
+    # Through JSON text, so that an infinite rate becomes "Infinity" as the config's
+    # serializer writes it (model_dump keeps float inf, which strict JSON refuses).
+    sections = {"workload": json.loads(scenario.workload.model_dump_json()),
+                "slo": json.loads(scenario.slo.model_dump_json()), "seed": scenario.seed}
+    lines = request_lines(load)
+    max_model_len = server.model_entry(model).get("max_model_len")
+    meta = build_meta(load, lines, model=model, url=base_url, server_version=server.version,
+                      max_model_len=max_model_len if isinstance(max_model_len, int) else None,
+                      facts=options.engine, bench={**settings, **sections})
+    slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
+    bench = {"url": base_url, "model": model, "server_version": server.version, **settings}
+    report, records = build_bench_report(load, lines, sections, slo, bench)
+    return BenchRun(meta, lines, report, records)
+
+
+async def _send_all(specs: list[RequestSpec], options: BenchOptions, base_url: str,
+                    prompts: PromptBuilder,
+                    progress: ProgressFn | None) -> tuple[ServerInfo, str, LoadRun]:
+    async with CompletionClient(base_url, timeout_s=options.timeout_s, api_key=options.api_key,
+                                max_connections=options.max_concurrency) as client:
+        server = await client.probe()
+        model = _pick_model(server, options.model, base_url)
+        ended = 0
+
+        def on_end() -> None:
+            nonlocal ended
+            ended += 1
+            if progress is not None:
+                progress(ended, len(specs))
+
+        async def send(spec: RequestSpec) -> StreamResult:
+            body = completion_body(spec, model, prompts.prompt(spec), options.exact_lengths)
+            return await client.stream(body)
+
+        load = await generate_load(specs, send, max_concurrency=options.max_concurrency,
+                                   on_end=on_end)
+    return server, model, load
+
+
+def _pick_model(server: ServerInfo, wanted: str | None, base_url: str) -> str:
+    served = server.model_ids
+    if wanted is None:
+        if not served:
+            raise KairosError(f"{base_url}/v1/models lists no model; pass --model NAME")
+        return served[0]
+    if served and wanted not in served:
+        raise KairosError(f"{base_url} does not serve model '{wanted}'"
+                          f" (it serves: {', '.join(served)})")
+    return wanted

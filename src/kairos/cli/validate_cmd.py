@@ -1,0 +1,59 @@
+"""`kairos validate`: replay a measured run in simulation and report the prediction error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kairos.bench.run_format import load_measured_run
+from kairos.cli.progress import LazyProgress
+from kairos.validate import replay_scenario, validate_run
+
+out = Console(highlight=False, width=None if Console().is_terminal else 160)
+err = Console(stderr=True, highlight=False)
+VALIDATION_FILE = "validation.json"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `validate` command to the kairos app."""
+    app.command()(validate)
+
+
+def validate(
+    against: Annotated[Path, typer.Option(help="Measured run directory (meta.json + requests.jsonl), from vLLM or `kairos bench`.")],
+    gpu: Annotated[Optional[str], typer.Option(help="GPU of the run; default: from meta.json's device name.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model of the run; default: meta.json's model.")] = None,
+    perf: Annotated[str, typer.Option(help="Step-time model: auto, roofline, kernels or calibrated:PROFILE.")] = "auto",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {VALIDATION_FILE} here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
+) -> None:
+    """Compare a simulated replay of a measured run with what was measured (TTFT, TPOT, E2E)."""
+    run = load_measured_run(against)
+    scenario = replay_scenario(run, gpu=gpu, model=model, perf=perf)
+    with LazyProgress("replaying", err, enabled=not quiet) as progress:
+        result = validate_run(run, scenario, progress=progress)
+    if not quiet:
+        out.print(f"[bold]{result['model']}[/] on {result['gpu']}, perf {result['perf']}, "
+                  f"{result['kv_blocks']:,} KV blocks, {result['num_requests']} requests")
+        out.print(validation_table(result))
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        path = output / VALIDATION_FILE
+        path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        out.print(f"wrote {path}")
+
+
+def validation_table(result: dict) -> Table:
+    table = Table(title=f"Simulated vs measured: {result['run']}")
+    for col in ("metric", "stat", "measured (ms)", "simulated (ms)", "error"):
+        table.add_column(col, justify="left" if col in ("metric", "stat") else "right")
+    for metric, stats in result["metrics"].items():
+        for stat, cell in stats.items():
+            table.add_row(metric.removesuffix("_ms").upper(), stat, f"{cell['measured']:,.2f}",
+                          f"{cell['simulated']:,.2f}", f"{cell['error_pct']:+.1f} %")
+    return table

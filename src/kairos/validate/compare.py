@@ -1,0 +1,48 @@
+"""Measured against simulated latencies, per metric and statistic, as validation.json holds them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kairos.bench.run_format import MeasuredRun
+from kairos.metrics import RequestRecord, round_floats
+
+VALIDATION_SCHEMA = "kairos.validation/v1"
+STATISTICS = ("mean", "p50", "p90", "p99")
+
+
+def compare_runs(run: MeasuredRun, simulated: list[RequestRecord]) -> dict:
+    """{"schema", "run", "num_requests", "metrics": {metric: {stat: {measured, simulated, error_pct}}}}.
+
+    Only requests completed both in the run and in the simulation are compared,
+    matched by request id. error_pct = 100 x (simulated - measured) / measured.
+    """
+    sim_by_id = {r.request_id: r for r in simulated if r.finished}
+    pairs = [(m, sim_by_id[m.request_id]) for m in run.completed if m.request_id in sim_by_id]
+    series = {
+        "ttft_ms": ([m.ttft_s for m, _ in pairs], [s.ttft_s for _, s in pairs]),
+        "tpot_ms": ([m.tpot_s for m, s in pairs if m.tpot_s is not None and s.tpot_s is not None],
+                    [s.tpot_s for m, s in pairs if m.tpot_s is not None and s.tpot_s is not None]),
+        "e2e_ms": ([m.e2e_s for m, _ in pairs], [s.e2e_s for _, s in pairs]),
+    }
+    metrics = {name: _compare(measured, sim) for name, (measured, sim) in series.items()}
+    return round_floats({
+        "schema": VALIDATION_SCHEMA,
+        "run": str(run.path),
+        "num_requests": len(pairs),
+        "metrics": metrics,
+    })
+
+
+def _compare(measured: list[float], simulated: list[float]) -> dict:
+    if not measured:
+        return {}
+    out = {}
+    for stat, m, s in zip(STATISTICS, _stats_ms(measured), _stats_ms(simulated)):
+        out[stat] = {"measured": m, "simulated": s, "error_pct": 100.0 * (s - m) / m if m else 0.0}
+    return out
+
+
+def _stats_ms(values: list[float]) -> list[float]:
+    ms = np.asarray(values, dtype=np.float64) * 1e3
+    return [float(ms.mean()), *(float(v) for v in np.percentile(ms, [50, 90, 99]))]

@@ -1,0 +1,68 @@
+"""Rebuild a measured run as a simulation: same requests, same arrivals, same engine settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kairos.bench.run_format import MeasuredRun
+from kairos.errors import KairosError
+from kairos.hardware import gpu_name_for_device
+from kairos.metrics import RequestRecord
+from kairos.scenario.load import validate_scenario
+from kairos.scenario.run import build_simulation, resolve_deployment
+from kairos.scenario.schema import Scenario
+from kairos.validate.compare import compare_runs
+from kairos.workload.spec import RequestSpec
+
+
+def replay_specs(run: MeasuredRun) -> list[RequestSpec]:
+    """The run's completed requests, arriving when the engine queued them."""
+    return [RequestSpec(r.request_id, r.arrival_s, r.input_tokens, r.output_tokens)
+            for r in run.completed if r.output_tokens > 0]
+
+
+def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | None = None,
+                    perf: str = "auto") -> Scenario:
+    """A scenario with the engine settings meta.json records; `gpu`/`model` override it."""
+    meta = run.meta
+    engine_kwargs: dict[str, Any] = meta.get("engine_kwargs") or {}
+    kv: dict[str, Any] = meta.get("kv_cache") or {}
+    model_name = model or meta.get("model") or engine_kwargs.get("model")
+    if not model_name:
+        raise KairosError(f"{run.path}/meta.json names no model: pass --model")
+    gpu_name = gpu
+    if gpu_name is None:
+        device = (meta.get("hardware") or {}).get("device_name")
+        gpu_name = gpu_name_for_device(device) if device else None
+        if gpu_name is None:
+            raise KairosError(f"{run.path}/meta.json: cannot tell the GPU from device name "
+                              f"{device!r}: pass --gpu (see `kairos gpus`)")
+    engine: dict[str, Any] = {}
+    for key in ("max_num_seqs", "max_num_batched_tokens"):
+        if engine_kwargs.get(key) is not None:
+            engine[key] = engine_kwargs[key]
+    for key in ("block_size", "enable_prefix_caching", "gpu_memory_utilization", "num_gpu_blocks"):
+        if kv.get(key) is not None:
+            engine[key] = kv[key]
+    data: dict[str, Any] = {
+        "model": {"name": model_name, "max_model_len": engine_kwargs.get("max_model_len")},
+        "hardware": {"gpu": gpu_name, "tp": engine_kwargs.get("tensor_parallel_size") or 1},
+        "engine": engine,
+        "perf": {"model": perf},
+    }
+    return validate_scenario(data, f"{run.path}/meta.json")
+
+
+def validate_run(run: MeasuredRun, scenario: Scenario,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Simulate the run's requests under `scenario` and compare with what was measured."""
+    deployment = resolve_deployment(scenario)
+    sim = build_simulation(scenario, deployment, replay_specs(run), progress=progress)
+    simulated: list[RequestRecord] = sim.run().records
+    result = compare_runs(run, simulated)
+    result["gpu"] = deployment.gpu.name
+    result["perf"] = deployment.perf.used
+    result["model"] = deployment.model.name
+    result["kv_blocks"] = deployment.kv_blocks
+    return result

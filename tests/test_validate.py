@@ -1,0 +1,63 @@
+"""`kairos validate`: replay of a measured run, validation.json format, bad run files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kairos.cli.errors import run_app
+from kairos.cli.main import app
+
+RUN = Path(__file__).resolve().parents[2] / "shared" / "data" / "validation" / "vllm-0.19-rtx4090-llama-3.1-8b"
+needs_run = pytest.mark.skipif(not RUN.exists(), reason="shared validation run not present")
+
+
+@needs_run
+def test_shared_vllm_run_is_predicted_within_the_bar(capsys, tmp_path):
+    code = run_app(app, ["validate", "--against", str(RUN), "-o", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "TTFT" in captured.out
+    result = json.loads((tmp_path / "validation.json").read_text())
+    assert result["schema"] == "kairos.validation/v1"
+    assert result["gpu"] == "rtx-4090" and result["perf"] == "roofline"
+    assert result["kv_blocks"] == 2588 and result["num_requests"] == 300
+    for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        assert set(result["metrics"][metric]) == {"mean", "p50", "p90", "p99"}
+        cell = result["metrics"][metric]["mean"]
+        assert set(cell) == {"measured", "simulated", "error_pct"}
+        assert cell["error_pct"] == pytest.approx(100 * (cell["simulated"] - cell["measured"]) / cell["measured"],
+                                                  abs=1e-3)
+        assert abs(cell["error_pct"]) <= 15.0
+
+
+@needs_run
+def test_malformed_run_line_names_file_and_line(capsys, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    lines = (run / "requests.jsonl").read_text().splitlines()
+    lines[4] = lines[4][:30]
+    (run / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    code = run_app(app, ["validate", "--against", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert f"{run / 'requests.jsonl'}:5" in err[0]
+
+
+def test_missing_run_directory(capsys, tmp_path):
+    code = run_app(app, ["validate", "--against", str(tmp_path / "nope")])
+    assert code != 0 and "no such run directory" in capsys.readouterr().err
+
+
+@needs_run
+def test_unknown_device_needs_gpu_flag(capsys, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["hardware"]["device_name"] = "Mystery Accelerator 9000"
+    (run / "meta.json").write_text(json.dumps(meta))
+    code = run_app(app, ["validate", "--against", str(run), "-q"])
+    assert code != 0 and "--gpu" in capsys.readouterr().err
