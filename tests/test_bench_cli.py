@@ -8,7 +8,8 @@ import socket
 from pathlib import Path
 
 import pytest
-import typer
+
+from cli_helpers import kairos, one_line_error
 from test_bench_fake_server import (
     DISCONNECT,
     ERROR_CHUNK,
@@ -21,8 +22,6 @@ from test_bench_fake_server import (
 )
 
 from kairos.bench import load_measured_run
-from kairos.cli.bench_cmd import register
-from kairos.cli.errors import run_app
 from kairos.workload import RequestSpec, save_kairos_jsonl
 
 SHARED_RUN = (Path(__file__).resolve().parents[2] / "shared" / "data" / "validation"
@@ -36,19 +35,6 @@ def no_proxy(monkeypatch):
     # The fake server is on loopback; a proxy from the environment must not intercept.
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-
-
-def kairos(capsys, *args: str) -> tuple[int, str, str]:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """Kairos with only the bench command, as main.py registers it."""
-
-    register(app)
-    code = run_app(app, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def lines_of(run_dir: Path) -> list[dict]:
@@ -223,15 +209,6 @@ def test_text_prompts_and_chunk_counting_without_usage(capsys, tmp_path):
     assert isinstance(prompt, str) and len(prompt.split()) == 50
     (line,) = lines_of(tmp_path / "run")
     assert line["output_toks"] == 5 and line["input_toks"] == 50
-
-
-def one_line_error(capsys, *args: str) -> str:
-    code, _, err = kairos(capsys, *args)
-    assert code != 0
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_unreachable_url_is_a_one_line_error(capsys):

@@ -7,17 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kairos.cli.main import app
-from kairos.cli.errors import run_app
+from cli_helpers import kairos, one_line_error
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared data not present")
-
-
-def kairos(capsys, *args: str) -> tuple[int, str, str]:
-    code = run_app(app, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_simulate_default_scenario_prints_summary_and_writes_files(capsys, tmp_path):
@@ -49,15 +42,6 @@ def test_catalog_commands(capsys):
     assert code == 0 and "llama-3.1-70b" in out and "qwen3-30b-a3b" in out
     code, out, _ = kairos(capsys, "gpus")
     assert code == 0 and "h100" in out and "rtx-4090" in out
-
-
-def one_line_error(capsys, *args: str) -> str:
-    code, _, err = kairos(capsys, *args)
-    assert code != 0
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_unknown_model_lists_close_matches(capsys):

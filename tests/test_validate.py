@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kairos.cli.errors import run_app
-from kairos.cli.main import app
+from cli_helpers import kairos, one_line_error
 
 RUN = Path(__file__).resolve().parents[2] / "shared" / "data" / "validation" / "vllm-0.19-rtx4090-llama-3.1-8b"
 needs_run = pytest.mark.skipif(not RUN.exists(), reason="shared validation run not present")
@@ -17,10 +16,9 @@ needs_run = pytest.mark.skipif(not RUN.exists(), reason="shared validation run n
 
 @needs_run
 def test_shared_vllm_run_is_predicted_within_the_bar(capsys, tmp_path):
-    code = run_app(app, ["validate", "--against", str(RUN), "-o", str(tmp_path)])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    assert "TTFT" in captured.out
+    code, out, err = kairos(capsys, "validate", "--against", str(RUN), "-o", str(tmp_path))
+    assert code == 0, err
+    assert "TTFT" in out
     result = json.loads((tmp_path / "validation.json").read_text())
     assert result["schema"] == "kairos.validation/v1"
     assert result["gpu"] == "rtx-4090" and result["perf"] == "roofline"
@@ -41,15 +39,12 @@ def test_malformed_run_line_names_file_and_line(capsys, tmp_path):
     lines = (run / "requests.jsonl").read_text().splitlines()
     lines[4] = lines[4][:30]
     (run / "requests.jsonl").write_text("\n".join(lines) + "\n")
-    code = run_app(app, ["validate", "--against", str(run)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1
-    assert f"{run / 'requests.jsonl'}:5" in err[0]
+    line = one_line_error(capsys, "validate", "--against", str(run))
+    assert f"{run / 'requests.jsonl'}:5" in line
 
 
 def test_missing_run_directory(capsys, tmp_path):
-    code = run_app(app, ["validate", "--against", str(tmp_path / "nope")])
-    assert code != 0 and "no such run directory" in capsys.readouterr().err
+    assert "no such run directory" in one_line_error(capsys, "validate", "--against", str(tmp_path / "nope"))
 
 
 @needs_run
@@ -59,5 +54,4 @@ def test_unknown_device_needs_gpu_flag(capsys, tmp_path):
     meta = json.loads((run / "meta.json").read_text())
     meta["hardware"]["device_name"] = "Mystery Accelerator 9000"
     (run / "meta.json").write_text(json.dumps(meta))
-    code = run_app(app, ["validate", "--against", str(run), "-q"])
-    assert code != 0 and "--gpu" in capsys.readouterr().err
+    assert "--gpu" in one_line_error(capsys, "validate", "--against", str(run), "-q")
