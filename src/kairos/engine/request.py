@@ -63,15 +63,6 @@ class Request:
     def num_tokens(self) -> int:
         return self.prompt_len + self.num_output
 
-    @property
-    def is_decoding(self) -> bool:
-        """True when the only token left to compute is the last sampled one."""
-        return self.num_output > 0 and self.num_computed == self.num_tokens - 1
-
-    @property
-    def remaining_output(self) -> int:
-        return self.max_output - self.num_output
-
     def __repr__(self) -> str:
         return (f"Request({self.request_id}, {self.status.value}, computed={self.num_computed}"
                 f"/{self.num_tokens}, out={self.num_output}/{self.max_output})")
