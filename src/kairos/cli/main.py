@@ -10,7 +10,7 @@ from rich.console import Console
 
 from kairos.cli.catalogs import gpus_table, models_table
 from kairos.cli.errors import run_app
-from kairos.cli import bench_cmd, validate_cmd
+from kairos.cli import bench_cmd, calibrate_cmd, validate_cmd
 from kairos.cli.overrides import parse_set, workload_override
 from kairos.cli.explain_table import explain_table
 from kairos.cli.progress import LazyProgress
@@ -40,7 +40,7 @@ def simulate(
     rate: Annotated[Optional[float], typer.Option(help="Synthetic arrival rate, requests (or sessions) per second.")] = None,
     num_requests: Annotated[Optional[int], typer.Option(help="Number of requests (a trace's first N arrivals).")] = None,
     time_scale: Annotated[Optional[float], typer.Option(help="Replay a trace k times faster.")] = None,
-    perf: Annotated[Optional[str], typer.Option(help="Step-time model (roofline).")] = None,
+    perf: Annotated[Optional[str], typer.Option(help="Step-time model: roofline, kernels, auto or calibrated:PROFILE.")] = None,
     policy: Annotated[Optional[str], typer.Option(help="Queue policy: fcfs or priority.")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Most requests running at once.")] = None,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(help="Token budget per step.")] = None,
@@ -98,6 +98,7 @@ def gpus() -> None:
 
 
 bench_cmd.register(app)
+calibrate_cmd.register(app)
 validate_cmd.register(app)
 
 

@@ -8,11 +8,14 @@ from kairos.errors import KairosError, unknown_name_error
 from kairos.hardware.gpu import GPU
 from kairos.models.arch import ModelArch
 from kairos.perf.base import StepTimeModel
+from kairos.perf.calibrated import CalibratedModel, load_profile
 from kairos.perf.kernels import KernelModel, kernel_coverage
 from kairos.perf.overheads import EngineOverheads, WithOverheads
 from kairos.perf.roofline import RooflineModel, RooflineParams
 
 PERF_MODELS = ("roofline", "kernels", "auto")
+# `calibrated:PATH` names a profile written by `kairos calibrate`.
+CALIBRATED_PREFIX = "calibrated:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,19 +23,30 @@ class ResolvedPerf:
     """The step-time model built for a scenario and the name of the one that runs."""
 
     model: StepTimeModel
-    used: str  # "roofline" or "kernels" (what `auto` resolved to)
+    used: str  # "roofline", "kernels" (what `auto` resolved to) or "calibrated"
 
 
-def make_step_time_model(name: str, model: ModelArch, gpu: GPU, tp: int,
+def calibration_profile(name: str) -> dict | None:
+    """The profile a `calibrated:PATH` perf name points at (loaded and checked), else None."""
+    if not name.startswith(CALIBRATED_PREFIX) or not name[len(CALIBRATED_PREFIX):]:
+        return None
+    return load_profile(name[len(CALIBRATED_PREFIX):])
+
+
+def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
                          roofline: dict[str, float] | None = None,
                          overheads: dict[str, float] | None = None) -> ResolvedPerf:
     """Build the step-time model `name` for `model` on `tp` GPUs of kind `gpu`, with engine overheads.
 
     `auto` uses the measured kernel database where it covers the GPU (and the
-    `kernels` extra is installed), the roofline elsewhere.
+    `kernels` extra is installed), the roofline elsewhere. `calibrated:PATH` loads
+    a profile of whole measured steps, host time included, so it gets no overheads.
     """
+    if name == "calibrated" or name.startswith(CALIBRATED_PREFIX):
+        path = name[len(CALIBRATED_PREFIX):]  # empty for a bare "calibrated"
+        return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads), "calibrated")
     if name not in PERF_MODELS:
-        raise unknown_name_error("step-time model", name, PERF_MODELS)
+        raise unknown_name_error("step-time model", name, (*PERF_MODELS, CALIBRATED_PREFIX + "PROFILE"))
     used = name
     if name == "auto":
         used = "kernels" if kernel_coverage(gpu.name) else "roofline"
@@ -41,6 +55,38 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU, tp: int,
     else:
         inner = RooflineModel(model, gpu, tp, _dataclass_from(RooflineParams, roofline, "roofline parameter"))
     return ResolvedPerf(WithOverheads(inner, _dataclass_from(EngineOverheads, overheads, "engine overhead")), used)
+
+
+def _calibrated(path: str, model: ModelArch, tp: int, roofline: dict[str, float] | None,
+                overheads: dict[str, float] | None) -> CalibratedModel:
+    if not path:
+        raise KairosError("perf model 'calibrated' needs a profile: calibrated:PROFILE.json "
+                          "(write one with `kairos calibrate`)")
+    if roofline or overheads:
+        raise KairosError("roofline parameters and engine overheads do not apply to a calibrated "
+                          "profile: it measured whole steps, host time included")
+    calibrated = CalibratedModel(path)
+    # A profile predicts the engine and model it measured, on one device: anything else
+    # would be silently wrong rather than approximately right.
+    if tp != 1:
+        raise KairosError(f"{path} was measured on one device: run it with --tp 1, not {tp}")
+    measured = calibrated.arch()
+    if _cost_shape(measured) != _cost_shape(model):
+        raise KairosError(f"{path} was measured on model '{measured.name}' ({_describe(measured)}), "
+                          f"not '{model.name}' ({_describe(model)}): simulate the measured model "
+                          "(its config is the profile's model_config) or calibrate this one")
+    return calibrated
+
+
+def _cost_shape(model: ModelArch) -> tuple[int, ...]:
+    """The fields of an architecture that change step times."""
+    return (model.hidden_size, model.num_layers, model.num_heads, model.num_kv_heads, model.head_dim,
+            model.intermediate_size, model.vocab_size, model.num_experts, model.experts_per_token,
+            model.moe_intermediate_size, model.num_shared_experts, model.shared_expert_intermediate_size)
+
+
+def _describe(model: ModelArch) -> str:
+    return f"hidden {model.hidden_size}, {model.num_layers} layers, vocab {model.vocab_size}"
 
 
 def _dataclass_from(cls, overrides: dict[str, float] | None, what: str):

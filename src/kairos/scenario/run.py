@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 from kairos.cluster import make_router, router_knobs
 from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
-from kairos.hardware import GPU, load_gpu
+from kairos.errors import KairosError
+from kairos.hardware import load_gpu
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
 from kairos.models import ModelArch, load_model
 from kairos.perf import kv_cache_blocks
-from kairos.perf.registry import ResolvedPerf, make_step_time_model
+from kairos.perf.registry import ResolvedPerf, calibration_profile, make_step_time_model
 from kairos.scenario.schema import Scenario
 from kairos.sim.executor import SimExecutor
 from kairos.sim.explain import StepSampler, explain_steps
@@ -36,7 +37,7 @@ class Deployment:
     """What a scenario resolves to before any request runs."""
 
     model: ModelArch
-    gpu: GPU
+    device: str  # catalog GPU name, or the device a calibration profile measured
     tp: int
     replicas: int
     kv_blocks: int
@@ -45,20 +46,33 @@ class Deployment:
 
 
 def resolve_deployment(scenario: Scenario) -> Deployment:
-    """Look up model and GPU, check TP, and size each replica's KV cache."""
-    model = load_model(scenario.model.name)
-    gpu = load_gpu(scenario.hardware.gpu)
+    """Look up model and GPU, check TP, size each replica's KV cache, build the step-time model."""
     tp = scenario.hardware.tp
-    model.check_tp(tp)
     eng = scenario.engine
-    blocks = eng.num_gpu_blocks or kv_cache_blocks(
-        model, gpu, tp, eng.block_size, eng.gpu_memory_utilization,
-        eng.max_num_batched_tokens, eng.max_num_seqs,
-    )
+    profile = calibration_profile(scenario.perf.model)
+    if profile is not None and scenario.model.name == profile["model"]:
+        # The measured engine itself (e.g. a `kairos serve` preset the catalog does not
+        # know): its architecture comes from the profile, and with no GPU to size the KV
+        # cache from, the served engine's block count must be given.
+        model = ModelArch.from_hf_config(profile["model_config"], name=profile["model"],
+                                         dtype_bytes=int(profile.get("dtype_bytes", 2)))
+        if not eng.num_gpu_blocks:
+            raise KairosError("simulating a calibrated engine needs its KV block count: set "
+                              "engine.num_gpu_blocks (`kairos validate` reads it from meta.json)")
+        gpu, device, blocks = None, str(profile.get("device_name") or profile.get("device")), eng.num_gpu_blocks
+    else:
+        model = load_model(scenario.model.name)
+        gpu = load_gpu(scenario.hardware.gpu)
+        model.check_tp(tp)
+        device = gpu.name
+        blocks = eng.num_gpu_blocks or kv_cache_blocks(
+            model, gpu, tp, eng.block_size, eng.gpu_memory_utilization,
+            eng.max_num_batched_tokens, eng.max_num_seqs,
+        )
     max_len = scenario.model.max_model_len or model.max_position_embeddings
     perf = make_step_time_model(scenario.perf.model, model, gpu, tp, scenario.perf.roofline,
                                 scenario.perf.overheads)
-    return Deployment(model, gpu, tp, scenario.cluster.replicas or 1, blocks, max_len, perf)
+    return Deployment(model, device, tp, scenario.cluster.replicas or 1, blocks, max_len, perf)
 
 
 def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
@@ -108,7 +122,7 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     summary = summarize(result.records, result.itl, slo, result.prefix_cache_hit_rate)
     extra = {
         "deployment": {
-            "model": deployment.model.name, "gpu": deployment.gpu.name, "tp": deployment.tp,
+            "model": deployment.model.name, "gpu": deployment.device, "tp": deployment.tp,
             "replicas": deployment.replicas, "kv_blocks_per_replica": deployment.kv_blocks,
             "max_model_len": deployment.max_model_len, "perf": deployment.perf.used,
         },

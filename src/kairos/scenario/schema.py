@@ -82,8 +82,9 @@ class PerfSection(_Section):
     """How step times are predicted."""
 
     model: str = Field("roofline", description="Step-time model: roofline, kernels (measured"
-                       " kernel database, needs the `kernels` extra) or auto (kernels where the"
-                       " database covers the GPU, else roofline). Default roofline.")
+                       " kernel database, needs the `kernels` extra), auto (kernels where the"
+                       " database covers the GPU, else roofline) or calibrated:PROFILE (a"
+                       " profile from `kairos calibrate`). Default roofline.")
     roofline: dict[str, float] = Field(default_factory=dict, description="Overrides of roofline"
                                        " parameters (see docs/BENCHMARKS.md). Default none.")
     overheads: dict[str, float] = Field(default_factory=dict, description="Overrides of engine"

@@ -8,6 +8,7 @@ from typing import Any
 from kairos.bench.run_format import MeasuredRun
 from kairos.errors import KairosError
 from kairos.hardware import gpu_name_for_device
+from kairos.perf.registry import calibration_profile
 from kairos.metrics import RequestRecord
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
@@ -32,7 +33,8 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
     if not model_name:
         raise KairosError(f"{run.path}/meta.json names no model: pass --model")
     gpu_name = gpu
-    if gpu_name is None:
+    # A calibrated profile carries its own device; every other model needs a catalog GPU.
+    if gpu_name is None and calibration_profile(perf) is None:
         device = (meta.get("hardware") or {}).get("device_name")
         gpu_name = gpu_name_for_device(device) if device else None
         if gpu_name is None:
@@ -47,7 +49,8 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
             engine[key] = kv[key]
     data: dict[str, Any] = {
         "model": {"name": model_name, "max_model_len": engine_kwargs.get("max_model_len")},
-        "hardware": {"gpu": gpu_name, "tp": engine_kwargs.get("tensor_parallel_size") or 1},
+        "hardware": {"tp": engine_kwargs.get("tensor_parallel_size") or 1,
+                     **({"gpu": gpu_name} if gpu_name else {})},
         "engine": engine,
         "perf": {"model": perf},
     }
@@ -61,7 +64,7 @@ def validate_run(run: MeasuredRun, scenario: Scenario,
     sim = build_simulation(scenario, deployment, replay_specs(run), progress=progress)
     simulated: list[RequestRecord] = sim.run().records
     result = compare_runs(run, simulated)
-    result["gpu"] = deployment.gpu.name
+    result["gpu"] = deployment.device
     result["perf"] = deployment.perf.used
     result["model"] = deployment.model.name
     result["kv_blocks"] = deployment.kv_blocks

@@ -1,0 +1,95 @@
+"""`kairos calibrate`: time the real engine's steps on this machine and fit a step-time profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kairos.cli.progress import LazyProgress
+from kairos.errors import KairosError
+
+out = Console(highlight=False, width=None if Console().is_terminal else 160)
+err = Console(stderr=True, highlight=False)
+
+# A point whose repeats spread wider than this share of their median was measured on a busy machine.
+NOISY_SPREAD = 0.5
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `calibrate` command to the kairos app."""
+    app.command()(calibrate)
+
+
+def calibrate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Profile JSON to write (use it as --perf calibrated:PROFILE).")],
+    model: Annotated[str, typer.Option(help="tiny, small or medium (random-init presets), or a local Hugging Face model directory.")],
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1.")] = "cpu",
+    block_size: Annotated[int, typer.Option(min=1, help="Tokens per KV cache block.")] = 16,
+    max_num_batched_tokens: Annotated[int, typer.Option(min=1, help="Token budget per engine step; the largest prefill chunk measured.")] = 2048,
+    max_num_seqs: Annotated[int, typer.Option(min=1, help="Most requests running at once; caps the decode batches measured.")] = 256,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed steps per grid point (after one warm-up step); the median is kept.")] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="A small grid (seconds for the tiny model): for smoke tests, not for accuracy.")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads while measuring (default: torch's default); match what serving uses.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
+) -> None:
+    """Measure the real engine's step time over a grid of batch shapes and fit a calibrated step-time model."""
+    try:
+        from kairos.serve.calibrate import calibrate as measure
+        from kairos.serve.loader import load_model
+        from kairos.serve.runner import RunnerConfig
+    except ImportError as exc:
+        raise KairosError(f"kairos calibrate needs the engine extra ({exc.name} is missing): "
+                          "pip install 'kairos[engine]'") from None
+    loaded = load_model(model, device)
+    config = RunnerConfig(block_size=block_size, max_num_seqs=max_num_seqs,
+                          max_num_batched_tokens=max_num_batched_tokens)
+    with LazyProgress("measuring steps", err, enabled=not quiet) as progress:
+        profile = measure(loaded, config, repeats=repeats, quick=quick, threads=threads, progress=progress)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(profile, indent=1, allow_nan=False) + "\n")
+    if not quiet:
+        took = profile["measurement"]["wall_time_s"]
+        out.print(f"[bold]{profile['model']}[/] on {profile['device']} ({profile['device_name']}, "
+                  f"{profile['torch_threads']} torch threads): {len(profile['points'])} step shapes in {took:.1f} s")
+        out.print(fit_table(profile))
+        out.print(fit_summary(profile))
+        noisy = noisy_points(profile)
+        if noisy:
+            err.print(f"warning: {noisy} of {len(profile['points'])} points' repeats spread over "
+                      f"{NOISY_SPREAD:.0%} of their median: the machine was busy (other programs, or more "
+                      "torch threads than idle cores); rerun when it is idle or with fewer --threads")
+    out.print(f"wrote {output}")
+
+
+# What one unit of each term counts, for the coefficient table.
+TERM_UNITS = {"step": "step", "prefill_tokens": "prefill token", "prefill_context_pairs": "query-key pair",
+              "prefill_self_pairs": "query-key pair", "prefill_chunks": "prefill chunk",
+              "decodes": "decode", "decode_kv_tokens": "KV token read", "sampled": "sampled token",
+              "mixed": "mixed step"}
+
+
+def fit_table(profile: dict[str, Any]) -> Table:
+    table = Table(title="Fitted step time")
+    for col in ("term", "microseconds", "per"):
+        table.add_column(col, justify="right" if col == "microseconds" else "left")
+    for term in profile["terms"]:
+        table.add_row(term, f"{profile['coefficients'][term] * 1e6:.4g}", TERM_UNITS.get(term, ""))
+    return table
+
+
+def fit_summary(profile: dict[str, Any]) -> str:
+    fit = profile["fit"]
+    return (f"|error| on the measured points: median {fit['median_abs_error_pct']:.1f} %, "
+            f"p90 {fit['p90_abs_error_pct']:.1f} %; held out ({fit['folds']}-fold cross-validation): "
+            f"median {fit['heldout_median_abs_error_pct']:.1f} %, p90 {fit['heldout_p90_abs_error_pct']:.1f} %")
+
+
+def noisy_points(profile: dict[str, Any]) -> int:
+    """Points whose timed repeats spread wider than NOISY_SPREAD of their median."""
+    return sum(1 for p in profile["points"]
+               if (max(p["times_s"]) - min(p["times_s"])) > NOISY_SPREAD * p["time_s"])

@@ -1,0 +1,273 @@
+"""Calibrated step-time model: a step-time function fitted to steps measured on a real engine.
+
+`kairos calibrate` times whole engine steps (schedule, forward, sample, update)
+over a grid of batch shapes and fits the time as a non-negative combination of
+the terms below by least squares on relative error. A profile file holds the
+measured points, the fitted coefficients and the model's config, so the
+simulator can rebuild both the architecture and the step times of that engine.
+Since the measurement includes host time, engine overheads must not be added on top.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kairos.errors import KairosError
+from kairos.models.arch import ModelArch
+from kairos.perf.base import BatchShape
+
+SCHEMA = "kairos.calibration/v1"
+
+# What a step's time is fitted on, each a count that can only add work:
+#   step: 1 per step (scheduling, input preparation, kernel launches of every layer)
+#   prefill_tokens: new prompt tokens (projections, MLP, KV writes)
+#   prefill_context_pairs: (query, key) pairs between chunk tokens and the cached context
+#   prefill_self_pairs: causal (query, key) pairs within each chunk. Apart from the
+#     context pairs because kernels differ: FlashAttention skips the masked half
+#     (costs like a context pair), a dense masked SDPA computes it anyway (costs two).
+#   prefill_chunks: prefill requests in the step (per-request metadata, attention batches)
+#   decodes: decode requests (per-request projections, metadata, bookkeeping)
+#   decode_kv_tokens: KV tokens the decodes attend to (gathering and reading the cache)
+#   sampled: requests that sample a token (lm_head row, sampler, output handling)
+#   mixed: 1 when decodes and prefill chunks share the step (two attention batches, not one)
+TERMS: tuple[str, ...] = ("step", "prefill_tokens", "prefill_context_pairs", "prefill_self_pairs",
+                          "prefill_chunks", "decodes", "decode_kv_tokens", "sampled", "mixed")
+
+
+def term_values(shape: BatchShape) -> tuple[float, ...]:
+    """The value of every term of TERMS for one step."""
+    new, ctx = shape.prefill_new, shape.prefill_ctx
+    mixed = 1.0 if new and shape.num_decodes else 0.0
+    return (1.0, float(sum(new)), float(sum(n * c for n, c in zip(new, ctx))), _self_pairs(new),
+            float(len(new)), float(shape.num_decodes), float(shape.decode_kv_sum), float(shape.num_sampled),
+            mixed)
+
+
+def _self_pairs(new: tuple[int, ...]) -> float:
+    return sum(n * (n + 1) / 2 for n in new)
+
+
+# ---- measured points ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredPoint:
+    """One grid point: its step shape and the median of its repeated step times."""
+
+    kind: str  # "prefill", "decode" or "mixed"
+    shape: BatchShape
+    time_s: float
+    times_s: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.shape
+        return {"kind": self.kind, "prefill_new": list(s.prefill_new), "prefill_ctx": list(s.prefill_ctx),
+                "num_decodes": s.num_decodes, "decode_kv_sum": s.decode_kv_sum,
+                "num_sampled": s.num_sampled, "time_s": self.time_s, "times_s": list(self.times_s)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MeasuredPoint:
+        shape = BatchShape(tuple(int(n) for n in data["prefill_new"]),
+                           tuple(int(c) for c in data["prefill_ctx"]),
+                           int(data["num_decodes"]), int(data["decode_kv_sum"]), int(data["num_sampled"]))
+        return cls(str(data["kind"]), shape, float(data["time_s"]), tuple(float(t) for t in data["times_s"]))
+
+
+# ---- fitting --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimeFit:
+    """Fitted coefficients (seconds per unit of each term) and the relative error of the fit.
+
+    The held-out errors predict each point from a fit that did not see it
+    (k-fold cross-validation), a fairer guess of the error on unmeasured shapes.
+    """
+
+    coefficients: dict[str, float]
+    median_abs_error_pct: float
+    p90_abs_error_pct: float
+    heldout_median_abs_error_pct: float
+    heldout_p90_abs_error_pct: float
+    folds: int
+
+    def errors(self) -> dict[str, float | int]:
+        return {"median_abs_error_pct": self.median_abs_error_pct, "p90_abs_error_pct": self.p90_abs_error_pct,
+                "heldout_median_abs_error_pct": self.heldout_median_abs_error_pct,
+                "heldout_p90_abs_error_pct": self.heldout_p90_abs_error_pct, "folds": self.folds}
+
+
+def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5) -> StepTimeFit:
+    """Non-negative least squares of step time on TERMS, minimising relative (not absolute) error.
+
+    Relative: steps range from a millisecond to seconds, and an absolute fit would
+    ignore the short decode steps that dominate a serving run.
+    """
+    if len(points) < len(TERMS):
+        raise KairosError(f"fitting {len(TERMS)} terms needs at least {len(TERMS)} measured points, "
+                          f"got {len(points)}")
+    x = np.array([term_values(p.shape) for p in points], dtype=np.float64)
+    y = np.array([p.time_s for p in points], dtype=np.float64)
+    if not (y > 0).all():
+        raise KairosError("measured step times must be positive")
+    coef = _relative_nnls(x, y)
+    fitted = _abs_error_pct(x @ coef, y)
+    folds = max(2, min(folds, len(points)))
+    heldout_pred = np.empty_like(y)
+    fold_of = np.arange(len(y)) % folds
+    for f in range(folds):
+        test = fold_of == f
+        heldout_pred[test] = x[test] @ _relative_nnls(x[~test], y[~test])
+    heldout = _abs_error_pct(heldout_pred, y)
+    return StepTimeFit(
+        {term: float(c) for term, c in zip(TERMS, coef)},
+        float(np.median(fitted)), float(np.percentile(fitted, 90)),
+        float(np.median(heldout)), float(np.percentile(heldout, 90)), folds,
+    )
+
+
+def _abs_error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    return np.abs(predicted - measured) / measured * 100.0
+
+
+def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin ||(x c - y) / y|| over c >= 0, with columns scaled so that the terms' units do not matter."""
+    a = x / y[:, None]
+    scale = np.linalg.norm(a, axis=0)
+    scale[scale == 0] = 1.0  # a term absent from every point keeps coefficient 0
+    return nnls(a / scale, np.ones_like(y)) / scale
+
+
+def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin ||a x - b|| subject to x >= 0 (Lawson and Hanson's active-set method).
+
+    numpy only, so that fitting needs no scipy; a few dozen columns at most.
+    """
+    rows, cols = a.shape
+    x = np.zeros(cols)
+    passive = np.zeros(cols, dtype=bool)
+    tol = 10 * np.finfo(float).eps * np.linalg.norm(a, 1) * max(rows, cols)
+    for _ in range(3 * cols):
+        gradient = a.T @ (b - a @ x)
+        candidates = ~passive & (gradient > tol)
+        if not candidates.any():
+            break
+        passive[np.argmax(np.where(candidates, gradient, -np.inf))] = True
+        while passive.any():
+            z = np.zeros(cols)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > tol).all():
+                x = z
+                break
+            # Move from x towards z until the first coefficient reaches zero; it leaves the passive set.
+            falling = np.flatnonzero(passive & (z <= tol))
+            drop = x[falling] - z[falling]
+            ratios = np.divide(x[falling], drop, out=np.zeros(len(falling)), where=drop > 0)
+            first = np.argmin(ratios)
+            x = x + ratios[first] * (z - x)
+            x[falling[first]] = 0.0
+            passive &= x > tol
+            x[~passive] = 0.0
+    return x
+
+
+# ---- profile file ---------------------------------------------------------------------
+
+
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """Read and check a calibration profile written by `kairos calibrate`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KairosError(f"{path}: no such calibration profile (write one with `kairos calibrate`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise KairosError(f"{path}: cannot read calibration profile: {err}") from err
+    check_profile(data, str(path))
+    return data
+
+
+def check_profile(data: Any, source: str = "calibration profile") -> None:
+    """Raise KairosError naming `source` unless `data` is a usable calibration profile."""
+    if not isinstance(data, dict):
+        raise KairosError(f"{source}: not a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise KairosError(f"{source}: schema is {data.get('schema')!r}, expected '{SCHEMA}' "
+                          "(not a profile from `kairos calibrate`?)")
+    for key, kind in (("model", str), ("model_config", dict), ("terms", list), ("coefficients", dict)):
+        if not isinstance(data.get(key), kind):
+            raise KairosError(f"{source}: '{key}' is missing or not a {kind.__name__}")
+    unknown = [t for t in data["terms"] if t not in TERMS]
+    if unknown:
+        raise KairosError(f"{source}: unknown term {unknown[0]!r} (known: {', '.join(TERMS)})")
+    for term in data["terms"]:
+        value = data["coefficients"].get(term)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise KairosError(f"{source}: coefficient of '{term}' must be a finite number >= 0, got {value!r}")
+
+
+# ---- the model ------------------------------------------------------------------------
+
+
+class CalibratedModel:
+    """Step time from a calibration profile: the fitted combination of TERMS.
+
+    Terms a profile does not list count zero. The result is whole-step wall time
+    of the measured engine, host work included: never wrap it in WithOverheads.
+    """
+
+    name = "calibrated"
+
+    def __init__(self, profile: dict[str, Any] | str | Path) -> None:
+        if isinstance(profile, dict):
+            check_profile(profile)
+        else:
+            profile = load_profile(profile)
+        self.profile = profile
+        coef = {term: float(profile["coefficients"][term]) for term in profile["terms"]}
+        self.coefficients: tuple[float, ...] = tuple(coef.get(term, 0.0) for term in TERMS)
+        # Seconds per unit of each term, unpacked once: step_time runs for every simulated step.
+        (self._per_step, self._per_prefill_token, self._per_context_pair, self._per_self_pair,
+         self._per_chunk, self._per_decode, self._per_kv_token, self._per_sampled,
+         self._per_mixed_step) = self.coefficients
+
+    def arch(self) -> ModelArch:
+        """The architecture of the measured model, from the profile's HF-style config."""
+        dtype_bytes = int(self.profile.get("dtype_bytes", 2))
+        return ModelArch.from_hf_config(self.profile["model_config"], name=self.profile["model"],
+                                        dtype_bytes=dtype_bytes)
+
+    # ---- StepTimeModel -------------------------------------------------------------
+
+    def step_time(self, shape: BatchShape) -> float:
+        """Seconds for one step of any shape; decode-only steps agree bit for bit with decode_window."""
+        # The decode part is written exactly as decode_window's elementwise expression.
+        t = (self._per_step + self._per_decode * shape.num_decodes + self._per_kv_token * shape.decode_kv_sum
+             + self._per_sampled * shape.num_sampled)
+        new = shape.prefill_new
+        if new:
+            context_pairs = sum(n * c for n, c in zip(new, shape.prefill_ctx))
+            t += (self._per_prefill_token * sum(new) + self._per_context_pair * context_pairs
+                  + self._per_self_pair * _self_pairs(new) + self._per_chunk * len(new))
+            if shape.num_decodes:
+                t += self._per_mixed_step
+        return t
+
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
+        """Seconds for each of `steps` pure-decode steps; step i attends to kv_sum + i * n tokens."""
+        kv_sums = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.float64)
+        return (self._per_step + self._per_decode * num_decodes + self._per_kv_token * kv_sums
+                + self._per_sampled * num_decodes)
+
+    # ---- explanation ---------------------------------------------------------------
+
+    def breakdown(self, shape: BatchShape) -> dict[str, float]:
+        """Seconds per fitted term for one step; the values sum to step_time (up to rounding)."""
+        return {term: c * v for term, c, v in zip(TERMS, self.coefficients, term_values(shape))}

@@ -1,0 +1,189 @@
+"""Calibrated step-time model: the fit recovers known coefficients, decode windows are bit-identical,
+bad profiles fail with one clear line, and the registry builds it without engine overheads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kairos.errors import KairosError
+from kairos.hardware import load_gpu
+from kairos.models.arch import ModelArch
+from kairos.perf.base import BatchShape
+from kairos.perf.calibrated import (
+    SCHEMA, TERMS, CalibratedModel, MeasuredPoint, fit_step_time, load_profile, nnls, term_values,
+)
+from kairos.perf.overheads import WithOverheads
+from kairos.perf.registry import make_step_time_model
+
+# The `tiny` serve preset's shape, as `kairos calibrate` writes it.
+TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512,
+               "max_position_embeddings": 4096, "tie_word_embeddings": False}
+TRUE = {"step": 6e-4, "prefill_tokens": 5e-6, "prefill_context_pairs": 1.5e-8, "prefill_self_pairs": 3e-8,
+        "prefill_chunks": 1e-4, "decodes": 2e-5, "decode_kv_tokens": 8e-8, "sampled": 1e-5, "mixed": 1e-3}
+
+
+def profile(coefficients=TRUE, **extra) -> dict:
+    data = {"schema": SCHEMA, "model": "tiny", "model_config": TINY_CONFIG, "terms": list(coefficients),
+            "coefficients": dict(coefficients)}
+    data.update(extra)
+    return data
+
+
+def grid_shapes() -> list[BatchShape]:
+    """Shapes like the calibration grid's: prefill chunks over prefixes, decodes, mixed steps."""
+    shapes = []
+    for prefix in (0, 512, 2048):
+        shapes += [BatchShape((c,), (prefix,), num_sampled=1) for c in (16, 64, 256, 1024, 2048)]
+        shapes.append(BatchShape((2048,), (prefix,), num_sampled=0))
+    shapes += [BatchShape((c,) * k, (0,) * k, num_sampled=k) for k, c in ((2, 64), (8, 32), (4, 256))]
+    for ctx in (16, 1024):
+        shapes += [BatchShape(num_decodes=n, decode_kv_sum=n * (ctx + 1), num_sampled=n) for n in (1, 8, 64, 256)]
+    for n in (8, 64):
+        shapes += [BatchShape((c,), (p,), n, n * 257, n + 1) for c in (64, 512) for p in (0, 1024)]
+        shapes.append(BatchShape((2048 - n,), (0,), n, n * 257, n))
+    return shapes
+
+
+def points_from(model: CalibratedModel, noise: float = 0.0, seed: int = 0) -> list[MeasuredPoint]:
+    rng = np.random.default_rng(seed)
+    points = []
+    for shape in grid_shapes():
+        t = model.step_time(shape) * (1 + noise * rng.standard_normal())
+        points.append(MeasuredPoint("decode" if not shape.prefill_new else "prefill", shape, t, (t,)))
+    return points
+
+
+def test_fit_recovers_known_coefficients():
+    fit = fit_step_time(points_from(CalibratedModel(profile())))
+    for term in TERMS:
+        assert fit.coefficients[term] == pytest.approx(TRUE[term], rel=1e-6), term
+    assert fit.median_abs_error_pct < 1e-6 and fit.heldout_p90_abs_error_pct < 1e-6
+
+
+def test_fit_keeps_coefficients_non_negative_and_close_under_noise():
+    # A term the data do not need (no sampling cost) must come out zero, not negative.
+    truth = dict(TRUE, sampled=0.0)
+    fit = fit_step_time(points_from(CalibratedModel(profile(truth)), noise=0.02, seed=3))
+    assert all(c >= 0 for c in fit.coefficients.values())
+    for term in ("step", "prefill_tokens", "prefill_self_pairs", "decode_kv_tokens"):
+        assert fit.coefficients[term] == pytest.approx(truth[term], rel=0.2), term
+    assert fit.median_abs_error_pct < 3
+
+
+def test_fit_needs_enough_points():
+    with pytest.raises(KairosError, match="at least"):
+        fit_step_time(points_from(CalibratedModel(profile()))[:3])
+
+
+def test_nnls_meets_the_optimality_conditions():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        a = rng.normal(size=(30, 6)) * rng.choice([1e-3, 1.0, 1e3], size=6)
+        b = rng.normal(size=30)
+        x = nnls(a, b)
+        gradient = a.T @ (b - a @ x)
+        scale = np.abs(a).sum(axis=0) * np.abs(b).sum() * 1e-9
+        assert (x >= 0).all()
+        # KKT: no ascent direction into the feasible set; zero gradient where x is free.
+        assert (gradient <= scale).all()
+        assert np.all(np.abs(gradient[x > 0]) <= scale[x > 0])
+
+
+coefficients = st.floats(min_value=0.0, max_value=1e-2, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({term: coefficients for term in TERMS}),
+       st.integers(1, 512), st.integers(0, 10**6), st.integers(1, 64))
+def test_decode_window_is_bit_identical_to_single_steps(coef, n, kv, steps):
+    model = CalibratedModel(profile(coef))
+    kv += n  # every decode attends to at least its own token
+    window = model.decode_window(n, kv, steps)
+    singles = [model.step_time(BatchShape(num_decodes=n, decode_kv_sum=kv + i * n, num_sampled=n))
+               for i in range(steps)]
+    assert window.tolist() == singles
+    assert window[0] == model.decode_window(n, kv, 1)[0]
+
+
+def test_breakdown_sums_to_step_time_and_names_every_term():
+    model = CalibratedModel(profile())
+    for shape in grid_shapes():
+        parts = model.breakdown(shape)
+        assert list(parts) == list(TERMS)
+        assert sum(parts.values()) == pytest.approx(model.step_time(shape), rel=1e-12)
+        assert parts["step"] == TRUE["step"]
+
+
+def test_terms_a_profile_omits_count_zero():
+    model = CalibratedModel(profile({"step": 1e-3, "decodes": 1e-4}))
+    assert model.step_time(BatchShape((100,), (0,), 4, 400, 5)) == pytest.approx(1e-3 + 4e-4)
+
+
+def test_points_round_trip_through_json():
+    point = MeasuredPoint("mixed", BatchShape((64,), (512,), 8, 2072, 9), 0.003, (0.0031, 0.003, 0.0029))
+    assert MeasuredPoint.from_dict(json.loads(json.dumps(point.to_dict()))) == point
+    assert term_values(point.shape) == (1.0, 64.0, 64 * 512.0, 64 * 65 / 2, 1.0, 8.0, 2072.0, 9.0, 1.0)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such calibration profile"),
+    ("{not json", "cannot read calibration profile"),
+    ("[1, 2]", "not a JSON object"),
+    (json.dumps({"schema": "kairos.report/v1"}), "schema is 'kairos.report/v1'"),
+    (json.dumps({k: v for k, v in profile().items() if k != "model_config"}), "'model_config' is missing"),
+    (json.dumps(profile(dict(TRUE, warp_drive=1.0))), "unknown term 'warp_drive'"),
+    (json.dumps(profile(dict(TRUE, decodes=-1e-5))), "coefficient of 'decodes'"),
+    (json.dumps(profile(dict(TRUE, step="fast"))), "coefficient of 'step'"),
+])
+def test_malformed_profiles_fail_with_the_file_named(tmp_path, content, message):
+    path = tmp_path / "profile.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(KairosError, match=message) as info:
+        load_profile(path)
+    assert str(info.value).startswith(str(path))
+    with pytest.raises(KairosError, match=message):
+        CalibratedModel(path)
+
+
+@pytest.fixture
+def profile_path(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(profile(dtype_bytes=4)))
+    return path
+
+
+def tiny_arch() -> ModelArch:
+    return ModelArch.from_hf_config(TINY_CONFIG, name="tiny-config")
+
+
+def test_registry_builds_calibrated_without_overheads(profile_path):
+    resolved = make_step_time_model(f"calibrated:{profile_path}", tiny_arch(), load_gpu("h100"), 1)
+    assert resolved.used == "calibrated" and resolved.model.name == "calibrated"
+    assert isinstance(resolved.model, CalibratedModel) and not isinstance(resolved.model, WithOverheads)
+    shape = BatchShape((128,), (0,), 4, 400, 5)
+    assert resolved.model.step_time(shape) == CalibratedModel(profile_path).step_time(shape)
+    assert CalibratedModel(profile_path).arch().dtype_bytes == 4
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("calibrated", {}, "needs a profile"),
+    ("calibrated:", {}, "needs a profile"),
+    ("calibrated:{path}", {"overheads": {"decode_step_s": 0.001}}, "do not apply"),
+    ("calibrated:{path}", {"tp": 2}, "one device"),
+    ("calibrated:{path}", {"model": "other"}, "measured on model 'tiny'"),
+    ("calibrated:{path}.missing", {}, "no such calibration profile"),
+])
+def test_registry_rejects_calibrated_misuse(profile_path, name, kwargs, message):
+    model = tiny_arch()
+    if kwargs.pop("model", None):
+        model = ModelArch.from_hf_config(dict(TINY_CONFIG, hidden_size=128), name="other")
+    tp = kwargs.pop("tp", 1)
+    with pytest.raises(KairosError, match=message):
+        make_step_time_model(name.format(path=profile_path), model, load_gpu("h100"), tp, **kwargs)
