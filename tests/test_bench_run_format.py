@@ -131,3 +131,13 @@ def test_failed_lines_may_lack_token_times(tmp_path):
     run = load_measured_run(write_run(tmp_path, [GOOD, failed]))
     assert [r.error for r in run.requests] == [None, "HTTP 503: overloaded"]
     assert run.requests[1].ttft_s is None and run.requests[0].queue_s == pytest.approx(0.5)
+
+
+def test_declared_engine_facts_win_over_what_kairos_serve_reports():
+    from kairos.bench.results import EngineFacts
+
+    reported = {"max_num_seqs": 64, "num_gpu_blocks": 512, "block_size": 16, "device": "cpu",
+                "enable_prefix_caching": True, "max_num_batched_tokens": 256}
+    facts = EngineFacts(max_num_seqs=8).completed_from(reported)
+    assert facts.max_num_seqs == 8 and facts.num_gpu_blocks == 512 and facts.device_name == "cpu"
+    assert EngineFacts().completed_from(None) == EngineFacts()

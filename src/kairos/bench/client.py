@@ -47,10 +47,12 @@ def raise_open_file_limit() -> None:
 
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
-    """What the server says about itself: its /v1/models entries and /version, if any."""
+    """What the server says about itself: its /v1/models entries, /version and, from
+    `kairos serve`, its engine settings (/kairos/engine), where it has them."""
 
     models: list[dict[str, Any]]
     version: str | None
+    engine: dict[str, Any] | None = None
 
     @property
     def model_ids(self) -> list[str]:
@@ -105,7 +107,7 @@ class CompletionClient:
             data = _json_or_none(response.content)
             entries = data.get("data") if isinstance(data, dict) else None
             models = [m for m in entries or [] if isinstance(m, dict)]
-        return ServerInfo(models, await self._version())
+        return ServerInfo(models, await self._version(), await self._get_json("/kairos/engine"))
 
     async def stream(self, body: dict[str, Any]) -> StreamResult:
         """POST one streaming completion; the result carries its timing or its failure."""
@@ -150,14 +152,19 @@ class CompletionClient:
 
     async def _version(self) -> str | None:
         """vLLM's GET /version ({"version": "0.19.0"}); None where the server has none."""
+        data = await self._get_json("/version")
+        version = data.get("version") if data is not None else None
+        return str(version) if version is not None else None
+
+    async def _get_json(self, path: str) -> dict[str, Any] | None:
+        """An optional JSON object the server may expose; None where it does not."""
         try:
-            response = await self._http.get(f"{self.base_url}/version",
+            response = await self._http.get(f"{self.base_url}{path}",
                                             timeout=min(PROBE_TIMEOUT_S, self.timeout_s))
         except httpx.HTTPError:
             return None
         data = _json_or_none(response.content) if response.status_code == 200 else None
-        version = data.get("version") if isinstance(data, dict) else None
-        return str(version) if version is not None else None
+        return data if isinstance(data, dict) else None
 
 
 def _http_error(status: int, body: bytes) -> str:

@@ -39,6 +39,23 @@ class EngineFacts:
     enable_prefix_caching: bool | None = None
     device_name: str | None = None
 
+    def completed_from(self, server: dict[str, Any] | None) -> EngineFacts:
+        """These facts, with what `kairos serve` reports (GET /kairos/engine) filling the gaps."""
+        if not server:
+            return self
+        reported = {
+            "max_num_seqs": server.get("max_num_seqs"),
+            "max_num_batched_tokens": server.get("max_num_batched_tokens"),
+            "tensor_parallel_size": 1,
+            "block_size": server.get("block_size"),
+            "num_gpu_blocks": server.get("num_gpu_blocks"),
+            "enable_prefix_caching": server.get("enable_prefix_caching"),
+            "device_name": server.get("device"),
+        }
+        declared = {name: getattr(self, name) for name in reported}
+        return EngineFacts(**{name: declared[name] if declared[name] is not None else value
+                              for name, value in reported.items()})
+
 
 def device_name(gpu: str) -> str:
     """What meta.json records for the user's GPU: a catalog GPU's display name, which

@@ -111,7 +111,8 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     max_model_len = server.model_entry(model).get("max_model_len")
     meta = build_meta(load, lines, model=model, url=base_url, server_version=server.version,
                       max_model_len=max_model_len if isinstance(max_model_len, int) else None,
-                      facts=options.engine, bench={**settings, **sections})
+                      facts=options.engine.completed_from(server.engine),
+                      bench={**settings, **sections})
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     bench = {"url": base_url, "model": model, "server_version": server.version, **settings}
     report, records = build_bench_report(load, lines, sections, slo, bench)
