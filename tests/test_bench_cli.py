@@ -73,8 +73,9 @@ def test_bench_writes_a_measured_run_and_report(capsys, tmp_path):
         assert line["first_token_ts"] >= received.received_ts + 0.05
         ttft = line["first_token_ts"] - line["queued_ts"]
         tpot = (line["last_token_ts"] - line["first_token_ts"]) / (line["output_toks"] - 1)
-        assert 0.05 <= ttft < 0.15
-        assert 0.009 <= tpot < 0.03  # client-side jitter may shorten a gap a little
+        # Lower bounds come from the server's delays; upper bounds only catch gross errors.
+        assert 0.05 <= ttft < 1.0
+        assert 0.009 <= tpot < 0.3  # client-side jitter may shorten a gap a little
         # What went over the wire: exact lengths asked for, token-id prompts of prompt_len.
         body = received.body
         assert body["model"] == MODEL and body["stream"] is True

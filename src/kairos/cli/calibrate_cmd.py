@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
 
 def calibrate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Profile JSON to write (use it as --perf calibrated:PROFILE).")],
-    model: Annotated[str, typer.Option(help="tiny, small or medium (random-init presets), or a local Hugging Face model directory.")],
+    model: Annotated[str | None, typer.Option(help="tiny, small or medium (random-init presets), or a local Hugging Face model directory.")] = None,
+    url: Annotated[str | None, typer.Option(help="Calibrate a running `kairos serve` through its API instead (its step log), HTTP overhead included.")] = None,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1.")] = "cpu",
     block_size: Annotated[int, typer.Option(min=1, help="Tokens per KV cache block.")] = 16,
     max_num_batched_tokens: Annotated[int, typer.Option(min=1, help="Token budget per engine step; the largest prefill chunk measured.")] = 2048,
@@ -38,6 +39,15 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
 ) -> None:
     """Measure the real engine's step time over a grid of batch shapes and fit a calibrated step-time model."""
+    if (model is None) == (url is None):
+        raise KairosError("give either --model (measure an engine in this process) or --url (a running kairos serve)")
+    if url is not None:
+        from kairos.bench.served_calibration import calibrate_served
+
+        with LazyProgress("calibration loads", err, enabled=not quiet) as progress:
+            profile = calibrate_served(url.rstrip("/").removesuffix("/v1"), quick=quick, progress=progress)
+        _write(output, profile, quiet)
+        return
     try:
         from kairos.serve.calibrate import calibrate as measure
         from kairos.serve.loader import load_model
@@ -50,20 +60,25 @@ def calibrate(
                           max_num_batched_tokens=max_num_batched_tokens)
     with LazyProgress("measuring steps", err, enabled=not quiet) as progress:
         profile = measure(loaded, config, repeats=repeats, quick=quick, threads=threads, progress=progress)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(profile, indent=1, allow_nan=False) + "\n")
+    _write(output, profile, quiet)
     if not quiet:
-        took = profile["measurement"]["wall_time_s"]
-        out.print(f"[bold]{profile['model']}[/] on {profile['device']} ({profile['device_name']}, "
-                  f"{profile['torch_threads']} torch threads): {len(profile['points'])} step shapes in {took:.1f} s")
-        out.print(fit_table(profile))
-        out.print(fit_summary(profile))
         noisy = noisy_points(profile)
         if noisy:
             err.print(f"warning: {noisy} of {len(profile['points'])} points' repeats spread over "
                       f"{NOISY_SPREAD:.0%} of their median: the machine was busy (other programs, or more "
                       "torch threads than idle cores); rerun when it is idle or with fewer --threads")
     out.print(f"wrote {output}")
+
+
+def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(profile, indent=1, allow_nan=False) + "\n")
+    if not quiet:
+        took = profile["measurement"]["wall_time_s"]
+        out.print(f"[bold]{profile['model']}[/] on {profile['device']} ({profile['device_name']}, "
+                  f"{profile['torch_threads']} torch threads): {len(profile['points'])} steps in {took:.1f} s")
+        out.print(fit_table(profile))
+        out.print(fit_summary(profile))
 
 
 # What one unit of each term counts, for the coefficient table.

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from kairos.cli.catalogs import gpus_table, models_table
 from kairos.cli.errors import run_app
-from kairos.cli import bench_cmd, calibrate_cmd, validate_cmd
+from kairos.cli import bench_cmd, calibrate_cmd, serve_cmd, validate_cmd
 from kairos.cli.overrides import parse_set, workload_override
 from kairos.cli.explain_table import explain_table
 from kairos.cli.progress import LazyProgress
@@ -99,6 +99,7 @@ def gpus() -> None:
 
 bench_cmd.register(app)
 calibrate_cmd.register(app)
+serve_cmd.register(app)
 validate_cmd.register(app)
 
 

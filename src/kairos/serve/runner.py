@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from kairos.engine import EngineCore, KVCacheManager, Request, RequestStatus, SchedulerConfig, StepResult
 from kairos.errors import KairosError
+from kairos.perf.base import BatchShape
 from kairos.serve.executor import TorchExecutor
 from kairos.serve.kv_pool import allocate_kv_pool, default_kv_memory, num_blocks_for_memory
 from kairos.serve.loader import LoadedModel
@@ -56,6 +57,7 @@ class EngineRunner:
         pool = allocate_kv_pool(loaded.config, num_blocks, config.block_size, loaded.dtype, loaded.device)
         self.executor = TorchExecutor(loaded.model, self.kv, pool, Sampler(loaded.device, config.seed))
         self._ids = itertools.count()
+        self.last_shape = BatchShape()
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -104,6 +106,7 @@ class EngineRunner:
         if not self.engine.has_work():
             return StepResult()
         out, result = self.engine.step(self.executor, time.perf_counter(), time.perf_counter)
+        self.last_shape = out.shape  # what the step computed, for the server's step log
         if out.is_empty and not out.preempted:
             # A step may only preempt (the priority policy can pick the request it was
             # serving); otherwise add() guarantees that an idle pool admits the next request.

@@ -1,0 +1,64 @@
+"""`kairos serve`: run the real engine behind an OpenAI-compatible HTTP server."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+from kairos.engine.policy import POLICIES
+from kairos.errors import KairosError, unknown_name_error
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command to the kairos app."""
+    app.command()(serve)
+
+
+def serve(
+    model: Annotated[str, typer.Option(help="tiny, small or medium (random-init presets with a byte tokenizer), or a local Hugging Face model directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1.")] = "cpu",
+    block_size: Annotated[int, typer.Option(min=1, help="Tokens per KV cache block.")] = 16,
+    num_blocks: Annotated[int | None, typer.Option(min=1, help="KV cache blocks (default: as many as --kv-cache-memory buys).")] = None,
+    kv_cache_memory: Annotated[str | None, typer.Option(help="KV cache size in bytes, e.g. 268435456 or 256MiB (default: 256 MiB on CPU, most free memory on GPU).")] = None,
+    max_num_seqs: Annotated[int, typer.Option(min=1, help="Most requests running at once.")] = 256,
+    max_num_batched_tokens: Annotated[int, typer.Option(min=1, help="Token budget per engine step.")] = 2048,
+    prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", help="Reuse the KV blocks of shared prompt prefixes.")] = True,
+    policy: Annotated[str, typer.Option(help="Waiting-queue policy: fcfs or priority (the request's `priority`, lower first).")] = "fcfs",
+    max_waiting: Annotated[int, typer.Option(min=1, help="Requests allowed to wait; more are refused with HTTP 429.")] = 1024,
+    seed: Annotated[int, typer.Option(help="Seed of the preset's random weights and of sampling without a request seed.")] = 0,
+    served_model_name: Annotated[str | None, typer.Option(help="Model name clients send and /v1/models lists (default: --model).")] = None,
+) -> None:
+    """Serve a model over an OpenAI-compatible API (completions, chat, /metrics, /kairos/engine)."""
+    if num_blocks is not None and kv_cache_memory is not None:
+        raise KairosError("give --num-blocks or --kv-cache-memory, not both")
+    if policy not in POLICIES:
+        raise unknown_name_error("scheduling policy", policy, POLICIES)
+    try:
+        from kairos.serve.runner import RunnerConfig
+        from kairos.serve.server import ServeConfig, run_server
+    except ImportError as exc:
+        raise KairosError(f"kairos serve needs the engine extra ({exc.name} is missing): "
+                          "pip install 'kairos[engine]'") from None
+    runner = RunnerConfig(block_size=block_size, num_blocks=num_blocks,
+                          kv_cache_memory=None if kv_cache_memory is None else parse_bytes(kv_cache_memory),
+                          enable_prefix_caching=prefix_caching, max_num_seqs=max_num_seqs,
+                          max_num_batched_tokens=max_num_batched_tokens, policy=policy, seed=seed)
+    run_server(ServeConfig(model=model, served_model_name=served_model_name, device=device, seed=seed,
+                           runner=runner, max_waiting=max_waiting, host=host, port=port))
+
+
+def parse_bytes(text: str) -> int:
+    """'268435456', '256MiB', '2G' -> bytes (KiB/MiB/GiB are powers of 2, K/M/G of 10)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?\s*", text.lower())
+    if match is None:
+        raise KairosError(f"--kv-cache-memory: cannot read '{text}' as bytes (e.g. 268435456, 256MiB, 2GiB)")
+    value = int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+    if value <= 0:
+        raise KairosError("--kv-cache-memory must be positive")
+    return value

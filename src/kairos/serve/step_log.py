@@ -1,0 +1,43 @@
+"""A serving engine's step log: every step's batch shape and the loop time it took.
+
+`kairos calibrate --url` reads it (GET /kairos/steps) to fit a step-time profile
+of the engine as it serves: the time of a step here is the engine loop's, from
+the start of one step to the start of the next while the engine stays busy, so
+it includes what serving adds around the forward pass (taking in requests,
+handing tokens to the HTTP side, contention with it for the interpreter).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from kairos.perf.base import BatchShape
+
+DEFAULT_CAPACITY = 100_000
+
+
+class StepLog:
+    """A bounded, thread-safe log of (shape, seconds); entries are numbered from 0 forever."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self._entries: deque[tuple[BatchShape, float]] = deque(maxlen=capacity)
+        self._next = 0  # number of the next entry
+        self._lock = threading.Lock()
+
+    def record(self, shape: BatchShape, seconds: float) -> None:
+        with self._lock:
+            self._entries.append((shape, seconds))
+            self._next += 1
+
+    def since(self, index: int) -> tuple[int, list[dict[str, Any]]]:
+        """Entries numbered `index` and later that are still held, and the next number."""
+        with self._lock:
+            first = self._next - len(self._entries)
+            skip = max(0, index - first)
+            entries = list(self._entries)[skip:]
+            end = self._next
+        return end, [{"prefill_new": list(s.prefill_new), "prefill_ctx": list(s.prefill_ctx),
+                      "num_decodes": s.num_decodes, "decode_kv_sum": s.decode_kv_sum,
+                      "num_sampled": s.num_sampled, "seconds": seconds} for s, seconds in entries]
