@@ -66,7 +66,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, seed: int = 0, timeo
               for step in logged]
     if len(points) < len(TERMS):
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
-    fit = fit_step_time(points)
+    fit = fit_step_time(points, relative=False)
     return {
         "schema": SCHEMA,
         "model": facts["model"],
@@ -79,6 +79,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, seed: int = 0, timeo
                                                    "num_gpu_blocks")},
         "measurement": {"timed": f"served engine-loop time per step ({base_url}{STEPS_PATH})",
                         "phases": len(phases), "grid": "quick" if quick else "default",
+                        "fit": "least squares on absolute error (keeps the total step time)",
                         "wall_time_s": time.perf_counter() - started},
         "terms": list(TERMS),
         "coefficients": fit.coefficients,

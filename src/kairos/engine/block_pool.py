@@ -37,6 +37,8 @@ class CachedFreeLru:
         """Append blocks as the most recently released, in the given order."""
         if not len(blocks):
             return
+        if len(self._entries) - self._head > 4 * self._size + _COMPACT_AT:
+            self._compact()
         start = self._base + len(self._entries)
         self._entries.extend(blocks.tolist())
         self._pos[blocks] = np.arange(start, start + len(blocks))
@@ -75,6 +77,16 @@ class CachedFreeLru:
             self._base += self._head
             self._head = 0
         return blocks
+
+    def _compact(self) -> None:
+        """Rewrite the list with live entries only (blocks hit and freed again pile up stale ones)."""
+        live = self.blocks()
+        self._entries = live
+        self._base = 0
+        self._head = 0
+        self._pos[:] = -1
+        if live:
+            self._pos[np.asarray(live, dtype=np.int64)] = np.arange(len(live))
 
     def blocks(self) -> list[int]:
         """Live blocks, oldest first (for checks and tests)."""

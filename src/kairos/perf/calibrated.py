@@ -104,12 +104,16 @@ class StepTimeFit:
                 "heldout_p90_abs_error_pct": self.heldout_p90_abs_error_pct, "folds": self.folds}
 
 
-def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5) -> StepTimeFit:
-    """Non-negative least squares of step time on TERMS, minimising relative (not absolute) error.
+def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: bool = True) -> StepTimeFit:
+    """Non-negative least squares of step time on TERMS.
 
-    Relative: steps range from a millisecond to seconds, and an absolute fit would
-    ignore the short decode steps that dominate a serving run.
+    Relative error (the default) suits a designed grid: its steps range from a
+    millisecond to seconds, and an absolute fit would ignore the short decode
+    steps. Absolute error suits thousands of steps logged while serving: their
+    noise is one-sided (pauses, contention), a relative fit lands under the mean,
+    and an absolute one keeps the total time of the steps it fits.
     """
+    solve = _relative_nnls if relative else _absolute_nnls
     if len(points) < len(TERMS):
         raise KairosError(f"fitting {len(TERMS)} terms needs at least {len(TERMS)} measured points, "
                           f"got {len(points)}")
@@ -117,14 +121,14 @@ def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5) -> StepTimeFi
     y = np.array([p.time_s for p in points], dtype=np.float64)
     if not (y > 0).all():
         raise KairosError("measured step times must be positive")
-    coef = _relative_nnls(x, y)
+    coef = solve(x, y)
     fitted = _abs_error_pct(x @ coef, y)
     folds = max(2, min(folds, len(points)))
     heldout_pred = np.empty_like(y)
     fold_of = np.arange(len(y)) % folds
     for f in range(folds):
         test = fold_of == f
-        heldout_pred[test] = x[test] @ _relative_nnls(x[~test], y[~test])
+        heldout_pred[test] = x[test] @ solve(x[~test], y[~test])
     heldout = _abs_error_pct(heldout_pred, y)
     return StepTimeFit(
         {term: float(c) for term, c in zip(TERMS, coef)},
@@ -143,6 +147,14 @@ def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     scale = np.linalg.norm(a, axis=0)
     scale[scale == 0] = 1.0  # a term absent from every point keeps coefficient 0
     return nnls(a / scale, np.ones_like(y)) / scale
+
+
+def _absolute_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin ||x c - y|| over c >= 0, with columns and target scaled to unit size first."""
+    scale = np.linalg.norm(x, axis=0)
+    scale[scale == 0] = 1.0
+    unit = float(y.mean())
+    return nnls(x / scale, y / unit) / scale * unit
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
