@@ -148,3 +148,17 @@ def test_invariants_on_random_workloads(seed):
         assert rec.rejected_reason is None
         assert rec.output_tokens == s.output_len
         assert rec.arrival_s <= rec.first_scheduled_s <= rec.first_token_s <= rec.finish_s
+
+
+def test_reset_prefix_cache_forgets_idle_content_only():
+    kv = KVCacheManager(100, 16)
+    core = EngineCore(SchedulerConfig(), kv)
+    shared = (Span(5, 0, 160),)
+    run_engine(core, [spec(0, 200, 2, shared=shared)])
+    assert kv.num_cached_blocks == 10
+    kv.reset_prefix_cache()
+    kv.check_invariants()
+    assert kv.num_cached_blocks == 0 and kv.num_free_blocks == 100
+    b = core.add_request(spec(1, 200, 2, shared=shared), 1.0)
+    core.schedule(1.0)
+    assert b.cached_tokens == 0

@@ -230,6 +230,14 @@ class KVCacheManager:
             self._hashed[blocks] = True
         self._registered[req.uid] = upto
 
+    def reset_prefix_cache(self) -> None:
+        """Forget all cached content that no request is using (as vLLM's reset_prefix_cache)."""
+        idle = self._cached_free.pop_oldest(len(self._cached_free))
+        for h in self._hash_of[idle].tolist():
+            del self._by_hash[h]
+        self._hashed[idle] = False
+        self._free.extend(idle.tolist())
+
     def check_invariants(self, full: bool = True) -> None:
         """Blocks are conserved: free + cached-free + in use == total.
 
