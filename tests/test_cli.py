@@ -143,3 +143,8 @@ def test_perf_auto_falls_back_to_roofline_off_the_kernel_database(capsys, tmp_pa
 def test_bad_option_value_is_a_usage_error_not_a_crash(capsys):
     code, _, err = kairos(capsys, "simulate", "--rate", "fast")
     assert code == 2 and "Invalid value for '--rate'" in err and "Traceback" not in err
+
+
+def test_error_text_with_brackets_is_printed_verbatim(capsys):
+    # Rich would read "[bar]" as a style tag and drop it; messages are printed literally.
+    assert "foo[bar]" in one_line_error(capsys, "simulate", "--model", "foo[bar]", "-q")

@@ -86,7 +86,7 @@ def bench(
                            device_name=None if gpu is None else device_name(gpu)),
     )
     with LazyProgress("benchmarking", err, enabled=not quiet) as progress:
-        run = run_bench(spec, options, progress=progress, warn=lambda m: err.print(f"warning: {m}"))
+        run = run_bench(spec, options, progress=progress, warn=lambda m: err.print(f"warning: {m}", markup=False))
     info = run.report["bench"]
     if not quiet:
         out.print(f"[bold]{info['model']}[/] at {info['url']}, {len(run.lines):,} requests,"
@@ -100,4 +100,4 @@ def bench(
                   " asked (does the server honour ignore_eos and min_tokens?)")
     if output is not None:
         run.write(output)
-        out.print(f"wrote {output}/ (meta.json, requests.jsonl, report.json, requests.csv)")
+        out.print(f"wrote {output}/ (meta.json, requests.jsonl, report.json, requests.csv)", markup=False)

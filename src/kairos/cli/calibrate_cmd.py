@@ -67,7 +67,7 @@ def calibrate(
             err.print(f"warning: {noisy} of {len(profile['points'])} points' repeats spread over "
                       f"{NOISY_SPREAD:.0%} of their median: the machine was busy (other programs, or more "
                       "torch threads than idle cores); rerun when it is idle or with fewer --threads")
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}", markup=False)
 
 
 def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:

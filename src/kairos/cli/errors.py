@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kairos.errors import KairosError
 
 DEBUG_FLAG = "--debug"
-# Typer >= 0.22 vendors click, so its exceptions are not click's; catch either kind.
-_EXIT = (click.exceptions.Exit, typer.Exit)
-_USAGE = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
-_ABORT = (click.Abort, typer.Abort, KeyboardInterrupt)
+try:
+    import click
+except ImportError:  # recent typer vendors click and does not install it
+    click = None
+# Catch typer's exceptions and, where typer still uses the click package, click's.
+_EXIT: tuple[type[BaseException], ...] = (typer.Exit, *((click.exceptions.Exit,) if click else ()))
+_USAGE: tuple[type[BaseException], ...] = (
+    *((typer.TyperException,) if hasattr(typer, "TyperException") else ()),
+    *((click.ClickException,) if click else ()),
+)
+_ABORT: tuple[type[BaseException], ...] = (typer.Abort, KeyboardInterrupt, *((click.Abort,) if click else ()))
 
 
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
@@ -37,12 +44,12 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     except KairosError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return 2
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if debug:
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
                   f"(rerun with {DEBUG_FLAG} for the traceback)", markup=True)
         return 1
     return 0

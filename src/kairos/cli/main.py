@@ -70,7 +70,7 @@ def simulate(
         raise KairosError("--rate applies to synthetic workloads; replay a trace faster with --time-scale")
 
     with LazyProgress("simulating", err, enabled=not quiet) as progress:
-        run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}"),
+        run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}", markup=False),
                            explain=explain)
     if not quiet:
         d = run.report["deployment"]
@@ -82,7 +82,7 @@ def simulate(
             out.print(explain_table(run.report["explain"]))
     if output is not None:
         report_path, csv_path = write_report(output, run.report, run.records)
-        out.print(f"wrote {report_path} and {csv_path}")
+        out.print(f"wrote {report_path} and {csv_path}", markup=False)
 
 
 @app.command()

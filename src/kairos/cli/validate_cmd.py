@@ -45,7 +45,7 @@ def validate(
         output.mkdir(parents=True, exist_ok=True)
         path = output / VALIDATION_FILE
         path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False)
 
 
 def validation_table(result: dict) -> Table:
