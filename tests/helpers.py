@@ -32,7 +32,7 @@ class LinearModel:
 
 def simulate(specs, *, num_blocks=2000, block_size=16, replicas=1, router="round_robin",
              config=SchedulerConfig(), prefix=True, fast=True, check=True, model=None,
-             max_model_len=1 << 20) -> SimResult:
+             max_model_len=1 << 20, request_latency_s=0.0) -> SimResult:
     itl = ItlCollector()
     hasher = PrefixHasher(block_size)
     reps = [
@@ -42,4 +42,4 @@ def simulate(specs, *, num_blocks=2000, block_size=16, replicas=1, router="round
         for i in range(replicas)
     ]
     return Simulation(specs, reps, make_router(router, seed=0), max_model_len=max_model_len,
-                      itl=itl, fast_decode=fast).run()
+                      itl=itl, fast_decode=fast, request_latency_s=request_latency_s).run()

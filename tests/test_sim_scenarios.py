@@ -84,3 +84,16 @@ def test_prefix_affinity_beats_round_robin_on_shared_prefixes():
     pa = run(**common, **{"cluster.router": "prefix_affinity"}).report["summary"]
     assert pa["prefix_cache_hit_rate"] > rr["prefix_cache_hit_rate"]
     assert pa["ttft_ms"]["mean"] < rr["ttft_ms"]["mean"]
+
+
+def test_front_end_latency_delays_the_engine_not_the_arrival():
+    from helpers import simulate
+    from kairos.workload.spec import RequestSpec
+
+    specs = [RequestSpec("a", 0.0, 100, 5), RequestSpec("b", 10.0, 100, 5)]
+    plain = {r.request_id: r for r in simulate(specs).records}
+    late = {r.request_id: r for r in simulate(specs, request_latency_s=0.25).records}
+    for rid in ("a", "b"):
+        assert late[rid].arrival_s == plain[rid].arrival_s
+        assert late[rid].ttft_s == pytest.approx(plain[rid].ttft_s + 0.25)
+        assert late[rid].first_scheduled_s == pytest.approx(plain[rid].first_scheduled_s + 0.25)

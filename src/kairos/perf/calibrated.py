@@ -243,6 +243,8 @@ class CalibratedModel:
         else:
             profile = load_profile(profile)
         self.profile = profile
+        # Front-end time before the engine sees a request (measured through a server's API).
+        self.request_latency_s = float(profile.get("request_latency_s", 0.0))
         coef = {term: float(profile["coefficients"][term]) for term in profile["terms"]}
         self.coefficients: tuple[float, ...] = tuple(coef.get(term, 0.0) for term in TERMS)
         # Seconds per unit of each term, unpacked once: step_time runs for every simulated step.

@@ -99,8 +99,11 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
         knobs.update(prefix_block_keys=hasher.hashes, block_size=eng.block_size)
         knobs.setdefault("max_tracked_blocks", deployment.kv_blocks)
     router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
+    # Only a profile measured through a server's API knows its front-end latency.
+    latency = getattr(step_model, "request_latency_s", 0.0)
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
-                      fast_decode=fast_decode, progress=progress, explain=explain)
+                      fast_decode=fast_decode, progress=progress, explain=explain,
+                      request_latency_s=latency)
 
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,

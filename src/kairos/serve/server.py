@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -176,5 +177,10 @@ def log_config() -> dict[str, Any]:
 def run_server(config: ServeConfig) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM end it gracefully)."""
     app = build_app(config)
+    # Everything loaded so far (model, tokenizer, libraries) lives for the whole process:
+    # moving it out of the collector's view keeps full collections, which pause the
+    # engine thread mid-step, short (vLLM freezes its startup objects the same way).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=config.host, port=config.port, log_config=log_config(), access_log=False,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)

@@ -22,13 +22,15 @@ class StepLog:
     """A bounded, thread-safe log of (shape, seconds); entries are numbered from 0 forever."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self._entries: deque[tuple[BatchShape, float]] = deque(maxlen=capacity)
+        # Plain tuples of ints and floats: the garbage collector stops tracking them.
+        self._entries: deque[tuple[tuple[int, ...], tuple[int, ...], int, int, int, float]] = deque(maxlen=capacity)
         self._next = 0  # number of the next entry
         self._lock = threading.Lock()
 
     def record(self, shape: BatchShape, seconds: float) -> None:
         with self._lock:
-            self._entries.append((shape, seconds))
+            self._entries.append((shape.prefill_new, shape.prefill_ctx, shape.num_decodes,
+                                  shape.decode_kv_sum, shape.num_sampled, seconds))
             self._next += 1
 
     def since(self, index: int) -> tuple[int, list[dict[str, Any]]]:
@@ -38,6 +40,6 @@ class StepLog:
             skip = max(0, index - first)
             entries = list(self._entries)[skip:]
             end = self._next
-        return end, [{"prefill_new": list(s.prefill_new), "prefill_ctx": list(s.prefill_ctx),
-                      "num_decodes": s.num_decodes, "decode_kv_sum": s.decode_kv_sum,
-                      "num_sampled": s.num_sampled, "seconds": seconds} for s, seconds in entries]
+        return end, [{"prefill_new": list(new), "prefill_ctx": list(ctx), "num_decodes": decodes,
+                      "decode_kv_sum": kv_sum, "num_sampled": sampled, "seconds": seconds}
+                     for new, ctx, decodes, kv_sum, sampled, seconds in entries]

@@ -55,7 +55,8 @@ class Simulation:
 
     def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
-                 progress: ProgressFn | None = None, explain: StepSampler | None = None) -> None:
+                 progress: ProgressFn | None = None, explain: StepSampler | None = None,
+                 request_latency_s: float = 0.0) -> None:
         self.replicas = replicas
         self.router = router
         self.max_model_len = max_model_len
@@ -63,6 +64,10 @@ class Simulation:
         self.fast_decode = fast_decode
         self.progress = progress
         self.explain = explain
+        # Front-end time between a client sending a request and the engine seeing it
+        # (HTTP, parsing, tokenization): it counts in TTFT but the engine cannot use it.
+        self.request_latency_s = request_latency_s
+        self._deliveries: list[tuple[float, int, RequestSpec, RequestRecord]] = []
         self._open = sorted((s for s in specs if s.after is None), key=lambda s: s.arrival_s)
         self._next_open = 0
         self._followers: dict[str, list[RequestSpec]] = {}
@@ -90,11 +95,15 @@ class Simulation:
         events = 0
         while True:
             t_arrival = self._next_arrival_time()
+            t_deliver = self._deliveries[0][0] if self._deliveries else math.inf
             t_step = steps[0][0] if steps else math.inf
-            if t_arrival == math.inf and t_step == math.inf:
+            if t_arrival == math.inf and t_deliver == math.inf and t_step == math.inf:
                 break
-            if t_arrival <= t_step:
+            if t_arrival <= t_deliver and t_arrival <= t_step:
                 self._arrive(*self._pop_arrival())
+            elif t_deliver <= t_step:
+                t, _, spec, record = heapq.heappop(self._deliveries)
+                self._deliver(spec, record, t)
             else:
                 t, _, index, window_id = heapq.heappop(steps)
                 replica = self.replicas[index]
@@ -125,15 +134,22 @@ class Simulation:
     # ---- events ----------------------------------------------------------------------
     def _arrive(self, spec: RequestSpec, t: float) -> None:
         self._now = t
-        for replica in self.replicas:
-            self._cut_window(replica, t)
         record = RequestRecord.for_spec(spec, t)
         self._records.append((t, self._next_seq(), record))
         reason = self._reject_reason(spec)
         if reason is not None:
             record.rejected_reason = reason
             self._end(spec.request_id, t)
-            return
+        elif self.request_latency_s:
+            heapq.heappush(self._deliveries, (t + self.request_latency_s, self._next_seq(), spec, record))
+        else:
+            self._deliver(spec, record, t)
+
+    def _deliver(self, spec: RequestSpec, record: RequestRecord, t: float) -> None:
+        """The engines see the request at `t`: route it and queue it."""
+        self._now = t
+        for replica in self.replicas:
+            self._cut_window(replica, t)
         replica = self.replicas[self.router.route(spec, self.replicas)]
         record.replica = replica.index
         replica.num_routed += 1
