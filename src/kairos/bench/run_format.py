@@ -22,6 +22,7 @@ from typing import Any
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord
 from kairos.workload.spec import SLO
+from kairos.workload.tracefile import parse_jsonl
 
 RUN_SCHEMA_VERSION = 1
 META_FILE = "meta.json"
@@ -185,28 +186,22 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def _read_lines(path: Path) -> list[RequestLine]:
+    text = _read_text(path)
+    if not text.strip():
+        raise KairosError(f"{path}: no requests")
+    records, numbers = parse_jsonl(text, path)
     lines: list[RequestLine] = []
     seen: set[str] = set()
-    for number, raw in enumerate(_read_text(path).splitlines(), start=1):
-        if not raw.strip():
-            continue
-        line = _parse_line(raw, f"{path}:{number}")
+    for obj, number in zip(records, numbers):
+        line = _parse_line(obj, f"{path}:{number}")
         if line.request_id in seen:
             raise KairosError(f"{path}:{number}: duplicate request_id '{line.request_id}'")
         seen.add(line.request_id)
         lines.append(line)
-    if not lines:
-        raise KairosError(f"{path}: no requests")
     return lines
 
 
-def _parse_line(raw: str, where: str) -> RequestLine:
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise KairosError(f"{where}: invalid JSON: {exc.msg}") from None
-    if not isinstance(obj, dict):
-        raise KairosError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+def _parse_line(obj: dict[str, Any], where: str) -> RequestLine:
     for key in ("request_id", "input_toks", "output_toks", *_REQUIRED_NUMBERS):
         if key not in obj:
             raise KairosError(f"{where}: missing field '{key}'")

@@ -202,7 +202,12 @@ def read_csv(path: str | Path, columns: list[str], trace_kind: str, *, exact: bo
 
 def read_jsonl(path: str | Path) -> tuple[list[dict], list[int]]:
     """The JSON objects of a JSON-lines file and their line numbers; blank lines are ignored."""
-    numbered = [(n, line) for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
+    return parse_jsonl(read_text(path), path)
+
+
+def parse_jsonl(text: str, path: str | Path) -> tuple[list[dict], list[int]]:
+    """`read_jsonl` on text already read from `path` (named in the errors)."""
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not numbered:
         raise KairosError(f"{path}: file is empty")
     lines = [n for n, _ in numbered]
