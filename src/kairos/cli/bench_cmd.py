@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from kairos.bench import PROMPT_FORMATS, BenchOptions, EngineFacts, run_bench
 from kairos.bench.results import device_name
 from kairos.bench.runner import DEFAULT_TIMEOUT_S
 from kairos.cli.overrides import parse_set, workload_override
+from kairos.cli.consoles import err, out
 from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError
 from kairos.metrics import render_summary
@@ -19,9 +19,6 @@ from kairos.scenario.load import load_scenario
 
 # Scenario sections that mean something to a benchmark; the engine is the server's.
 BENCH_SECTIONS = ("workload", "slo", "seed")
-
-out = Console(highlight=False, width=None if Console().is_terminal else 160)
-err = Console(stderr=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from kairos.cli.consoles import err, out
 from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError
 
-out = Console(highlight=False, width=None if Console().is_terminal else 160)
-err = Console(stderr=True, highlight=False)
 
 # A point whose repeats spread wider than this share of their median was measured on a busy machine.
 NOISY_SPREAD = 0.5

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
 from kairos.cli.catalogs import gpus_table, models_table
 from kairos.cli.errors import run_app
 from kairos.cli import bench_cmd, calibrate_cmd, serve_cmd, validate_cmd
 from kairos.cli.overrides import parse_set, workload_override
 from kairos.cli.explain_table import explain_table
+from kairos.cli.consoles import err, out
 from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError
 from kairos.metrics import render_summary, write_report
@@ -23,9 +23,6 @@ app = typer.Typer(
     name="kairos", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
     help="Plan, simulate and run LLM inference serving. Add --debug to any command for tracebacks.",
 )
-# Tables keep their full width when piped to a file (rich would assume 80 columns).
-out = Console(highlight=False, width=None if Console().is_terminal else 160)
-err = Console(stderr=True, highlight=False)
 
 
 @app.command()

@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kairos.bench.run_format import load_measured_run
+from kairos.cli.consoles import err, out
 from kairos.cli.progress import LazyProgress
 from kairos.validate import replay_scenario, validate_run
 
-out = Console(highlight=False, width=None if Console().is_terminal else 160)
-err = Console(stderr=True, highlight=False)
 VALIDATION_FILE = "validation.json"
 
 
