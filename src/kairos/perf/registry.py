@@ -8,7 +8,7 @@ from kairos.errors import KairosError, unknown_name_error
 from kairos.hardware.gpu import GPU
 from kairos.models.arch import ModelArch
 from kairos.perf.base import StepTimeModel
-from kairos.perf.calibrated import CalibratedModel, load_profile
+from kairos.perf.calibrated import CalibratedModel
 from kairos.perf.kernels import KernelModel, kernel_coverage
 from kairos.perf.overheads import EngineOverheads, WithOverheads
 from kairos.perf.roofline import RooflineModel, RooflineParams
@@ -26,25 +26,31 @@ class ResolvedPerf:
     used: str  # "roofline", "kernels" (what `auto` resolved to) or "calibrated"
 
 
-def calibration_profile(name: str) -> dict | None:
-    """The profile a `calibrated:PATH` perf name points at (loaded and checked), else None."""
-    if not name.startswith(CALIBRATED_PREFIX) or not name[len(CALIBRATED_PREFIX):]:
-        return None
-    return load_profile(name[len(CALIBRATED_PREFIX):])
+def is_calibrated(name: str) -> bool:
+    """Whether a perf name picks a calibration profile (`calibrated:PATH`)."""
+    return name == "calibrated" or name.startswith(CALIBRATED_PREFIX)
+
+
+def load_calibrated(name: str) -> CalibratedModel | None:
+    """The model a `calibrated:PATH` perf name points at (profile loaded and checked), else None."""
+    path = name[len(CALIBRATED_PREFIX):] if name.startswith(CALIBRATED_PREFIX) else ""
+    return CalibratedModel(path) if path else None
 
 
 def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
                          roofline: dict[str, float] | None = None,
-                         overheads: dict[str, float] | None = None) -> ResolvedPerf:
+                         overheads: dict[str, float] | None = None,
+                         calibrated: CalibratedModel | None = None) -> ResolvedPerf:
     """Build the step-time model `name` for `model` on `tp` GPUs of kind `gpu`, with engine overheads.
 
     `auto` uses the measured kernel database where it covers the GPU (and the
     `kernels` extra is installed), the roofline elsewhere. `calibrated:PATH` loads
-    a profile of whole measured steps, host time included, so it gets no overheads.
+    a profile of whole measured steps, host time included, so it gets no overheads
+    (pass `calibrated` when the caller has loaded it already).
     """
-    if name == "calibrated" or name.startswith(CALIBRATED_PREFIX):
+    if is_calibrated(name):
         path = name[len(CALIBRATED_PREFIX):]  # empty for a bare "calibrated"
-        return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads), "calibrated")
+        return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads, calibrated), "calibrated")
     if name not in PERF_MODELS:
         raise unknown_name_error("step-time model", name, (*PERF_MODELS, CALIBRATED_PREFIX + "PROFILE"))
     used = name
@@ -58,14 +64,14 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
 
 
 def _calibrated(path: str, model: ModelArch, tp: int, roofline: dict[str, float] | None,
-                overheads: dict[str, float] | None) -> CalibratedModel:
+                overheads: dict[str, float] | None, calibrated: CalibratedModel | None) -> CalibratedModel:
     if not path:
         raise KairosError("perf model 'calibrated' needs a profile: calibrated:PROFILE.json "
                           "(write one with `kairos calibrate`)")
     if roofline or overheads:
         raise KairosError("roofline parameters and engine overheads do not apply to a calibrated "
                           "profile: it measured whole steps, host time included")
-    calibrated = CalibratedModel(path)
+    calibrated = calibrated or CalibratedModel(path)
     # A profile predicts the engine and model it measured, on one device: anything else
     # would be silently wrong rather than approximately right.
     if tp != 1:

@@ -14,7 +14,7 @@ from kairos.hardware import load_gpu
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
 from kairos.models import ModelArch, load_model
 from kairos.perf import kv_cache_blocks
-from kairos.perf.registry import ResolvedPerf, calibration_profile, make_step_time_model
+from kairos.perf.registry import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.scenario.schema import Scenario
 from kairos.sim.executor import SimExecutor
 from kairos.sim.explain import StepSampler, explain_steps
@@ -49,13 +49,13 @@ def resolve_deployment(scenario: Scenario) -> Deployment:
     """Look up model and GPU, check TP, size each replica's KV cache, build the step-time model."""
     tp = scenario.hardware.tp
     eng = scenario.engine
-    profile = calibration_profile(scenario.perf.model)
-    if profile is not None and scenario.model.name == profile["model"]:
+    calibrated = load_calibrated(scenario.perf.model)
+    if calibrated is not None and scenario.model.name == calibrated.profile["model"]:
         # The measured engine itself (e.g. a `kairos serve` preset the catalog does not
         # know): its architecture comes from the profile, and with no GPU to size the KV
         # cache from, the served engine's block count must be given.
-        model = ModelArch.from_hf_config(profile["model_config"], name=profile["model"],
-                                         dtype_bytes=int(profile.get("dtype_bytes", 2)))
+        profile = calibrated.profile
+        model = calibrated.arch()
         if not eng.num_gpu_blocks:
             raise KairosError("simulating a calibrated engine needs its KV block count: set "
                               "engine.num_gpu_blocks (`kairos validate` reads it from meta.json)")
@@ -71,7 +71,7 @@ def resolve_deployment(scenario: Scenario) -> Deployment:
         )
     max_len = scenario.model.max_model_len or model.max_position_embeddings
     perf = make_step_time_model(scenario.perf.model, model, gpu, tp, scenario.perf.roofline,
-                                scenario.perf.overheads)
+                                scenario.perf.overheads, calibrated)
     return Deployment(model, device, tp, scenario.cluster.replicas or 1, blocks, max_len, perf)
 
 

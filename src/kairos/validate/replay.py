@@ -8,7 +8,7 @@ from typing import Any
 from kairos.bench.run_format import MeasuredRun
 from kairos.errors import KairosError
 from kairos.hardware import gpu_name_for_device
-from kairos.perf.registry import calibration_profile
+from kairos.perf.registry import is_calibrated
 from kairos.metrics import RequestRecord
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
@@ -34,7 +34,7 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
         raise KairosError(f"{run.path}/meta.json names no model: pass --model")
     gpu_name = gpu
     # A calibrated profile carries its own device; every other model needs a catalog GPU.
-    if gpu_name is None and calibration_profile(perf) is None:
+    if gpu_name is None and not is_calibrated(perf):
         device = (meta.get("hardware") or {}).get("device_name")
         gpu_name = gpu_name_for_device(device) if device else None
         if gpu_name is None:
