@@ -1,8 +1,14 @@
-"""kairos serve over real HTTP: OpenAI shapes, streaming, metrics, engine facts, errors and disconnects."""
+"""kairos serve over real HTTP: OpenAI shapes, streaming, metrics, engine facts, errors and disconnects.
+
+Every test that takes `client` (or `mode`) runs twice: with the engine on a thread
+of the server process, and in an engine process of its own (the default of `kairos serve`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -29,13 +35,19 @@ class ServerClient(httpx.Client):
     """A client of one test server, holding its app (and so its engine loop)."""
 
     app: FastAPI
+    mode: str
 
 
 @contextmanager
-def serve(loaded, **overrides) -> Iterator[ServerClient]:
-    """A real uvicorn server on a free port, in a background thread; yields a client for it."""
+def serve(mode: str, loaded, **overrides) -> Iterator[ServerClient]:
+    """A real uvicorn server on a free port, in a background thread; yields a client for it.
+
+    mode "thread" runs the engine on a thread with the `loaded` model; "process"
+    spawns an engine process, which builds the same seeded model itself.
+    """
     runner = RunnerConfig(num_blocks=NUM_BLOCKS, max_num_seqs=overrides.pop("max_num_seqs", 256))
-    app = build_app(ServeConfig(model="tiny", runner=runner, **overrides), loaded)
+    config = ServeConfig(model="tiny", runner=runner, engine_process=mode == "process", **overrides)
+    app = build_app(config, loaded if mode == "thread" else None)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
@@ -47,7 +59,7 @@ def serve(loaded, **overrides) -> Iterator[ServerClient]:
         time.sleep(0.01)
     try:
         with ServerClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=30) as client:
-            client.app = app
+            client.app, client.mode = app, mode
             yield client
     finally:
         server.should_exit = True
@@ -60,9 +72,14 @@ def tiny():
     return load_model("tiny")
 
 
+@pytest.fixture(scope="module", params=["thread", "process"])
+def mode(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def client(tiny):
-    with serve(tiny) as c:
+def client(mode, tiny):
+    with serve(mode, tiny) as c:
         yield c
 
 
@@ -239,7 +256,7 @@ def test_engine_facts(client, tiny):
     assert facts["max_num_seqs"] == 256 and facts["max_num_batched_tokens"] == 2048
     assert facts["enable_prefix_caching"] is True and facts["enable_chunked_prefill"] is True
     assert facts["policy"] == "fcfs" and facts["max_model_len"] == NUM_BLOCKS * 16
-    assert facts["torch_threads"] == torch.get_num_threads()
+    assert facts["engine"] == client.mode and facts["torch_threads"] >= 1
 
 
 def test_metrics_use_vllm_names_and_move(client):
@@ -307,9 +324,9 @@ def test_unknown_route_is_an_openai_404(client):
     assert r.status_code == 404 and "error" in r.json()
 
 
-def test_full_waiting_queue_is_refused_with_429(tiny):
+def test_full_waiting_queue_is_refused_with_429(mode, tiny):
     long = {"prompt": PROMPT, "max_tokens": 1000, "ignore_eos": True, "stream": True}
-    with serve(tiny, max_num_seqs=1, max_waiting=1) as c:
+    with serve(mode, tiny, max_num_seqs=1, max_waiting=1) as c:
         with c.stream("POST", "/v1/completions", json=long) as running:
             lines = running.iter_lines()  # kept: dropping the iterator closes the connection
             next(lines)  # it has a token: it runs, and holds the only slot
@@ -347,13 +364,19 @@ def test_non_streaming_client_that_gives_up_aborts(client):
 
 
 
-def test_engine_failure_fails_requests_and_health(tiny):
-    with serve(tiny) as c:
-        def broken_step():
-            raise RuntimeError("simulated engine bug")
+def test_engine_failure_fails_requests_and_health(mode, tiny):
+    with serve(mode, tiny) as c:
+        engine = c.app.state.engine
+        if mode == "thread":
+            def broken_step():
+                raise RuntimeError("simulated engine bug")
 
-        c.app.state.engine.runner.step = broken_step
+            engine.worker.runner.step = broken_step
+            expected = "simulated engine bug"
+        else:
+            os.kill(engine.pid, signal.SIGKILL)
+            expected = "engine process exited unexpectedly"
         r = c.post("/v1/completions", json={"prompt": "x", "max_tokens": 2})
-        assert r.status_code == 500 and "simulated engine bug" in r.json()["error"]["message"]
+        assert r.status_code == 500 and expected in r.json()["error"]["message"]
         assert c.get("/health").status_code == 503
         assert c.post("/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 500

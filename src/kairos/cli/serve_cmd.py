@@ -33,6 +33,9 @@ def serve(
     max_waiting: Annotated[int, typer.Option(min=1, help="Requests allowed to wait; more are refused with HTTP 429.")] = 1024,
     seed: Annotated[int, typer.Option(help="Seed of the preset's random weights and of sampling without a request seed.")] = 0,
     served_model_name: Annotated[str | None, typer.Option(help="Model name clients send and /v1/models lists (default: --model).")] = None,
+    engine_process: Annotated[bool, typer.Option("--engine-process/--no-engine-process", help="Run the engine in a process of its own (as vLLM V1 does), so HTTP work never stalls a step; --no-engine-process runs it on a thread of the server.")] = True,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads of the engine (default: torch's, usually one per core).")] = None,
+    busy_poll_ms: Annotated[float, typer.Option(min=0, help="Milliseconds an idle engine keeps polling for work before it sleeps: steady step times (a sleeping CPU, above all a virtual one, wakes slow) for a core spent while idle.")] = 0.0,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (completions, chat, /metrics, /kairos/engine)."""
     if num_blocks is not None and kv_cache_memory is not None:
@@ -50,7 +53,8 @@ def serve(
                           enable_prefix_caching=prefix_caching, max_num_seqs=max_num_seqs,
                           max_num_batched_tokens=max_num_batched_tokens, policy=policy, seed=seed)
     run_server(ServeConfig(model=model, served_model_name=served_model_name, device=device, seed=seed,
-                           runner=runner, max_waiting=max_waiting, host=host, port=port))
+                           runner=runner, max_waiting=max_waiting, host=host, port=port,
+                           engine_process=engine_process, threads=threads, busy_poll_s=busy_poll_ms / 1e3))
 
 
 def parse_bytes(text: str) -> int:

@@ -32,25 +32,33 @@ PRESETS: dict[str, ModelConfig] = {
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to run: weights on their device, with its config and tokenizer."""
+class ModelInfo:
+    """A model's name, config, tokenizer and placement: all that serving needs of it but the weights."""
 
     name: str
-    model: CausalLM
     config: ModelConfig
     tokenizer: Tokenizer
     device: torch.device
     dtype: torch.dtype
 
 
-def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
-               dtype: str | torch.dtype | None = None, seed: int = 0) -> LoadedModel:
-    """A preset name from PRESETS (random weights drawn from `seed`) or a local HF model directory.
+@dataclass(frozen=True)
+class LoadedModel(ModelInfo):
+    """A model ready to run: weights on their device, with its config and tokenizer."""
+
+    model: CausalLM
+
+
+def describe_model(name_or_path: str | Path, device: str | torch.device = "cpu",
+                   dtype: str | torch.dtype | None = None) -> ModelInfo:
+    """What load_model would load, without loading weights: a preset name or a local HF model directory.
 
     dtype defaults to float32 on CPU and to the checkpoint's half type (else bfloat16) on GPU.
     """
+    device = torch.device(device)
     if str(name_or_path) in PRESETS:
-        return random_model(PRESETS[str(name_or_path)], seed, device, dtype, name=str(name_or_path))
+        config = PRESETS[str(name_or_path)]
+        return ModelInfo(str(name_or_path), config, ByteTokenizer(), device, _resolve_dtype(dtype, config, device))
     path = Path(name_or_path)
     if not path.is_dir():
         raise unknown_name_error("model (preset or local directory)", str(name_or_path), PRESETS)
@@ -58,11 +66,19 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
     if not config_file.exists():
         raise KairosError(f"{path} has no config.json: not a Hugging Face model directory")
     config = ModelConfig.from_hf(json.loads(config_file.read_text()))
-    device = torch.device(device)
-    dtype = _resolve_dtype(dtype, config, device)
-    model = _empty_model(config, device, dtype)
-    load_hf_weights(model, path)
-    return LoadedModel(str(path), model.eval(), config, _directory_tokenizer(path, config), device, dtype)
+    return ModelInfo(str(path), config, _directory_tokenizer(path, config), device,
+                     _resolve_dtype(dtype, config, device))
+
+
+def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
+               dtype: str | torch.dtype | None = None, seed: int = 0) -> LoadedModel:
+    """A preset name from PRESETS (random weights drawn from `seed`) or a local HF model directory."""
+    if str(name_or_path) in PRESETS:
+        return random_model(PRESETS[str(name_or_path)], seed, device, dtype, name=str(name_or_path))
+    info = describe_model(name_or_path, device, dtype)
+    model = _empty_model(info.config, info.device, info.dtype)
+    load_hf_weights(model, Path(info.name))
+    return LoadedModel(info.name, info.config, info.tokenizer, info.device, info.dtype, model.eval())
 
 
 def random_model(config: ModelConfig, seed: int = 0, device: str | torch.device = "cpu",
@@ -74,7 +90,7 @@ def random_model(config: ModelConfig, seed: int = 0, device: str | torch.device 
     dtype = _resolve_dtype(dtype, config, device)
     model = _empty_model(config, device, dtype)
     init_random_weights(model, seed)
-    return LoadedModel(name, model.eval(), config, ByteTokenizer(), device, dtype)
+    return LoadedModel(name, config, ByteTokenizer(), device, dtype, model.eval())
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None, config: ModelConfig, device: torch.device) -> torch.dtype:

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kairos.serve.engine_loop import ENGINE_FAILED, QUEUE_FULL, SHUTTING_DOWN, TOO_LARGE, RequestRejected
+from kairos.serve.engine_loop import RequestRejected
+from kairos.serve.engine_worker import ENGINE_FAILED, QUEUE_FULL, SHUTTING_DOWN, TOO_LARGE
 
 logger = logging.getLogger("kairos.serve")
 

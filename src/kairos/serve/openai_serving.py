@@ -14,7 +14,8 @@ from typing import Any, Literal
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from kairos.serve.engine_loop import EngineLoop, GenerationRequest, RequestRejected, RequestStream
+from kairos.serve.engine_loop import EngineLoop, RequestRejected, RequestStream
+from kairos.serve.engine_worker import GenerationRequest
 from kairos.serve.openai_chat import ChatTemplate, ChatTemplateError
 from kairos.serve.openai_detokenize import IncrementalDetokenizer
 from kairos.serve.openai_errors import OpenAIError

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
-from kairos.serve.engine_loop import EngineSnapshot, IterationStats
+from kairos.serve.engine_worker import EngineSnapshot, IterationStats
 
 # Bucket bounds copied from vLLM v1 (vllm/v1/metrics/loggers.py).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -25,7 +25,7 @@ FINISH_REASONS = ("stop", "length", "abort")
 
 
 class PrometheusMetrics:
-    """The /metrics registry of one server; `record` is the engine loop's observer (runs on its thread).
+    """The /metrics registry of one server; `record` is the engine loop's observer (runs off the event loop).
 
     A registry of its own (not prometheus_client's global one) lets several
     servers live in one process, as tests start them.

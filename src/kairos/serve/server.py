@@ -26,8 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 import kairos
 from kairos.errors import KairosError
-from kairos.serve.engine_loop import EngineLoop
-from kairos.serve.loader import PRESETS, LoadedModel, load_model
+from kairos.serve.engine_loop import EngineLoop, ThreadedEngine
+from kairos.serve.engine_process import EngineSpec, ProcessEngine
+from kairos.serve.loader import PRESETS, LoadedModel, ModelInfo, describe_model, load_model
 from kairos.serve.openai_chat import load_chat_template
 from kairos.serve.openai_errors import install_error_handlers
 from kairos.serve.openai_protocol import ChatCompletionRequest, CompletionRequest
@@ -44,6 +45,8 @@ class ServeConfig:
     """Everything `kairos serve` takes: the model, the engine's limits and the HTTP side.
 
     `runner.ignore_eos` is ignored: EOS is honoured per request (ignore_eos, min_tokens).
+    With `engine_process` the engine runs in a process of its own (vLLM V1's
+    layout), else on a thread of the server process.
     """
 
     model: str = "tiny"
@@ -51,6 +54,9 @@ class ServeConfig:
     device: str = "cpu"
     seed: int = 0
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    engine_process: bool = True
+    threads: int | None = None  # torch intra-op threads of the engine (None: torch's default)
+    busy_poll_s: float = 0.0  # how long an idle engine polls for work before it sleeps
     # Waiting requests beyond this are refused with 429.
     max_waiting: int = 1024
     host: str = "127.0.0.1"
@@ -62,19 +68,18 @@ class ServeConfig:
 
 
 def build_app(config: ServeConfig, loaded: LoadedModel | None = None) -> FastAPI:
-    """Load the model (unless given), build the engine and return the app; the engine thread runs with the app."""
-    if loaded is None:
-        loaded = load_model(config.model, check_device(config.device), seed=config.seed)
-    # The engine never stops on EOS by itself: the engine loop decides per request.
-    runner = EngineRunner(loaded, dataclasses.replace(config.runner, ignore_eos=True, seed=config.seed))
+    """Start the engine and return the app that serves it.
+
+    The engine runs in its own process when `config.engine_process` is set and
+    no model is given; on a thread, with `loaded` (or the model loaded here), otherwise.
+    """
+    engine, info, facts = start_engine(config, loaded)
     name = config.model_name
-    max_model_len = min(loaded.config.max_position_embeddings, runner.max_tokens_per_request)
-    facts = engine_facts(config, loaded, runner, max_model_len)
-    metrics = PrometheusMetrics(name, {"block_size": facts["block_size"], "num_gpu_blocks": facts["num_gpu_blocks"],
-                                       "enable_prefix_caching": facts["enable_prefix_caching"]})
-    engine = EngineLoop(runner, config.max_waiting, metrics)
+    max_model_len = facts["max_model_len"]
+    engine.observer = metrics = PrometheusMetrics(name, {key: facts[key] for key in (
+        "block_size", "num_gpu_blocks", "enable_prefix_caching")})
     model_dir = None if config.model in PRESETS else Path(config.model)
-    serving = OpenAIServing(engine, ServedModel(name, loaded.tokenizer, loaded.config.vocab_size, max_model_len,
+    serving = OpenAIServing(engine, ServedModel(name, info.tokenizer, info.config.vocab_size, max_model_len,
                                                 load_chat_template(model_dir)))
 
     @asynccontextmanager
@@ -113,10 +118,7 @@ def build_app(config: ServeConfig, loaded: LoadedModel | None = None) -> FastAPI
 
     @app.get("/kairos/engine")
     async def engine_info() -> JSONResponse:
-        # torch's thread count is process-wide and may change after startup (tests pin it).
-        body = {**facts, "torch_threads": torch.get_num_threads(),
-                "stats": dataclasses.asdict(engine.snapshot)}
-        return JSONResponse(body)
+        return JSONResponse({**facts, "stats": dataclasses.asdict(engine.snapshot)})
 
     @app.get("/kairos/steps")
     async def step_log(since: int = 0) -> JSONResponse:
@@ -131,16 +133,38 @@ def build_app(config: ServeConfig, loaded: LoadedModel | None = None) -> FastAPI
     return app
 
 
-def engine_facts(config: ServeConfig, loaded: LoadedModel, runner: EngineRunner, max_model_len: int) -> dict[str, Any]:
+def start_engine(config: ServeConfig, loaded: LoadedModel | None) -> tuple[EngineLoop, ModelInfo, dict[str, Any]]:
+    """The engine (its process started, or its runner built), the model it serves and its facts."""
+    # The engine never stops on EOS by itself: the worker decides per request.
+    runner_config = dataclasses.replace(config.runner, ignore_eos=True, seed=config.seed)
+    if config.engine_process and loaded is None:
+        info: ModelInfo = describe_model(config.model, check_device(config.device))
+        engine = ProcessEngine(EngineSpec(config.model, config.device, config.seed, runner_config,
+                                          config.max_waiting, config.threads, config.busy_poll_s))
+        return engine, info, engine_facts(config, info, "process", engine.ready.num_blocks,
+                                          engine.ready.torch_threads)
+    if loaded is None:
+        loaded = load_model(config.model, check_device(config.device), seed=config.seed)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    runner = EngineRunner(loaded, runner_config)
+    return (ThreadedEngine(runner, config.max_waiting, busy_poll_s=config.busy_poll_s), loaded,
+            engine_facts(config, loaded, "thread", runner.kv.num_blocks, torch.get_num_threads()))
+
+
+def engine_facts(config: ServeConfig, info: ModelInfo, engine: str, num_blocks: int,
+                 torch_threads: int) -> dict[str, Any]:
     """What a benchmark or the digital twin needs to rebuild this engine (GET /kairos/engine)."""
-    rc = runner.config
+    rc = config.runner
+    # A request may hold the whole KV pool, and no more than the model's context.
+    max_model_len = min(info.config.max_position_embeddings, num_blocks * rc.block_size)
     return {
         "model": config.model_name,
-        "model_config": loaded.config.to_hf(),
-        "device": device_name(loaded.device),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "model_config": info.config.to_hf(),
+        "device": device_name(info.device),
+        "dtype": str(info.dtype).removeprefix("torch."),
         "block_size": rc.block_size,
-        "num_gpu_blocks": runner.kv.num_blocks,
+        "num_gpu_blocks": num_blocks,
         "max_num_seqs": rc.max_num_seqs,
         "max_num_batched_tokens": rc.max_num_batched_tokens,
         "enable_prefix_caching": rc.enable_prefix_caching,
@@ -148,6 +172,8 @@ def engine_facts(config: ServeConfig, loaded: LoadedModel, runner: EngineRunner,
         "policy": rc.policy,
         "max_model_len": max_model_len,
         "max_waiting": config.max_waiting,
+        "engine": engine,  # where the engine runs: "process" or "thread"
+        "torch_threads": torch_threads,
     }
 
 

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from kairos.perf.base import BatchShape
+from kairos.serve.engine_worker import StepEntry
 
 DEFAULT_CAPACITY = 100_000
 
@@ -23,15 +23,14 @@ class StepLog:
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         # Plain tuples of ints and floats: the garbage collector stops tracking them.
-        self._entries: deque[tuple[tuple[int, ...], tuple[int, ...], int, int, int, float]] = deque(maxlen=capacity)
+        self._entries: deque[StepEntry] = deque(maxlen=capacity)
         self._next = 0  # number of the next entry
         self._lock = threading.Lock()
 
-    def record(self, shape: BatchShape, seconds: float) -> None:
+    def extend(self, entries: list[StepEntry]) -> None:
         with self._lock:
-            self._entries.append((shape.prefill_new, shape.prefill_ctx, shape.num_decodes,
-                                  shape.decode_kv_sum, shape.num_sampled, seconds))
-            self._next += 1
+            self._entries.extend(entries)
+            self._next += len(entries)
 
     def since(self, index: int) -> tuple[int, list[dict[str, Any]]]:
         """Entries numbered `index` and later that are still held, and the next number."""
