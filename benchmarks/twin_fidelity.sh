@@ -15,7 +15,7 @@ rm -rf "$OUT/run"
 # One torch thread: the server shares two cores with the load generator.
 # Large attention buffers: keep glibc from mapping and unmapping them every step (page faults).
 MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \
-    kairos serve --model tiny --threads 1 --port "$PORT" --max-num-seqs 64 \
+    kairos serve --model tiny --threads 1 --busy-poll-ms 1000 --port "$PORT" --max-num-seqs 64 \
     --max-num-batched-tokens 512 --num-blocks 4096 > "$OUT/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT

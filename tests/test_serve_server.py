@@ -380,3 +380,21 @@ def test_engine_failure_fails_requests_and_health(mode, tiny):
         assert r.status_code == 500 and expected in r.json()["error"]["message"]
         assert c.get("/health").status_code == 503
         assert c.post("/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 500
+
+
+# ---- calibration through the API -----------------------------------------------------------
+def test_calibrate_through_the_server(client, tiny):
+    from kairos.bench.served_calibration import calibrate_served
+    from kairos.perf.base import BatchShape
+    from kairos.perf.calibrated import TERMS, CalibratedModel
+
+    profile = calibrate_served(str(client.base_url), quick=True)
+    engine_idle(client)
+    assert profile["model"] == "tiny" and profile["model_config"] == tiny.config.to_hf()
+    assert profile["engine"]["num_gpu_blocks"] == NUM_BLOCKS
+    assert len(profile["points"]) > len(TERMS) and all(p["time_s"] > 0 for p in profile["points"])
+    assert 0 <= profile["request_latency_s"] < 1.0
+    model = CalibratedModel(profile)
+    assert model.request_latency_s == profile["request_latency_s"]
+    one, many = model.step_time(BatchShape((), (), 1, 100, 1)), model.step_time(BatchShape((), (), 64, 6400, 64))
+    assert 0 < one <= many

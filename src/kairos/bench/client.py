@@ -107,7 +107,7 @@ class CompletionClient:
             data = _json_or_none(response.content)
             entries = data.get("data") if isinstance(data, dict) else None
             models = [m for m in entries or [] if isinstance(m, dict)]
-        return ServerInfo(models, await self._version(), await self._get_json("/kairos/engine"))
+        return ServerInfo(models, await self._version(), await self.get_json("/kairos/engine"))
 
     async def stream(self, body: dict[str, Any]) -> StreamResult:
         """POST one streaming completion; the result carries its timing or its failure."""
@@ -152,11 +152,11 @@ class CompletionClient:
 
     async def _version(self) -> str | None:
         """vLLM's GET /version ({"version": "0.19.0"}); None where the server has none."""
-        data = await self._get_json("/version")
+        data = await self.get_json("/version")
         version = data.get("version") if data is not None else None
         return str(version) if version is not None else None
 
-    async def _get_json(self, path: str) -> dict[str, Any] | None:
+    async def get_json(self, path: str) -> dict[str, Any] | None:
         """An optional JSON object the server may expose; None where it does not."""
         try:
             response = await self._http.get(f"{self.base_url}{path}",

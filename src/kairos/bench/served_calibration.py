@@ -22,7 +22,7 @@ import numpy as np
 from kairos.bench.client import CompletionClient
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import SCHEMA, TERMS, CalibratedModel, MeasuredPoint, fit_step_time
+from kairos.perf.calibrated import SCHEMA, TERMS, MeasuredPoint, fit_step_time
 
 STEPS_PATH = "/kairos/steps"
 ENGINE_PATH = "/kairos/engine"
@@ -67,7 +67,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, seed: int = 0, timeo
     if len(points) < len(TERMS):
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     fit = fit_step_time(points, relative=False)
-    latency = asyncio.run(_request_latency(base_url, facts, fit.coefficients, seed, timeout_s))
+    latency = asyncio.run(_request_latency(base_url, facts, seed, timeout_s))
     return {
         "schema": SCHEMA,
         "model": facts["model"],
@@ -116,30 +116,41 @@ async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], seed
                 progress(done + 1, len(phases))
 
 
-async def _request_latency(base_url: str, facts: dict[str, Any], coefficients: dict[str, float],
-                           seed: int, timeout_s: float, samples: int = 15) -> float:
-    """Front-end latency: an idle server's time to first token, less the step it takes.
+async def _request_latency(base_url: str, facts: dict[str, Any], seed: int, timeout_s: float,
+                           samples: int = 15) -> float:
+    """Front-end latency: an idle server's time to first token, less the step that computed it.
 
     One request at a time, a short prompt and one output token: the TTFT is the
-    HTTP and request handling time plus one prefill step, which the fit predicts.
+    HTTP and request handling time plus one prefill step, whose time the step log
+    holds. (Subtracting the fitted time of that step instead would fold the fit's
+    error at this one small shape into every simulated request.)
     """
     prompt_len = 16
-    model = CalibratedModel({"schema": SCHEMA, "model": facts["model"], "model_config": facts["model_config"],
-                             "terms": list(TERMS), "coefficients": coefficients})
-    step_s = model.step_time(BatchShape((prompt_len,), (0,), 0, 0, 1))
     rng = np.random.default_rng(seed + 1)
     vocab = int(facts["model_config"]["vocab_size"])
-    ttfts = []
+    latencies = []
     async with CompletionClient(base_url, timeout_s=timeout_s) as client:
         for _ in range(samples):
+            first = int((await _get_async(client, base_url, STEPS_PATH))["next"])
             prompt = rng.integers(max(1, vocab // 32), vocab, prompt_len).tolist()
             result = await client.stream({"model": facts["model"], "prompt": prompt, "max_tokens": 1,
                                           "temperature": 0.0, "stream": True, "ignore_eos": True})
-            if result.error is None and result.first_token_ts is not None:
-                ttfts.append(result.first_token_ts - result.sent_ts)
-    if not ttfts:
+            if result.error is not None or result.first_token_ts is None:
+                continue
+            steps = (await _get_async(client, base_url, f"{STEPS_PATH}?since={first}"))["steps"]
+            prefill = [step["seconds"] for step in steps if step["prefill_new"]]
+            if len(prefill) == 1:  # the probe's own step, alone in the engine
+                latencies.append(result.first_token_ts - result.sent_ts - prefill[0])
+    if not latencies:
         raise KairosError(f"{base_url}: no latency probe request succeeded")
-    return max(0.0, float(np.median(ttfts)) - step_s)
+    return max(0.0, float(np.median(latencies)))
+
+
+async def _get_async(client: CompletionClient, base_url: str, path: str) -> dict[str, Any]:
+    data = await client.get_json(path)
+    if data is None:
+        raise KairosError(f"{base_url}{path} did not answer with JSON")
+    return data
 
 
 def _get(base_url: str, path: str) -> dict[str, Any]:
