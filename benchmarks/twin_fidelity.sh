@@ -12,7 +12,8 @@ URL="http://127.0.0.1:$PORT"
 mkdir -p "$OUT"
 rm -rf "$OUT/run"
 
-# One torch thread: the server shares two cores with the load generator.
+# One torch thread: the server shares two cores with the load generator. The idle engine
+# busy-polls: a vCPU that sleeps between requests runs the next steps slower for a while.
 # Large attention buffers: keep glibc from mapping and unmapping them every step (page faults).
 MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \
     kairos serve --model tiny --threads 1 --busy-poll-ms 1000 --port "$PORT" --max-num-seqs 64 \
