@@ -47,3 +47,48 @@ class StepTimeModel(Protocol):
     def step_time(self, shape: BatchShape) -> float: ...
 
     def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray: ...
+
+
+class ComposedStepModel:
+    """A step time composed as token work + sampled work + attention per prefill chunk + decode attention.
+
+    Subclasses give the parts; the composition (and the bit-identity of
+    `decode_window` with `step_time` on decode-only steps) lives here once.
+    `_decode_attention_many` must evaluate `_decode_attention` elementwise.
+    """
+
+    def _base_time(self, tokens: int, sampled: int) -> float:
+        raise NotImplementedError
+
+    def _prefill_attention(self, new: int, ctx: int) -> float:
+        raise NotImplementedError
+
+    def _decode_attention(self, num_decodes: int, kv_sum: int) -> float:
+        raise NotImplementedError
+
+    def _decode_attention_many(self, num_decodes: int, kv_sums: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def step_time(self, shape: BatchShape) -> float:
+        """Seconds for one step of any shape (decode-only steps agree with decode_window)."""
+        t = self._base_time(shape.num_tokens, shape.num_sampled)
+        for new, ctx in zip(shape.prefill_new, shape.prefill_ctx):
+            t += self._prefill_attention(new, ctx)
+        if shape.num_decodes:
+            t += self._decode_attention(shape.num_decodes, shape.decode_kv_sum)
+        return t
+
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
+        """Seconds for each of `steps` pure-decode steps; step i attends to kv_sum + i * n tokens."""
+        base = self._base_time(num_decodes, num_decodes)
+        kv_sums = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.float64)
+        return base + self._decode_attention_many(num_decodes, kv_sums)
+
+    def _attention_breakdown(self, shape: BatchShape) -> dict[str, float]:
+        """The attention entries of a breakdown: all prefill chunks, then the decodes."""
+        return {
+            "attention_prefill": sum(self._prefill_attention(new, ctx)
+                                     for new, ctx in zip(shape.prefill_new, shape.prefill_ctx)),
+            "attention_decode": (self._decode_attention(shape.num_decodes, shape.decode_kv_sum)
+                                 if shape.num_decodes else 0.0),
+        }

@@ -13,7 +13,7 @@ import numpy as np
 
 from kairos.hardware import GPU
 from kairos.models import ModelArch
-from kairos.perf.base import BatchShape
+from kairos.perf.base import BatchShape, ComposedStepModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class _LinearOp:
     act_s: float
 
 
-class RooflineModel:
+class RooflineModel(ComposedStepModel):
     """Step time from per-operator rooflines for `model` on `tp` GPUs of kind `gpu`.
 
     Weights, attention heads and KV heads are divided over the `tp` ranks (all
@@ -146,39 +146,13 @@ class RooflineModel:
             self._gather_fixed_s = params.allreduce_latency_s
             self._gather_token_s = (tp - 1) / tp * model.vocab_size * d / link
 
-    # ---- StepTimeModel -------------------------------------------------------------
-
-    def step_time(self, shape: BatchShape) -> float:
-        """Seconds for one step of any shape (decode-only steps agree with decode_window)."""
-        t = self._base_time(shape.num_tokens, shape.num_sampled)
-        for new, ctx in zip(shape.prefill_new, shape.prefill_ctx):
-            t += self._prefill_attention(new, ctx)
-        if shape.num_decodes:
-            t += self._decode_attention(shape.num_decodes, shape.decode_kv_sum)
-        return t
-
-    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
-        """Seconds for each of `steps` pure-decode steps; step i attends to kv_sum + i * n tokens."""
-        base = self._base_time(num_decodes, num_decodes)
-        kv_sums = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.float64)
-        # Same expression as _decode_attention, evaluated elementwise.
-        attention = np.maximum(
-            self._attn_pair_s * kv_sums, self._attn_kv_s * kv_sums + self._attn_new_s * num_decodes
-        )
-        return base + attention
-
     # ---- explanation ---------------------------------------------------------------
 
     def breakdown(self, shape: BatchShape) -> dict[str, float]:
         """Seconds per operator for one step (all layers); the values sum to step_time."""
         tokens, sampled = shape.num_tokens, shape.num_sampled
         times = {op.name: max(op.flop_s * tokens, op.weight_s + op.act_s * tokens) for op in self._ops}
-        times["attention_prefill"] = sum(
-            self._prefill_attention(new, ctx) for new, ctx in zip(shape.prefill_new, shape.prefill_ctx)
-        )
-        times["attention_decode"] = (
-            self._decode_attention(shape.num_decodes, shape.decode_kv_sum) if shape.num_decodes else 0.0
-        )
+        times.update(self._attention_breakdown(shape))
         if self.model.is_moe:
             times["moe_experts"] = self._experts_time(tokens)
         times["lm_head"] = self._lm_head_time(sampled)
@@ -228,3 +202,7 @@ class RooflineModel:
         # per byte), far below any GPU's ridge point: every request is memory bound, so one
         # roofline term on the summed KV length equals the sum of per-request terms.
         return max(self._attn_pair_s * kv_sum, self._attn_kv_s * kv_sum + self._attn_new_s * num_decodes)
+
+    def _decode_attention_many(self, num_decodes: int, kv_sums: np.ndarray) -> np.ndarray:
+        # Same expression as _decode_attention, evaluated elementwise.
+        return np.maximum(self._attn_pair_s * kv_sums, self._attn_kv_s * kv_sums + self._attn_new_s * num_decodes)

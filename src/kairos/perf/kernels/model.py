@@ -26,7 +26,7 @@ import numpy as np
 
 from kairos.hardware import GPU
 from kairos.models import ModelArch
-from kairos.perf.base import BatchShape
+from kairos.perf.base import BatchShape, ComposedStepModel
 from kairos.perf.kernels import ops
 from kairos.perf.kernels.curves import Curve, fill_gaps, interpolate_loglog
 from kairos.perf.kernels.database import AttentionGrid, KernelDatabase, KernelTables, Phase
@@ -57,7 +57,7 @@ class _DecodeRow:
     measured_kv: float  # beyond this mean KV length the row is extrapolated
 
 
-class KernelModel:
+class KernelModel(ComposedStepModel):
     """Step time of `model` on `tp` GPUs of kind `gpu` from measured kernel latencies.
 
     Needs the optional extra (`pip install 'kairos[kernels]'`). `framework` and
@@ -224,23 +224,6 @@ class KernelModel:
         self._context_limit = limit
         self._context_table = table.tolist()
 
-    # ---- StepTimeModel -------------------------------------------------------------
-
-    def step_time(self, shape: BatchShape) -> float:
-        """Seconds for one step of any shape (decode-only steps agree with decode_window)."""
-        t = self._tokens_time(shape.num_tokens) + self._sampled_time(shape.num_sampled)
-        for new, ctx in zip(shape.prefill_new, shape.prefill_ctx):
-            t += self._prefill_attention(new, ctx)
-        if shape.num_decodes:
-            t += self._decode_attention(shape.num_decodes, shape.decode_kv_sum)
-        return t
-
-    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
-        """Seconds for each of `steps` pure-decode steps; step i attends to kv_sum + i * n tokens."""
-        base = self._tokens_time(num_decodes) + self._sampled_time(num_decodes)
-        kv_sums = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.float64)
-        return base + self._decode_attention_many(num_decodes, kv_sums)
-
     # ---- explanation -------------------------------------------------------------------
 
     def breakdown(self, shape: BatchShape) -> dict[str, float]:
@@ -254,12 +237,7 @@ class KernelModel:
         sampled = self._per_op(
             self._sampled_ops, self._sampled_table, self._sampled_limit, shape.num_sampled, "sampled tokens")
         times = {name: t for name, t in tokens.items() if name not in ("moe_experts", "tp_comm")}
-        times["attention_prefill"] = sum(
-            self._prefill_attention(new, ctx) for new, ctx in zip(shape.prefill_new, shape.prefill_ctx)
-        )
-        times["attention_decode"] = (
-            self._decode_attention(shape.num_decodes, shape.decode_kv_sum) if shape.num_decodes else 0.0
-        )
+        times.update(self._attention_breakdown(shape))
         if "moe_experts" in tokens:
             times["moe_experts"] = tokens["moe_experts"]
         times["lm_head"] = sampled["lm_head"]
@@ -267,6 +245,10 @@ class KernelModel:
         return times
 
     # ---- terms -------------------------------------------------------------------------
+
+    def _base_time(self, tokens: int, sampled: int) -> float:
+        """Everything but attention: it depends only on the token and sampled counts."""
+        return self._tokens_time(tokens) + self._sampled_time(sampled)
 
     def _tokens_time(self, tokens: int) -> float:
         if tokens <= self._token_limit:
