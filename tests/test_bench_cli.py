@@ -56,8 +56,9 @@ def test_bench_writes_a_measured_run_and_report(capsys, tmp_path):
             "--max-num-seqs", "64", "--block-size", "16", "--gpu", "rtx-4090", "-o", str(run_dir))
     assert code == 0, err
     assert "TTFT" in out and MODEL in out
+    # The default workload's system prompts are shared spans, recorded for the replay.
     assert {p.name for p in run_dir.iterdir()} == {
-        "meta.json", "requests.jsonl", "report.json", "requests.csv"}
+        "meta.json", "requests.jsonl", "shared_spans.jsonl", "report.json", "requests.csv"}
 
     lines = lines_of(run_dir)
     assert len(lines) == 6

@@ -15,6 +15,7 @@ from kairos.bench import (
     write_measured_run,
 )
 from kairos.errors import KairosError
+from kairos.workload.spec import Span
 
 SHARED_RUN = (Path(__file__).resolve().parents[2] / "shared" / "data" / "validation"
               / "vllm-0.19-rtx4090-llama-3.1-8b")
@@ -70,6 +71,41 @@ def test_written_run_round_trips(tmp_path):
     record = c.to_record()
     assert not record.finished and record.rejected_reason == "timeout after 5 s"
     assert [r.request_id for r in run.completed] == ["a", "b"]
+
+
+def test_shared_spans_round_trip_and_stale_ones_go(tmp_path):
+    lines = [RequestLine("a", 300, 4, None, 50.0, None, 50.2, 50.5),
+             RequestLine("b", 300, 4, None, 50.5, None, 50.6, 50.9)]
+    meta = {"schema_version": 1}
+    shared = {"a": (Span(7, 0, 256),), "b": (Span(7, 0, 256), Span(2**63, 256, 16))}
+    paths = write_measured_run(tmp_path, meta, lines, shared)
+    assert [p.name for p in paths] == ["meta.json", "requests.jsonl", "shared_spans.jsonl"]
+    assert load_measured_run(tmp_path).shared == shared
+    # Rewritten without spans: the old file would describe requests it no longer holds.
+    write_measured_run(tmp_path, meta, lines)
+    assert not (tmp_path / "shared_spans.jsonl").exists()
+    assert load_measured_run(tmp_path).shared == {}
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"request_id": "nope", "shared": [[1, 0, 16]]}, "request_id 'nope' is not a request"),
+        ({"request_id": "r1", "shared": [[1, -1, 16]]}, "shared must be a list of [key, start, length]"),
+        ({"request_id": "r1", "shared": [[1, 0]]}, "shared must be a list of [key, start, length]"),
+        ({"request_id": "r1", "shared": "all"}, "shared must be a list of [key, start, length]"),
+        ({"request_id": "r0", "shared": []}, "duplicate request_id 'r0'"),
+        ("{oops", "invalid JSON"),
+    ],
+)
+def test_malformed_shared_spans_are_named_by_file_and_line(tmp_path, row, message):
+    write_run(tmp_path, [GOOD, {**GOOD, "request_id": "r1"}])
+    (tmp_path / "shared_spans.jsonl").write_text(
+        json.dumps({"request_id": "r0", "shared": [[1, 0, 16]]}) + "\n"
+        + (row if isinstance(row, str) else json.dumps(row)) + "\n")
+    with pytest.raises(KairosError) as info:
+        load_measured_run(tmp_path)
+    assert "shared_spans.jsonl:2" in str(info.value) and message in str(info.value)
 
 
 def write_run(tmp_path: Path, rows: list, meta: object = None) -> Path:

@@ -55,3 +55,32 @@ def test_unknown_device_needs_gpu_flag(capsys, tmp_path):
     meta["hardware"]["device_name"] = "Mystery Accelerator 9000"
     (run / "meta.json").write_text(json.dumps(meta))
     assert "--gpu" in one_line_error(capsys, "validate", "--against", str(run), "-q")
+
+
+def test_replay_shares_the_prefixes_the_run_recorded(tmp_path):
+    """Requests that shared a system prompt on the real server share it in the replay too."""
+    from kairos.bench import RequestLine, load_measured_run, write_measured_run
+    from kairos.workload.spec import Span
+
+    lines = [RequestLine(f"r{i}", 512, 8, None, 10.0 + i, None, 10.1 + i, 10.2 + i) for i in range(4)]
+    meta = {"schema_version": 1, "model": "llama-3.1-8b",
+            "engine_kwargs": {"max_num_seqs": 8, "max_num_batched_tokens": 2048},
+            "kv_cache": {"block_size": 16, "enable_prefix_caching": True},
+            "hardware": {"device_name": "NVIDIA GeForce RTX 4090"}}
+    cached = {}
+    for name, shared in (("plain", None), ("shared", {line.request_id: (Span(1, 0, 256),) for line in lines})):
+        write_measured_run(tmp_path / name, meta, lines, shared)
+        cached[name] = _simulated_cached_tokens(load_measured_run(tmp_path / name))
+    assert cached["plain"] == 0
+    # Every request after the first finds the 256 shared tokens (16 blocks) cached.
+    assert cached["shared"] == 3 * 256
+
+
+def _simulated_cached_tokens(run) -> int:
+    from kairos.scenario.run import build_simulation, resolve_deployment
+    from kairos.validate.replay import replay_scenario, replay_specs
+
+    scenario = replay_scenario(run)
+    sim = build_simulation(scenario, resolve_deployment(scenario), replay_specs(run))
+    return sum(record.cached_tokens for record in sim.run().records)
+

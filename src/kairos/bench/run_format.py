@@ -8,25 +8,32 @@ TPOT = (last - first) / (output_toks - 1). A client cannot see scheduling, so
 bench writes `scheduled_ts: null`. A request that failed carries one more key,
 `error` (its reason); successful lines keep exactly the shared keys, so tools
 written for engine-side runs read ours unchanged.
+
+A run may also hold `shared_spans.jsonl`: for each request whose prompt shares
+content with others (a system prompt, an earlier turn), its spans as
+`{"request_id": ..., "shared": [[key, start, length], ...]}` (see
+kairos.workload.Span). `kairos validate` replays them, so that the simulated
+engine's prefix cache sees the sharing the real one saw.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord
-from kairos.workload.spec import SLO
+from kairos.workload.spec import SLO, Span
 from kairos.workload.tracefile import parse_jsonl
 
 RUN_SCHEMA_VERSION = 1
 META_FILE = "meta.json"
 REQUESTS_FILE = "requests.jsonl"
+SHARED_FILE = "shared_spans.jsonl"
 # Key order of a line, as in the shared runs (error last, and only when set).
 LINE_KEYS: tuple[str, ...] = (
     "request_id", "input_toks", "output_toks", "arrival_time",
@@ -103,11 +110,13 @@ class MeasuredRequest:
 
 @dataclass(frozen=True, slots=True)
 class MeasuredRun:
-    """A measured run: its meta.json as a dict and its requests in file order."""
+    """A measured run: its meta.json as a dict, its requests in file order and the
+    shared prompt spans of those that have some (empty when the run records none)."""
 
     path: Path
     meta: dict[str, Any]
     requests: list[MeasuredRequest]
+    shared: dict[str, tuple[Span, ...]] = field(default_factory=dict)
 
     @property
     def completed(self) -> list[MeasuredRequest]:
@@ -122,9 +131,10 @@ def measure(lines: Sequence[RequestLine]) -> list[MeasuredRequest]:
     return [_measured(line, t0) for line in lines]
 
 
-def write_measured_run(run_dir: str | Path, meta: dict[str, Any],
-                       lines: Sequence[RequestLine]) -> tuple[Path, Path]:
-    """Write meta.json and requests.jsonl under `run_dir` (created); return their paths."""
+def write_measured_run(run_dir: str | Path, meta: dict[str, Any], lines: Sequence[RequestLine],
+                       shared: Mapping[str, tuple[Span, ...]] | None = None) -> list[Path]:
+    """Write meta.json, requests.jsonl and, where any request has shared spans,
+    shared_spans.jsonl under `run_dir` (created); return their paths."""
     directory = Path(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
     meta_path = directory / META_FILE
@@ -133,7 +143,16 @@ def write_measured_run(run_dir: str | Path, meta: dict[str, Any],
     with requests_path.open("w", encoding="utf-8") as handle:
         for line in lines:
             handle.write(json.dumps(line.to_json(), allow_nan=False) + "\n")
-    return meta_path, requests_path
+    paths = [meta_path, requests_path]
+    shared_path = directory / SHARED_FILE
+    shared_path.unlink(missing_ok=True)  # a rerun into the same directory must not keep stale spans
+    if shared:
+        with shared_path.open("w", encoding="utf-8") as handle:
+            for request_id, spans in shared.items():
+                row = {"request_id": request_id, "shared": [[s.key, s.start, s.length] for s in spans]}
+                handle.write(json.dumps(row) + "\n")
+        paths.append(shared_path)
+    return paths
 
 
 def load_measured_run(run_dir: str | Path) -> MeasuredRun:
@@ -143,7 +162,9 @@ def load_measured_run(run_dir: str | Path) -> MeasuredRun:
         raise KairosError(f"{directory}: no such run directory")
     meta = _read_meta(directory / META_FILE)
     lines = _read_lines(directory / REQUESTS_FILE)
-    return MeasuredRun(directory, meta, measure(lines))
+    shared_path = directory / SHARED_FILE
+    shared = _read_shared(shared_path, {line.request_id for line in lines}) if shared_path.exists() else {}
+    return MeasuredRun(directory, meta, measure(lines), shared)
 
 
 def _measured(line: RequestLine, t0: float) -> MeasuredRequest:
@@ -199,6 +220,30 @@ def _read_lines(path: Path) -> list[RequestLine]:
         seen.add(line.request_id)
         lines.append(line)
     return lines
+
+
+def _read_shared(path: Path, request_ids: set[str]) -> dict[str, tuple[Span, ...]]:
+    records, numbers = parse_jsonl(_read_text(path), path)
+    shared: dict[str, tuple[Span, ...]] = {}
+    for obj, number in zip(records, numbers):
+        where = f"{path}:{number}"
+        request_id = obj.get("request_id")
+        if not isinstance(request_id, str) or request_id not in request_ids:
+            raise KairosError(f"{where}: request_id {request_id!r} is not a request of {REQUESTS_FILE}")
+        if request_id in shared:
+            raise KairosError(f"{where}: duplicate request_id '{request_id}'")
+        spans = obj.get("shared")
+        if not isinstance(spans, list) or not all(_is_span(span) for span in spans):
+            raise KairosError(f"{where}: shared must be a list of [key, start, length] integers"
+                              " (start >= 0, length >= 1)")
+        shared[request_id] = tuple(Span(*span) for span in spans)
+    return shared
+
+
+def _is_span(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and value[1] >= 0 and value[2] >= 1)
 
 
 def _parse_line(obj: dict[str, Any], where: str) -> RequestLine:

@@ -29,7 +29,7 @@ from kairos.errors import KairosError
 from kairos.metrics import RequestRecord, write_report
 from kairos.scenario.schema import Scenario
 from kairos.workload import RequestSpec, build_workload
-from kairos.workload.spec import SLO
+from kairos.workload.spec import SLO, Span
 
 DEFAULT_TIMEOUT_S = 600.0
 ProgressFn = Callable[[int, int], None]
@@ -58,10 +58,11 @@ class BenchRun:
     lines: list[RequestLine]
     report: dict[str, Any]
     records: list[RequestRecord]
+    shared: dict[str, tuple[Span, ...]] = field(default_factory=dict)
 
     def write(self, run_dir: str | Path) -> list[Path]:
-        """meta.json, requests.jsonl, report.json and requests.csv under `run_dir`."""
-        return [*write_measured_run(run_dir, self.meta, self.lines),
+        """meta.json, requests.jsonl (and shared_spans.jsonl), report.json and requests.csv under `run_dir`."""
+        return [*write_measured_run(run_dir, self.meta, self.lines, self.shared),
                 *write_report(run_dir, self.report, self.records)]
 
 
@@ -116,7 +117,10 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     bench = {"url": base_url, "model": model, "server_version": server.version, **settings}
     report, records = build_bench_report(load, lines, sections, slo, bench)
-    return BenchRun(meta, lines, report, records)
+    # Prompts sent as given token ids share what their ids share; spans describe the rest.
+    shared = {sent.spec.request_id: sent.spec.shared for sent in load.sent
+              if sent.spec.shared and sent.spec.prompt_token_ids is None}
+    return BenchRun(meta, lines, report, records, shared)
 
 
 async def _send_all(specs: list[RequestSpec], options: BenchOptions, base_url: str,

@@ -18,8 +18,10 @@ from kairos.workload.spec import RequestSpec
 
 
 def replay_specs(run: MeasuredRun) -> list[RequestSpec]:
-    """The run's completed requests, arriving when the engine queued them."""
-    return [RequestSpec(r.request_id, r.arrival_s, r.input_tokens, r.output_tokens)
+    """The run's completed requests, arriving when the engine queued them, with the
+    prompt spans they shared (where the run records them: `kairos bench` does)."""
+    return [RequestSpec(r.request_id, r.arrival_s, r.input_tokens, r.output_tokens,
+                        shared=run.shared.get(r.request_id, ()))
             for r in run.completed if r.output_tokens > 0]
 
 
