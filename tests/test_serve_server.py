@@ -283,6 +283,11 @@ def test_metrics_use_vllm_names_and_move(client):
     assert after["vllm:prefix_cache_hits_total"] >= before["vllm:prefix_cache_hits_total"] + 32
     assert metric(client, "vllm:request_success_total", finished_reason="length") == success + 2
     assert metric(client, "vllm:num_requests_running") == 0
+    # What `kairos calibrate --url` reads to tell the server's TTFT from the client's.
+    from kairos.bench.served_calibration import ttft_totals
+
+    total, count = ttft_totals(client.get("/metrics").text)
+    assert count == after["vllm:time_to_first_token_seconds_count"] and total > 0
     assert metric(client, "vllm:kv_cache_usage_perc") == 0
 
 
@@ -394,6 +399,7 @@ def test_calibrate_through_the_server(client, tiny):
     assert profile["engine"]["num_gpu_blocks"] == NUM_BLOCKS
     assert len(profile["points"]) > len(TERMS) and all(p["time_s"] > 0 for p in profile["points"])
     assert 0 <= profile["request_latency_s"] < 1.0
+    assert profile["measurement"]["passes"] == 1 and profile["measurement"]["warmup_phases"] == 0
     model = CalibratedModel(profile)
     assert model.request_latency_s == profile["request_latency_s"]
     one, many = model.step_time(BatchShape((), (), 1, 100, 1)), model.step_time(BatchShape((), (), 64, 6400, 64))

@@ -158,13 +158,22 @@ class CompletionClient:
 
     async def get_json(self, path: str) -> dict[str, Any] | None:
         """An optional JSON object the server may expose; None where it does not."""
+        content = await self._get_content(path)
+        data = _json_or_none(content) if content is not None else None
+        return data if isinstance(data, dict) else None
+
+    async def get_text(self, path: str) -> str | None:
+        """An optional text page the server may expose (/metrics); None where it does not."""
+        content = await self._get_content(path)
+        return content.decode(errors="replace") if content is not None else None
+
+    async def _get_content(self, path: str) -> bytes | None:
         try:
             response = await self._http.get(f"{self.base_url}{path}",
                                             timeout=min(PROBE_TIMEOUT_S, self.timeout_s))
         except httpx.HTTPError:
             return None
-        data = _json_or_none(response.content) if response.status_code == 200 else None
-        return data if isinstance(data, dict) else None
+        return response.content if response.status_code == 200 else None
 
 
 def _http_error(status: int, body: bytes) -> str:

@@ -1,16 +1,22 @@
 """Calibrate a running Kairos server: drive a grid of loads through it and fit its logged steps.
 
 In-process calibration (`kairos.serve.calibrate`) times the bare engine. A server
-also spends time per step on HTTP streaming and on sharing the interpreter with
-its event loop, so a twin of a *served* engine is calibrated here: phases of
-requests (batch size x prompt length, with and without a shared prefix, arriving
-together or spread out so that prefill chunks mix with decodes) go through the
-server's own API, and the server's step log gives every step's shape and time.
+also spends time per step on HTTP streaming and on sharing the machine with its
+HTTP side, so a twin of a *served* engine is calibrated here: phases of requests
+(batch size x prompt length, with and without a shared prefix, arriving together
+or spread out so that prefill chunks mix with decodes) go through the server's
+own API, and the server's step log gives every step's shape and time.
+
+The grid runs in several passes, each in its own shuffled order, after an
+untimed warm-up: a machine whose speed drifts (a shared virtual machine's slow
+spells last seconds) then spreads its drift over every shape instead of
+skewing the few shapes measured during one spell.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,21 +59,40 @@ def calibration_phases(max_seqs: int, max_len: int, quick: bool = False) -> list
     return phases
 
 
-def calibrate_served(base_url: str, *, quick: bool = False, seed: int = 0, timeout_s: float = 300.0,
+def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, seed: int = 0,
+                     timeout_s: float = 300.0,
                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run the calibration phases against a Kairos server and return its profile."""
+    """Run the calibration phases against a Kairos server and return its profile.
+
+    `passes` runs of the grid are timed (one with `quick`, which also skips the warm-up).
+    """
+    if passes < 1:
+        raise KairosError(f"calibration passes must be >= 1, got {passes}")
     started = time.perf_counter()
     facts = _get(base_url, ENGINE_PATH)
-    phases = calibration_phases(int(facts["max_num_seqs"]), int(facts["max_model_len"]), quick)
+    max_seqs, max_len = int(facts["max_num_seqs"]), int(facts["max_model_len"])
+    phases = calibration_phases(max_seqs, max_len, quick)
+    warmup = [] if quick else calibration_phases(max_seqs, max_len, quick=True)
+    rng = np.random.default_rng(seed)
+    timed = [phases[i] for _ in range(1 if quick else passes) for i in rng.permutation(len(phases))]
+    total = len(warmup) + len(timed) + 1  # the last step: the front-end latency phase
+
+    def report(offset: int) -> Callable[[int, int], None] | None:
+        return None if progress is None else lambda done, _: progress(offset + done, total)
+
+    asyncio.run(_drive(base_url, facts, warmup, rng, timeout_s, report(0)))
     first = int(_get(base_url, STEPS_PATH)["next"])
-    asyncio.run(_drive(base_url, facts, phases, seed, timeout_s, progress))
+    asyncio.run(_drive(base_url, facts, timed, rng, timeout_s, report(len(warmup))))
     logged = _get(base_url, f"{STEPS_PATH}?since={first}")["steps"]
     points = [MeasuredPoint("served", _shape(step), float(step["seconds"]), (float(step["seconds"]),))
               for step in logged]
     if len(points) < len(TERMS):
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     fit = fit_step_time(points, relative=False)
-    latency = asyncio.run(_request_latency(base_url, facts, seed, timeout_s))
+    latency = asyncio.run(_frontend_latency(base_url, facts, rng, timeout_s,
+                                            LATENCY_REQUESTS // 3 if quick else LATENCY_REQUESTS))
+    if progress is not None:
+        progress(total, total)
     return {
         "schema": SCHEMA,
         "model": facts["model"],
@@ -79,8 +104,10 @@ def calibrate_served(base_url: str, *, quick: bool = False, seed: int = 0, timeo
         "engine": {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
                                                    "num_gpu_blocks")},
         "measurement": {"timed": f"served engine-loop time per step ({base_url}{STEPS_PATH})",
-                        "phases": len(phases), "grid": "quick" if quick else "default",
+                        "phases": len(timed), "passes": 1 if quick else passes,
+                        "warmup_phases": len(warmup), "grid": "quick" if quick else "default",
                         "fit": "least squares on absolute error (keeps the total step time)",
+                        "request_latency": "mean client TTFT less the server's own over a Poisson load",
                         "wall_time_s": time.perf_counter() - started},
         "terms": list(TERMS),
         "coefficients": fit.coefficients,
@@ -90,24 +117,19 @@ def calibrate_served(base_url: str, *, quick: bool = False, seed: int = 0, timeo
     }
 
 
-async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], seed: int, timeout_s: float,
-                 progress: Callable[[int, int], None] | None) -> None:
-    rng = np.random.default_rng(seed)
+async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], rng: np.random.Generator,
+                 timeout_s: float, progress: Callable[[int, int], None] | None) -> None:
     vocab = int(facts["model_config"]["vocab_size"])
-    low = max(1, vocab // 32)  # special tokens tend to sit at the start of small vocabularies
     async with CompletionClient(base_url, timeout_s=timeout_s) as client:
         for done, phase in enumerate(phases):
-            common = rng.integers(low, vocab, phase.shared).tolist()
+            common = _tokens(rng, vocab, phase.shared)
             offsets = np.sort(rng.uniform(0.0, phase.spread_s, phase.requests)) if phase.spread_s else None
 
             async def one(i: int) -> None:
                 if offsets is not None:
                     await asyncio.sleep(float(offsets[i]))
-                prompt = common + rng.integers(low, vocab, phase.prompt - phase.shared).tolist()
-                result = await client.stream({
-                    "model": facts["model"], "prompt": prompt, "max_tokens": phase.output,
-                    "temperature": 0.0, "stream": True, "ignore_eos": True, "min_tokens": phase.output,
-                })
+                prompt = common + _tokens(rng, vocab, phase.prompt - phase.shared)
+                result = await client.stream(_body(facts, prompt, phase.output))
                 if result.error is not None:
                     raise KairosError(f"{base_url}: a calibration request failed: {result.error}")
 
@@ -116,41 +138,74 @@ async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], seed
                 progress(done + 1, len(phases))
 
 
-async def _request_latency(base_url: str, facts: dict[str, Any], seed: int, timeout_s: float,
-                           samples: int = 15) -> float:
-    """Front-end latency: an idle server's time to first token, less the step that computed it.
+# The front-end latency phase: Poisson arrivals keep the server as busy as a benchmark would.
+LATENCY_REQUESTS = 60
+LATENCY_RATE = 10.0  # requests per second
+LATENCY_PROMPT = 128
+LATENCY_OUTPUT = 16
 
-    One request at a time, a short prompt and one output token: the TTFT is the
-    HTTP and request handling time plus one prefill step, whose time the step log
-    holds. (Subtracting the fitted time of that step instead would fold the fit's
-    error at this one small shape into every simulated request.)
+
+async def _frontend_latency(base_url: str, facts: dict[str, Any], rng: np.random.Generator,
+                            timeout_s: float, requests: int) -> float:
+    """Front-end latency: the clients' mean TTFT less the server's own, under a Poisson load.
+
+    The server's TTFT (vllm:time_to_first_token_seconds, from its histogram's sum
+    and count) runs from the HTTP handler taking the request to the engine
+    producing its first token: the waiting and the steps a simulation models. What
+    the client sees beyond that (HTTP parsing and validation before it, streaming the
+    token back after it) is the latency the simulation adds to every request. It is
+    measured under load because it grows with the streams the HTTP side serves at once.
     """
-    prompt_len = 16
-    rng = np.random.default_rng(seed + 1)
     vocab = int(facts["model_config"]["vocab_size"])
-    latencies = []
+    arrivals = np.cumsum(rng.exponential(1.0 / LATENCY_RATE, requests))
     async with CompletionClient(base_url, timeout_s=timeout_s) as client:
-        for _ in range(samples):
-            first = int((await _get_async(client, base_url, STEPS_PATH))["next"])
-            prompt = rng.integers(max(1, vocab // 32), vocab, prompt_len).tolist()
-            result = await client.stream({"model": facts["model"], "prompt": prompt, "max_tokens": 1,
-                                          "temperature": 0.0, "stream": True, "ignore_eos": True})
+        before = await _server_ttft_totals(client, base_url)
+        start = time.perf_counter()
+
+        async def one(at: float) -> float | None:
+            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+            result = await client.stream(_body(facts, _tokens(rng, vocab, LATENCY_PROMPT), LATENCY_OUTPUT))
             if result.error is not None or result.first_token_ts is None:
-                continue
-            steps = (await _get_async(client, base_url, f"{STEPS_PATH}?since={first}"))["steps"]
-            prefill = [step["seconds"] for step in steps if step["prefill_new"]]
-            if len(prefill) == 1:  # the probe's own step, alone in the engine
-                latencies.append(result.first_token_ts - result.sent_ts - prefill[0])
-    if not latencies:
-        raise KairosError(f"{base_url}: no latency probe request succeeded")
-    return max(0.0, float(np.median(latencies)))
+                return None
+            return result.first_token_ts - result.sent_ts
+
+        ttfts = [t for t in await asyncio.gather(*(one(float(at)) for at in arrivals)) if t is not None]
+        after = await _server_ttft_totals(client, base_url)
+    served = after[1] - before[1]
+    if not ttfts:
+        raise KairosError(f"{base_url}: no latency request succeeded")
+    if served != len(ttfts):
+        raise KairosError(f"{base_url} served {served:g} first tokens for {len(ttfts)} calibration requests: "
+                          "calibrate a server nothing else is using")
+    return max(0.0, float(np.mean(ttfts)) - (after[0] - before[0]) / served)
 
 
-async def _get_async(client: CompletionClient, base_url: str, path: str) -> dict[str, Any]:
-    data = await client.get_json(path)
-    if data is None:
-        raise KairosError(f"{base_url}{path} did not answer with JSON")
-    return data
+_TTFT_SERIES = re.compile(r"^vllm:time_to_first_token_seconds_(sum|count)(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
+
+
+async def _server_ttft_totals(client: CompletionClient, base_url: str) -> tuple[float, float]:
+    text = await client.get_text("/metrics")
+    if text is None:
+        raise KairosError(f"{base_url}/metrics did not answer")
+    return ttft_totals(text)
+
+
+def ttft_totals(metrics_text: str) -> tuple[float, float]:
+    """(sum, count) of a Prometheus page's time-to-first-token histogram, over all its label sets."""
+    totals = {"sum": 0.0, "count": 0.0}
+    for series, value in _TTFT_SERIES.findall(metrics_text):
+        totals[series] += float(value)
+    return totals["sum"], totals["count"]
+
+
+def _tokens(rng: np.random.Generator, vocab: int, n: int) -> list[int]:
+    # Special tokens tend to sit at the start of small vocabularies: stay clear of them.
+    return rng.integers(max(1, vocab // 32), vocab, n).tolist()
+
+
+def _body(facts: dict[str, Any], prompt: list[int], output: int) -> dict[str, Any]:
+    return {"model": facts["model"], "prompt": prompt, "max_tokens": output, "temperature": 0.0,
+            "stream": True, "ignore_eos": True, "min_tokens": output}
 
 
 def _get(base_url: str, path: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def calibrate(
     block_size: Annotated[int, typer.Option(min=1, help="Tokens per KV cache block.")] = 16,
     max_num_batched_tokens: Annotated[int, typer.Option(min=1, help="Token budget per engine step; the largest prefill chunk measured.")] = 2048,
     max_num_seqs: Annotated[int, typer.Option(min=1, help="Most requests running at once; caps the decode batches measured.")] = 256,
-    repeats: Annotated[int, typer.Option(min=1, help="Timed steps per grid point (after one warm-up step); the median is kept.")] = 3,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed steps per grid point (after one warm-up step; the median is kept), or with --url passes over the grid of loads, each in a shuffled order.")] = 3,
     quick: Annotated[bool, typer.Option("--quick", help="A small grid (seconds for the tiny model): for smoke tests, not for accuracy.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads while measuring (default: torch's default); match what serving uses.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
@@ -43,7 +43,8 @@ def calibrate(
         from kairos.bench.served_calibration import calibrate_served
 
         with LazyProgress("calibration loads", err, enabled=not quiet) as progress:
-            profile = calibrate_served(url.rstrip("/").removesuffix("/v1"), quick=quick, progress=progress)
+            profile = calibrate_served(url.rstrip("/").removesuffix("/v1"), quick=quick, passes=repeats,
+                                       progress=progress)
         _write(output, profile, quiet)
         return
     try:
