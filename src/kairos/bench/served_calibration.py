@@ -26,9 +26,11 @@ import httpx
 import numpy as np
 
 from kairos.bench.client import CompletionClient
+from kairos.bench.runner import completion_body
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
 from kairos.perf.calibrated import SCHEMA, TERMS, MeasuredPoint, fit_step_time
+from kairos.workload import RequestSpec
 
 STEPS_PATH = "/kairos/steps"
 ENGINE_PATH = "/kairos/engine"
@@ -138,11 +140,13 @@ async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], rng:
                 progress(done + 1, len(phases))
 
 
-# The front-end latency phase: Poisson arrivals keep the server as busy as a benchmark would.
+# The front-end latency phase: Poisson arrivals of requests like a benchmark's (a shared
+# system prompt, some unique tokens, a few dozen output tokens) keep the HTTP side as busy.
 LATENCY_REQUESTS = 60
 LATENCY_RATE = 10.0  # requests per second
-LATENCY_PROMPT = 128
-LATENCY_OUTPUT = 16
+LATENCY_PROMPT = 384
+LATENCY_SHARED = 256
+LATENCY_OUTPUT = 64
 
 
 async def _frontend_latency(base_url: str, facts: dict[str, Any], rng: np.random.Generator,
@@ -157,23 +161,25 @@ async def _frontend_latency(base_url: str, facts: dict[str, Any], rng: np.random
     measured under load because it grows with the streams the HTTP side serves at once.
     """
     vocab = int(facts["model_config"]["vocab_size"])
+    output = max(1, min(LATENCY_OUTPUT, int(facts["max_model_len"]) // 4))
+    prompt_len = max(2, min(LATENCY_PROMPT, int(facts["max_model_len"]) - output))
+    common = _tokens(rng, vocab, min(LATENCY_SHARED, prompt_len // 2))
     arrivals = np.cumsum(rng.exponential(1.0 / LATENCY_RATE, requests))
     async with CompletionClient(base_url, timeout_s=timeout_s) as client:
         before = await _server_ttft_totals(client, base_url)
         start = time.perf_counter()
 
-        async def one(at: float) -> float | None:
+        async def one(at: float) -> float:
             await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
-            result = await client.stream(_body(facts, _tokens(rng, vocab, LATENCY_PROMPT), LATENCY_OUTPUT))
+            prompt = common + _tokens(rng, vocab, prompt_len - len(common))
+            result = await client.stream(_body(facts, prompt, output))
             if result.error is not None or result.first_token_ts is None:
-                return None
+                raise KairosError(f"{base_url}: a calibration request failed: {result.error or 'no tokens'}")
             return result.first_token_ts - result.sent_ts
 
-        ttfts = [t for t in await asyncio.gather(*(one(float(at)) for at in arrivals)) if t is not None]
+        ttfts = await asyncio.gather(*(one(float(at)) for at in arrivals))
         after = await _server_ttft_totals(client, base_url)
     served = after[1] - before[1]
-    if not ttfts:
-        raise KairosError(f"{base_url}: no latency request succeeded")
     if served != len(ttfts):
         raise KairosError(f"{base_url} served {served:g} first tokens for {len(ttfts)} calibration requests: "
                           "calibrate a server nothing else is using")
@@ -204,8 +210,10 @@ def _tokens(rng: np.random.Generator, vocab: int, n: int) -> list[int]:
 
 
 def _body(facts: dict[str, Any], prompt: list[int], output: int) -> dict[str, Any]:
-    return {"model": facts["model"], "prompt": prompt, "max_tokens": output, "temperature": 0.0,
-            "stream": True, "ignore_eos": True, "min_tokens": output}
+    """The request `kairos bench` would send: the server does the same work per token as in a benchmark,
+    and usage in every chunk times the first token even when its text is empty."""
+    return completion_body(RequestSpec("calibration", 0.0, len(prompt), output), facts["model"], prompt,
+                           exact_lengths=True)
 
 
 def _get(base_url: str, path: str) -> dict[str, Any]:
