@@ -200,6 +200,18 @@ def test_multi_token_chunks_are_counted_from_usage(capsys, tmp_path):
     assert itl["mean"] == pytest.approx(report["summary"]["tpot_ms"]["mean"], rel=1e-4)
 
 
+def test_line_separator_characters_inside_chunks_do_not_split_data_lines(capsys, tmp_path):
+    # U+2028 and U+0085 are legal unescaped in JSON and in an SSE line; str.splitlines
+    # (and httpx's aiter_lines) would cut the data line there.
+    specs = [RequestSpec("r0", 0.0, 16, 6)]
+    with FakeServer(ttft_s=0.0, itl_s=0.001, token_text="a\u2028b\x85c\u2029") as server:
+        code, _, err = kairos(capsys, "bench", "--url", server.url, "--workload",
+                              trace(tmp_path, specs), "-q", "-o", str(tmp_path / "run"))
+    assert code == 0, err
+    (line,) = lines_of(tmp_path / "run")
+    assert line["output_toks"] == 6 and line["first_token_ts"] is not None
+
+
 def test_text_prompts_and_chunk_counting_without_usage(capsys, tmp_path):
     specs = [RequestSpec("r0", 0.0, 50, 5)]
     with FakeServer(ttft_s=0.0, itl_s=0.001, usage=False) as server:

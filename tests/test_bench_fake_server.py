@@ -32,11 +32,14 @@ class Received:
 
 class FakeServer:
     """Streams `max_tokens` tokens: the first chunk after `ttft_s`, then one chunk of
-    `tokens_per_chunk` tokens every `itl_s * tokens_per_chunk` seconds."""
+    `tokens_per_chunk` tokens every `itl_s * tokens_per_chunk` seconds. Each token's text
+    is `token_text`, sent unescaped as vLLM sends non-ASCII text."""
 
     def __init__(self, *, ttft_s: float = 0.02, itl_s: float = 0.005, tokens_per_chunk: int = 1,
-                 usage: bool = True, plan: Callable[[int, dict], str] | None = None) -> None:
+                 usage: bool = True, plan: Callable[[int, dict], str] | None = None,
+                 token_text: str = " tok") -> None:
         self.ttft_s, self.itl_s, self.tokens_per_chunk = ttft_s, itl_s, tokens_per_chunk
+        self.token_text = token_text
         self.usage = usage
         self.plan = plan or (lambda index, body: OK)
         self.requests: list[Received] = []
@@ -123,11 +126,11 @@ class FakeServer:
                 await asyncio.sleep(self.itl_s * count)
             sent += count
             chunk: dict = {"object": "text_completion", "model": MODEL, "choices": [
-                {"index": 0, "text": " tok" * count,
+                {"index": 0, "text": self.token_text * count,
                  "finish_reason": "length" if sent == total else None}]}
             if continuous:
                 chunk["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": sent}
-            await _send_event(writer, json.dumps(chunk))
+            await _send_event(writer, json.dumps(chunk, ensure_ascii=False))
             if action == DISCONNECT and sent >= 2:
                 writer.transport.abort()  # mid-stream, no closing chunk
                 return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kairos.bench.stream import StreamError, StreamResult, sse_data
+from kairos.bench.stream import SSELines, StreamError, StreamResult, sse_data
 
 
 def chunk(text: str, completion: int | None = None, finish: str | None = None) -> dict:
@@ -20,6 +20,17 @@ def test_sse_data_lines():
     assert sse_data("data: [DONE]") == "[DONE]"
     for other in ("", ": keep-alive", "event: completion", "id: 3"):
         assert sse_data(other) is None
+
+
+def test_sse_lines_end_at_cr_lf_or_crlf_only():
+    lines = SSELines()
+    text = 'data: {"t":"a\u2028b\x85c"}\r\n\r\ndata: é\rdata: x\n\ndata: [DONE]'.encode()
+    out: list[str] = []
+    for i in range(len(text)):  # one byte at a time: CRLF and UTF-8 sequences split across chunks
+        out += lines.feed(text[i:i + 1])
+    out += lines.close()
+    assert out == ['data: {"t":"a\u2028b\x85c"}', "", "data: é", "data: x", "", "data: [DONE]"]
+    assert lines.close() == []
 
 
 def test_continuous_usage_counts_several_tokens_per_chunk():

@@ -10,7 +10,7 @@ from typing import Any, Self
 
 import httpx
 
-from kairos.bench.stream import StreamError, StreamResult, one_line, sse_data
+from kairos.bench.stream import SSELines, StreamError, StreamResult, one_line, sse_data
 from kairos.errors import KairosError
 
 PROBE_TIMEOUT_S = 10.0
@@ -137,18 +137,29 @@ class CompletionClient:
             if response.status_code >= 400:
                 result.error = _http_error(response.status_code, await response.aread())
                 return
-            async for line in response.aiter_lines():
-                data = sse_data(line)
-                if data is None:
-                    continue
-                if data == "[DONE]":
+            lines = SSELines()
+            async for raw in response.aiter_bytes():
+                if self._take_lines(result, lines.feed(raw)):
                     return
-                chunk = json.loads(data)
-                if isinstance(chunk, dict):
-                    result.add_chunk(chunk, time.monotonic())
+            if self._take_lines(result, lines.close()):
+                return
         # Some servers close without [DONE]; a finish reason still marks a full answer.
         if result.finish_reason is None:
             result.error = "incomplete stream: ended before [DONE]"
+
+    @staticmethod
+    def _take_lines(result: StreamResult, lines: list[str]) -> bool:
+        """Adds the lines' chunks to `result`; True once the stream says [DONE]."""
+        for line in lines:
+            data = sse_data(line)
+            if data is None:
+                continue
+            if data == "[DONE]":
+                return True
+            chunk = json.loads(data)
+            if isinstance(chunk, dict):
+                result.add_chunk(chunk, time.monotonic())
+        return False
 
     async def _version(self) -> str | None:
         """vLLM's GET /version ({"version": "0.19.0"}); None where the server has none."""

@@ -10,6 +10,43 @@ class StreamError(Exception):
     """The server reported an error inside the stream (an `error` chunk)."""
 
 
+class SSELines:
+    """Splits a byte stream into server-sent-events lines, ended by CR, LF or CRLF only.
+
+    httpx's `aiter_lines` splits as str.splitlines does, also at U+0085, U+2028 and
+    U+2029: characters a server may send unescaped inside a JSON string (vLLM and
+    `kairos serve` do), which would cut a data line in two.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The lines that `chunk` completes; a line's bytes may span several chunks."""
+        data = self._pending + chunk
+        lines: list[str] = []
+        start = 0
+        while True:
+            cr, lf = data.find(b"\r", start), data.find(b"\n", start)
+            if cr < 0 and lf < 0:
+                break
+            if lf < 0 or 0 <= cr < lf:
+                if cr == len(data) - 1:
+                    break  # a CR that ends the chunk may be the first half of a CRLF
+                end, start_next = cr, cr + (2 if data[cr + 1:cr + 2] == b"\n" else 1)
+            else:
+                end, start_next = lf, lf + 1
+            lines.append(data[start:end].decode(errors="replace"))
+            start = start_next
+        self._pending = data[start:]
+        return lines
+
+    def close(self) -> list[str]:
+        """The last line, where the stream ended without a line break."""
+        rest, self._pending = self._pending.rstrip(b"\r"), b""
+        return [rest.decode(errors="replace")] if rest else []
+
+
 def sse_data(line: str) -> str | None:
     """The payload of a server-sent-events `data:` line; None for any other line."""
     if not line.startswith("data:"):
