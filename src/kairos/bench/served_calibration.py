@@ -10,7 +10,8 @@ own API, and the server's step log gives every step's shape and time.
 The grid runs in several passes, each in its own shuffled order, after an
 untimed warm-up: a machine whose speed drifts (a shared virtual machine's slow
 spells last seconds) then spreads its drift over every shape instead of
-skewing the few shapes measured during one spell.
+skewing the few shapes measured during one spell. A last phase of Poisson
+requests fits the front-end latency the simulation adds (kairos.bench.latency_fit).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import httpx
 import numpy as np
 
 from kairos.bench.client import CompletionClient
+from kairos.bench.latency_fit import LatencySample, fit_request_latency
 from kairos.bench.runner import completion_body
+from kairos.bench.stream import StreamResult
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
 from kairos.perf.calibrated import SCHEMA, TERMS, MeasuredPoint, fit_step_time
@@ -91,11 +94,11 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
     if len(points) < len(TERMS):
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     fit = fit_step_time(points, relative=False)
-    latency = asyncio.run(_frontend_latency(base_url, facts, rng, timeout_s,
-                                            LATENCY_REQUESTS // 3 if quick else LATENCY_REQUESTS))
+    samples, http_latency = asyncio.run(_latency_samples(base_url, facts, rng, timeout_s,
+                                                         LATENCY_REQUESTS // 3 if quick else LATENCY_REQUESTS))
     if progress is not None:
         progress(total, total)
-    return {
+    profile = {
         "schema": SCHEMA,
         "model": facts["model"],
         "model_config": facts["model_config"],
@@ -109,14 +112,19 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
                         "phases": len(timed), "passes": 1 if quick else passes,
                         "warmup_phases": len(warmup), "grid": "quick" if quick else "default",
                         "fit": "least squares on absolute error (keeps the total step time)",
-                        "request_latency": "mean client TTFT less the server's own over a Poisson load",
+                        "request_latency": "mean client TTFT over a Poisson load less the simulated one "
+                                           "(this profile, no latency)",
+                        "latency_requests": len(samples),
+                        "http_latency_s": http_latency,
                         "wall_time_s": time.perf_counter() - started},
         "terms": list(TERMS),
         "coefficients": fit.coefficients,
         "fit": fit.errors(),
-        "request_latency_s": latency,
+        "request_latency_s": 0.0,
         "points": [p.to_dict() for p in points],
     }
+    profile["request_latency_s"] = fit_request_latency(profile, facts, samples)
+    return profile
 
 
 async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], rng: np.random.Generator,
@@ -142,23 +150,20 @@ async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], rng:
 
 # The front-end latency phase: Poisson arrivals of requests like a benchmark's (a shared
 # system prompt, some unique tokens, a few dozen output tokens) keep the HTTP side as busy.
-LATENCY_REQUESTS = 60
+LATENCY_REQUESTS = 100
 LATENCY_RATE = 10.0  # requests per second
 LATENCY_PROMPT = 384
 LATENCY_SHARED = 256
 LATENCY_OUTPUT = 64
 
 
-async def _frontend_latency(base_url: str, facts: dict[str, Any], rng: np.random.Generator,
-                            timeout_s: float, requests: int) -> float:
-    """Front-end latency: the clients' mean TTFT less the server's own, under a Poisson load.
+async def _latency_samples(base_url: str, facts: dict[str, Any], rng: np.random.Generator,
+                           timeout_s: float, requests: int) -> tuple[list[LatencySample], float]:
+    """The latency phase's requests as their clients saw them, and the mean of the clients'
+    TTFT less the server's own (vllm:time_to_first_token_seconds: from the HTTP handler
+    taking a request to the engine producing its first token), for the record.
 
-    The server's TTFT (vllm:time_to_first_token_seconds, from its histogram's sum
-    and count) runs from the HTTP handler taking the request to the engine
-    producing its first token: the waiting and the steps a simulation models. What
-    the client sees beyond that (HTTP parsing and validation before it, streaming the
-    token back after it) is the latency the simulation adds to every request. It is
-    measured under load because it grows with the streams the HTTP side serves at once.
+    Measured under load because the HTTP side's share grows with the streams it serves.
     """
     vocab = int(facts["model_config"]["vocab_size"])
     output = max(1, min(LATENCY_OUTPUT, int(facts["max_model_len"]) // 4))
@@ -169,21 +174,26 @@ async def _frontend_latency(base_url: str, facts: dict[str, Any], rng: np.random
         before = await _server_ttft_totals(client, base_url)
         start = time.perf_counter()
 
-        async def one(at: float) -> float:
+        async def one(at: float) -> StreamResult:
             await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
             prompt = common + _tokens(rng, vocab, prompt_len - len(common))
             result = await client.stream(_body(facts, prompt, output))
             if result.error is not None or result.first_token_ts is None:
                 raise KairosError(f"{base_url}: a calibration request failed: {result.error or 'no tokens'}")
-            return result.first_token_ts - result.sent_ts
+            return result
 
-        ttfts = await asyncio.gather(*(one(float(at)) for at in arrivals))
+        results = await asyncio.gather(*(one(float(at)) for at in arrivals))
         after = await _server_ttft_totals(client, base_url)
     served = after[1] - before[1]
-    if served != len(ttfts):
-        raise KairosError(f"{base_url} served {served:g} first tokens for {len(ttfts)} calibration requests: "
+    if served != len(results):
+        raise KairosError(f"{base_url} served {served:g} first tokens for {len(results)} calibration requests: "
                           "calibrate a server nothing else is using")
-    return max(0.0, float(np.mean(ttfts)) - (after[0] - before[0]) / served)
+    first_sent = min(result.sent_ts for result in results)
+    samples = [LatencySample(result.sent_ts - first_sent, prompt_len, len(common), output,
+                             result.first_token_ts - result.sent_ts)  # type: ignore[operator]
+               for result in results]
+    client_ttft = sum(sample.ttft_s for sample in samples) / len(samples)
+    return samples, max(0.0, client_ttft - (after[0] - before[0]) / served)
 
 
 _TTFT_SERIES = re.compile(r"^vllm:time_to_first_token_seconds_(sum|count)(?:\{[^}]*\})? (\S+)$", re.MULTILINE)

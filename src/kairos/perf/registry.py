@@ -65,7 +65,7 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
 
 def _calibrated(path: str, model: ModelArch, tp: int, roofline: dict[str, float] | None,
                 overheads: dict[str, float] | None, calibrated: CalibratedModel | None) -> CalibratedModel:
-    if not path:
+    if not path and calibrated is None:
         raise KairosError("perf model 'calibrated' needs a profile: calibrated:PROFILE.json "
                           "(write one with `kairos calibrate`)")
     if roofline or overheads:

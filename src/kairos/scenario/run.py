@@ -14,6 +14,7 @@ from kairos.hardware import load_gpu
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
 from kairos.models import ModelArch, load_model
 from kairos.perf import kv_cache_blocks
+from kairos.perf.calibrated import CalibratedModel
 from kairos.perf.registry import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.scenario.schema import Scenario
 from kairos.sim.executor import SimExecutor
@@ -45,11 +46,15 @@ class Deployment:
     perf: ResolvedPerf
 
 
-def resolve_deployment(scenario: Scenario) -> Deployment:
-    """Look up model and GPU, check TP, size each replica's KV cache, build the step-time model."""
+def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = None) -> Deployment:
+    """Look up model and GPU, check TP, size each replica's KV cache, build the step-time model.
+
+    `calibrated` is a profile already in memory, for a scenario whose perf model is
+    a bare `calibrated` (else the profile is read from the `calibrated:PATH` file).
+    """
     tp = scenario.hardware.tp
     eng = scenario.engine
-    calibrated = load_calibrated(scenario.perf.model)
+    calibrated = calibrated or load_calibrated(scenario.perf.model)
     if calibrated is not None and scenario.model.name == calibrated.profile["model"]:
         # The measured engine itself (e.g. a `kairos serve` preset the catalog does not
         # know): its architecture comes from the profile, and with no GPU to size the KV
