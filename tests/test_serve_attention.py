@@ -64,3 +64,20 @@ def test_steady_decode_batch_keeps_order_without_scatter():
     assert len(meta.groups) == 1 and meta.groups[0].src is None
     assert meta.positions.tolist() == [5, 6, 7]
     assert meta.slot_mapping.tolist() == [1 * BLOCK + 1, 3 * BLOCK + 2, 5 * BLOCK + 3]
+
+
+def test_groups_split_only_where_the_padding_saved_pays_for_the_extra_group():
+    from kairos.serve.attention import min_split_slots
+
+    def groups(starts: list[int], min_slots: int) -> int:
+        tables = [list(range(i * 1000, i * 1000 + s // BLOCK + 1)) for i, s in enumerate(starts)]
+        return len(build_attention_metadata(starts, [1] * len(starts), tables, BLOCK, 2, torch.device("cpu"),
+                                            min_split_slots=min_slots).groups)
+
+    short_and_long = [300, 300, 900]  # split saves 3 x 901 - (2 x 301 + 901) = 1,200 padded slots
+    assert groups(short_and_long, 0) == 2
+    assert groups(short_and_long, 1200) == 2 and groups(short_and_long, 1201) == 1
+    assert groups([200] * 8 + [3000], 2048) == 2  # saves ~22,000 slots
+    # The tiny preset's K and V: 2 x 2 heads x 16 dims x 4 bytes = 256 bytes per slot and layer.
+    assert min_split_slots(torch.device("cpu"), 2, 16, torch.float32) == 2048
+    assert min_split_slots(torch.device("cuda"), 2, 16, torch.float32) == 32768

@@ -8,7 +8,8 @@ blocks at a time into a padded [requests, blocks * block_size] batch) with a
 causal mask offset by the request's cached length. Decodes and prefill chunks
 are grouped apart so that one long prefill chunk does not pad every decode up
 to its query length, and a group whose context lengths differ widely is split
-so that one long conversation does not pad every short one up to its length.
+so that one long conversation does not pad every short one up to its length,
+but only where the padding saved outweighs the extra group's kernel calls.
 
 The pool is [num_layers, 2, num_blocks, block_size, num_kv_heads, head_dim]; a
 token at position p of a request lives at slot table[p // block_size] * block_size
@@ -45,9 +46,13 @@ class AttentionMetadata:
 
 
 def build_attention_metadata(starts: list[int], lens: list[int], tables: list[list[int]],
-                             block_size: int, queries_per_kv: int, device: torch.device
-                             ) -> AttentionMetadata:
-    """Index tensors for requests computing tokens [starts[i], starts[i] + lens[i]) over `tables[i]`."""
+                             block_size: int, queries_per_kv: int, device: torch.device,
+                             min_split_slots: int = 0) -> AttentionMetadata:
+    """Index tensors for requests computing tokens [starts[i], starts[i] + lens[i]) over `tables[i]`.
+
+    A group is split only where that saves at least `min_split_slots` padded context
+    slots (see `min_split_slots`).
+    """
     num_reqs = len(starts)
     start = torch.tensor(starts, dtype=torch.long)
     n = torch.tensor(lens, dtype=torch.long)
@@ -65,7 +70,7 @@ def build_attention_metadata(starts: list[int], lens: list[int], tables: list[li
     for kind in (is_decode, ~is_decode):
         sel = kind.nonzero().squeeze(1)
         if sel.numel():
-            selections.extend(_split_by_context(sel, ctx[sel]))
+            selections.extend(_split_by_context(sel, ctx[sel], min_split_slots))
     groups = tuple(
         _group(sel, start, n, first_row, table, block_size, queries_per_kv, len(selections) == 1, device)
         for sel in selections
@@ -75,20 +80,33 @@ def build_attention_metadata(starts: list[int], lens: list[int], tables: list[li
 
 # At most this many padded batches per kind of request: each costs a few more kernel calls.
 MAX_GROUPS_PER_KIND = 4
-# A split must cut the padded context (requests x longest context) by at least this share.
+# A split must cut the padded context (requests x longest context) by at least this share...
 MIN_SPLIT_SAVING = 0.25
+# ...and by at least this many bytes of K and V per layer. One more group costs about
+# 50 us of kernel calls per layer on a CPU, where padding costs about 20 ns per slot
+# of the tiny preset (256 bytes): the split paid off from about 2,000 slots saved
+# (1-3 decodes of 100-900 tokens ran up to 25 % slower split; 9-33 decodes with
+# one 3,000-token context ran 2-4.5x faster). A GPU's launches cost less than its
+# bandwidth makes padding cheap, by an estimated 16x more bytes.
+MIN_SPLIT_BYTES = {"cpu": 512 << 10, "cuda": 8 << 20}
 
 
-def _split_by_context(sel: torch.Tensor, ctx: torch.Tensor) -> list[torch.Tensor]:
+def min_split_slots(device: torch.device, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
+    """Padded context slots a group split must save on `device` to pay for its kernel calls."""
+    slot_bytes = 2 * num_kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+    return -(-MIN_SPLIT_BYTES.get(device.type, MIN_SPLIT_BYTES["cuda"]) // slot_bytes)
+
+
+def _split_by_context(sel: torch.Tensor, ctx: torch.Tensor, min_saved: int) -> list[torch.Tensor]:
     """`sel` as one group, or cut into runs of similar context length when padding would waste much."""
     order = torch.argsort(ctx, stable=True)
-    runs = _cuts(ctx[order].tolist(), 0, len(order), MAX_GROUPS_PER_KIND)
+    runs = _cuts(ctx[order].tolist(), 0, len(order), MAX_GROUPS_PER_KIND, min_saved)
     if len(runs) == 1:
         return [sel]  # keep batch order: a lone group then needs no scatter back
     return [sel[order[lo:hi]] for lo, hi in runs]
 
 
-def _cuts(lengths: list[int], lo: int, hi: int, max_runs: int) -> list[tuple[int, int]]:
+def _cuts(lengths: list[int], lo: int, hi: int, max_runs: int, min_saved: int) -> list[tuple[int, int]]:
     """Split sorted lengths[lo:hi] at the point that most reduces count x max, recursively."""
     if max_runs <= 1 or hi - lo < 2:
         return [(lo, hi)]
@@ -98,10 +116,10 @@ def _cuts(lengths: list[int], lo: int, hi: int, max_runs: int) -> list[tuple[int
         cost = (j - lo) * lengths[j - 1] + (hi - j) * lengths[hi - 1]
         if cost < best:
             best, cut = cost, j
-    if best > (1 - MIN_SPLIT_SAVING) * whole:
+    if best > (1 - MIN_SPLIT_SAVING) * whole or whole - best < min_saved:
         return [(lo, hi)]
     half = max_runs // 2
-    return _cuts(lengths, lo, cut, half) + _cuts(lengths, cut, hi, max_runs - half)
+    return _cuts(lengths, lo, cut, half, min_saved) + _cuts(lengths, cut, hi, max_runs - half, min_saved)
 
 
 def _group(sel: torch.Tensor, start: torch.Tensor, n: torch.Tensor, first_row: torch.Tensor,

@@ -6,7 +6,7 @@ import torch
 
 from kairos.engine.kv_cache import KVCacheManager
 from kairos.engine.scheduler import SchedulerOutput
-from kairos.serve.attention import build_attention_metadata
+from kairos.serve.attention import build_attention_metadata, min_split_slots
 from kairos.serve.model import CausalLM
 from kairos.serve.sampler import Sampler
 
@@ -26,6 +26,8 @@ class TorchExecutor:
         self.sampler = sampler
         self.device = kv_pool.device
         self._queries_per_kv = model.config.num_heads // model.config.num_kv_heads
+        self._min_split_slots = min_split_slots(self.device, model.config.num_kv_heads, model.config.head_dim,
+                                                kv_pool.dtype)
 
     def execute(self, out: SchedulerOutput) -> dict[int, int]:
         ids: list[int] = []
@@ -47,7 +49,7 @@ class TorchExecutor:
                 sample_rows.append(len(ids) - 1)
                 sample_uids.append(req.uid)
         meta = build_attention_metadata(starts, lens, tables, self.kv.block_size, self._queries_per_kv,
-                                        self.device)
+                                        self.device, self._min_split_slots)
         with torch.inference_mode():
             input_ids = torch.tensor(ids, dtype=torch.long).to(self.device)
             hidden = self.model(input_ids, self.kv_pool, meta)
