@@ -388,17 +388,22 @@ def test_engine_failure_fails_requests_and_health(mode, tiny):
 
 
 # ---- calibration through the API -----------------------------------------------------------
-def test_calibrate_through_the_server(client, tiny):
-    from kairos.bench.served_calibration import calibrate_served
+def test_calibrate_through_the_server(client, tiny, capsys, tmp_path):
+    from cli_helpers import kairos
+
     from kairos.perf.base import BatchShape
     from kairos.perf.calibrated import TERMS, CalibratedModel
 
-    profile = calibrate_served(str(client.base_url), quick=True)
+    code, out, err = kairos(capsys, "calibrate", "--url", str(client.base_url), "--quick",
+                            "-o", str(tmp_path / "profile.json"))
+    assert code == 0, err
+    profile = json.loads((tmp_path / "profile.json").read_text())
     engine_idle(client)
     assert profile["model"] == "tiny" and profile["model_config"] == tiny.config.to_hf()
     assert profile["engine"]["num_gpu_blocks"] == NUM_BLOCKS
     assert len(profile["points"]) > len(TERMS) and all(p["time_s"] > 0 for p in profile["points"])
-    assert 0 <= profile["request_latency_s"] < 1.0
+    assert 0 <= profile["request_latency_s"] < 1.0 and 0 <= profile["measurement"]["http_latency_s"] < 1.0
+    assert f"front-end latency {profile['request_latency_s'] * 1e3:.2f} ms" in out
     assert profile["measurement"]["passes"] == 1 and profile["measurement"]["warmup_phases"] == 0
     model = CalibratedModel(profile)
     assert model.request_latency_s == profile["request_latency_s"]

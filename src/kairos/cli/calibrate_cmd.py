@@ -78,6 +78,10 @@ def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:
                   f"{profile['torch_threads']} torch threads): {len(profile['points'])} steps in {took:.1f} s")
         out.print(fit_table(profile))
         out.print(fit_summary(profile))
+        http = profile["measurement"].get("http_latency_s")
+        if http is not None:  # measured through a server's API
+            out.print(f"front-end latency {profile['request_latency_s'] * 1e3:.2f} ms per request "
+                      f"(of which outside the server's TTFT: {http * 1e3:.2f} ms)")
 
 
 # What one unit of each term counts, for the coefficient table.
