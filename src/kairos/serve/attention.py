@@ -86,8 +86,8 @@ MIN_SPLIT_SAVING = 0.25
 # 50 us of kernel calls per layer on a CPU, where padding costs about 20 ns per slot
 # of the tiny preset (256 bytes): the split paid off from about 2,000 slots saved
 # (1-3 decodes of 100-900 tokens ran up to 25 % slower split; 9-33 decodes with
-# one 3,000-token context ran 2-4.5x faster). A GPU's launches cost less than its
-# bandwidth makes padding cheap, by an estimated 16x more bytes.
+# one 3,000-token context ran 2-4.5x faster). On a GPU padding is much cheaper per
+# byte next to a kernel launch: its threshold, 16x the CPU's, is an estimate (unmeasured).
 MIN_SPLIT_BYTES = {"cpu": 512 << 10, "cuda": 8 << 20}
 
 
