@@ -29,6 +29,9 @@ class LinearModel:
         kv = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.int64)
         return self.base + self.per_token * num_decodes + self.per_kv * kv.astype(np.float64)
 
+    def idle_penalty(self, idle_s: float) -> float:
+        return 0.0
+
 
 def simulate(specs, *, num_blocks=2000, block_size=16, replicas=1, router="round_robin",
              config=SchedulerConfig(), prefix=True, fast=True, check=True, model=None,

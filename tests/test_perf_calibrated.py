@@ -4,6 +4,7 @@ bad profiles fail with one clear line, and the registry builds it without engine
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -24,13 +25,14 @@ from kairos.perf.registry import make_step_time_model
 TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
                "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512,
                "max_position_embeddings": 4096, "tie_word_embeddings": False}
-TRUE = {"step": 6e-4, "prefill_tokens": 5e-6, "prefill_context_pairs": 1.5e-8, "prefill_self_pairs": 3e-8,
-        "prefill_chunks": 1e-4, "decodes": 2e-5, "decode_kv_tokens": 8e-8, "sampled": 1e-5, "mixed": 1e-3}
+TRUE = {"step": 6e-4, "prefill_tokens": 5e-6, "prefill_attention_slots": 1.5e-8, "prefill_chunks": 1e-4, "decodes": 2e-5, "decode_kv_tokens": 8e-8, "sampled": 1e-5, "mixed": 1e-3,
+        "idle_wake": 1.1e-3}
+TRUE_TIME_CONSTANT_S = 3e-3
 
 
 def profile(coefficients=TRUE, **extra) -> dict:
     data = {"schema": SCHEMA, "model": "tiny", "model_config": TINY_CONFIG, "terms": list(coefficients),
-            "coefficients": dict(coefficients)}
+            "coefficients": dict(coefficients), "idle_time_constant_s": TRUE_TIME_CONSTANT_S}
     data.update(extra)
     return data
 
@@ -51,11 +53,13 @@ def grid_shapes() -> list[BatchShape]:
 
 
 def points_from(model: CalibratedModel, noise: float = 0.0, seed: int = 0) -> list[MeasuredPoint]:
+    """Every grid shape in a busy spell and after idle gaps of 1 ms to 1 s."""
     rng = np.random.default_rng(seed)
     points = []
     for shape in grid_shapes():
-        t = model.step_time(shape) * (1 + noise * rng.standard_normal())
-        points.append(MeasuredPoint("decode" if not shape.prefill_new else "prefill", shape, t, (t,)))
+        for idle_s in (0.0, 1e-3, 4e-3, 1.0):
+            t = (model.step_time(shape) + model.idle_penalty(idle_s)) * (1 + noise * rng.standard_normal())
+            points.append(MeasuredPoint("decode" if not shape.prefill_new else "prefill", shape, t, (t,), idle_s))
     return points
 
 
@@ -63,7 +67,23 @@ def test_fit_recovers_known_coefficients():
     fit = fit_step_time(points_from(CalibratedModel(profile())))
     for term in TERMS:
         assert fit.coefficients[term] == pytest.approx(TRUE[term], rel=1e-6), term
+    assert fit.idle_time_constant_s == TRUE_TIME_CONSTANT_S
     assert fit.median_abs_error_pct < 1e-6 and fit.heldout_p90_abs_error_pct < 1e-6
+
+
+def test_points_without_idle_gaps_fit_no_idle_penalty():
+    busy = [p for p in points_from(CalibratedModel(profile())) if p.idle_s == 0]
+    fit = fit_step_time(busy)
+    assert fit.coefficients["idle_wake"] == 0 and fit.idle_time_constant_s == 0
+    assert fit.coefficients["step"] == pytest.approx(TRUE["step"], rel=1e-6)
+
+
+def test_idle_penalty_grows_with_the_gap_and_saturates():
+    model = CalibratedModel(profile())
+    penalties = [model.idle_penalty(s) for s in (0.0, 1e-3, 3e-3, 1e-2, 1.0, math.inf)]
+    assert penalties[0] == 0 and penalties == sorted(penalties)
+    assert penalties[2] == pytest.approx(TRUE["idle_wake"] * (1 - math.exp(-1)))
+    assert penalties[-1] == TRUE["idle_wake"]
 
 
 def test_fit_keeps_coefficients_non_negative_and_close_under_noise():
@@ -71,7 +91,7 @@ def test_fit_keeps_coefficients_non_negative_and_close_under_noise():
     truth = dict(TRUE, sampled=0.0)
     fit = fit_step_time(points_from(CalibratedModel(profile(truth)), noise=0.02, seed=3))
     assert all(c >= 0 for c in fit.coefficients.values())
-    for term in ("step", "prefill_tokens", "prefill_self_pairs", "decode_kv_tokens"):
+    for term in ("step", "prefill_tokens", "prefill_attention_slots", "decode_kv_tokens"):
         assert fit.coefficients[term] == pytest.approx(truth[term], rel=0.2), term
     assert fit.median_abs_error_pct < 3
 
@@ -128,7 +148,9 @@ def test_terms_a_profile_omits_count_zero():
 def test_points_round_trip_through_json():
     point = MeasuredPoint("mixed", BatchShape((64,), (512,), 8, 2072, 9), 0.003, (0.0031, 0.003, 0.0029))
     assert MeasuredPoint.from_dict(json.loads(json.dumps(point.to_dict()))) == point
-    assert term_values(point.shape) == (1.0, 64.0, 64 * 512.0, 64 * 65 / 2, 1.0, 8.0, 2072.0, 9.0, 1.0)
+    assert term_values(point.shape) == (1.0, 64.0, 64 * 576.0, 1.0, 8.0, 2072.0, 9.0, 1.0, 0.0)
+    idle = MeasuredPoint("decode", BatchShape(num_decodes=1, decode_kv_sum=17, num_sampled=1), 0.002, (0.002,), 0.25)
+    assert MeasuredPoint.from_dict(json.loads(json.dumps(idle.to_dict()))) == idle
 
 
 @pytest.mark.parametrize("content, message", [
@@ -140,6 +162,10 @@ def test_points_round_trip_through_json():
     (json.dumps(profile(dict(TRUE, warp_drive=1.0))), "unknown term 'warp_drive'"),
     (json.dumps(profile(dict(TRUE, decodes=-1e-5))), "coefficient of 'decodes'"),
     (json.dumps(profile(dict(TRUE, step="fast"))), "coefficient of 'step'"),
+    (json.dumps(profile(idle_time_constant_s=-1.0)), "'idle_time_constant_s' must be"),
+    (json.dumps(profile(dict(TRUE, prefill_self_pairs=1e-8))), "older `kairos calibrate`.*calibrate again"),
+    (json.dumps(profile(engine={"block_size": 0})), "engine.block_size must be an integer >= 1"),
+    (json.dumps(profile(engine={"attention_min_split_slots": "x"})), "engine.attention_min_split_slots"),
 ])
 def test_malformed_profiles_fail_with_the_file_named(tmp_path, content, message):
     path = tmp_path / "profile.json"
@@ -187,3 +213,43 @@ def test_registry_rejects_calibrated_misuse(profile_path, name, kwargs, message)
     tp = kwargs.pop("tp", 1)
     with pytest.raises(KairosError, match=message):
         make_step_time_model(name.format(path=profile_path), model, load_gpu("h100"), tp, **kwargs)
+
+
+def test_simulation_adds_the_idle_penalty_to_the_first_step_after_a_gap_only():
+    from kairos.workload.spec import RequestSpec
+    from tests.helpers import simulate
+
+    cold = CalibratedModel(profile())
+    warm = CalibratedModel(profile(dict(TRUE, idle_wake=0.0)))
+    # a and b arrive together at an idle engine; c arrives 2 ms after they finish.
+    specs = [RequestSpec("a", 0.0, 64, 8), RequestSpec("b", 0.0, 64, 8)]
+
+    def run(model, extra=()):
+        return {r.request_id: r for r in simulate(specs + list(extra), model=model).records}
+
+    first = run(cold)
+    end = max(r.finish_s for r in first.values())
+    gap = 2e-3
+    extra = [RequestSpec("c", end + gap, 64, 64)]
+    with_gap, without = run(cold, extra), run(warm, extra)
+    full = TRUE["idle_wake"]
+    for rid in ("a", "b"):  # one step serves both: the penalty counts once
+        assert with_gap[rid].ttft_s == pytest.approx(without[rid].ttft_s + full, rel=1e-9)
+    # c's first step starts after a 2 ms gap, partly cold; its decodes run in a busy spell
+    shift = cold.idle_penalty(gap)
+    assert 0 < shift < full
+    assert with_gap["c"].ttft_s == pytest.approx(without["c"].ttft_s + shift, rel=1e-9)
+    assert with_gap["c"].e2e_s == pytest.approx(without["c"].e2e_s + shift, rel=1e-9)
+
+
+def test_unequal_prefill_chunks_pay_for_the_longest_in_their_attention_batch():
+    model = CalibratedModel(profile({"prefill_attention_slots": 1e-8}, engine={"block_size": 16}))
+    # One chunk: 100 queries x 112 key slots (100 + 0 rounded up to whole 16-token blocks).
+    assert model.step_time(BatchShape((100,), (0,), num_sampled=1)) == pytest.approx(100 * 112 * 1e-8)
+    # 100 + 4 tokens over contexts 0 and 500: both padded to 100 queries x 512 slots.
+    assert model.step_time(BatchShape((100, 4), (0, 500), num_sampled=2)) == pytest.approx(2 * 100 * 512 * 1e-8)
+    # With a split threshold the executor cuts them apart, and so does the model.
+    split = CalibratedModel(profile({"prefill_attention_slots": 1e-8},
+                                    engine={"block_size": 16, "attention_min_split_slots": 64}))
+    assert split.step_time(BatchShape((100, 4), (0, 500), num_sampled=2)) == pytest.approx(
+        (100 * 112 + 4 * 512) * 1e-8)

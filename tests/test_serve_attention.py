@@ -81,3 +81,24 @@ def test_groups_split_only_where_the_padding_saved_pays_for_the_extra_group():
     # The tiny preset's K and V: 2 x 2 heads x 16 dims x 4 bytes = 256 bytes per slot and layer.
     assert min_split_slots(torch.device("cpu"), 2, 16, torch.float32) == 2048
     assert min_split_slots(torch.device("cuda"), 2, 16, torch.float32) == 32768
+
+
+@pytest.mark.parametrize("min_slots", [0, 64, 2048, None])
+def test_prefill_slot_count_matches_the_executors_padded_batches(min_slots):
+    # The calibrated step-time model counts the executor's padded prefill work without torch.
+    from kairos.engine.attention_groups import prefill_attention_slots
+
+    rng = random.Random(11)
+    for _ in range(200):
+        k = rng.randint(1, 6)
+        shapes = [(rng.choice([0, rng.randint(0, 400)]), rng.choice([1, rng.randint(2, 300)])) for _ in range(k)]
+        shapes += [(rng.randint(1, 500), 1) for _ in range(rng.randint(0, 3))]  # decodes
+        starts, lens = [s for s, _ in shapes], [n for _, n in shapes]
+        tables = [list(range(i * 1000, i * 1000 + -(-(s + n) // BLOCK))) for i, (s, n) in enumerate(shapes)]
+        split = 1 << 60 if min_slots is None else min_slots
+        meta = build_attention_metadata(starts, lens, tables, BLOCK, 2, torch.device("cpu"), min_split_slots=split)
+        padded = sum(g.token_idx.shape[0] * g.token_idx.shape[1] * g.mask.shape[-1]
+                     for g in meta.groups if g.token_idx.shape[1] > 1 or g.mask.shape[-2] > 1)
+        chunks = [(n, s) for s, n in shapes if n > 1]
+        expected = prefill_attention_slots([n for n, _ in chunks], [s for _, s in chunks], BLOCK, min_slots)
+        assert padded == expected, shapes

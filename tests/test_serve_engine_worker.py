@@ -75,3 +75,17 @@ def test_idle_worker_polls_before_it_blocks(runner):
     sleeping = ScriptedCommands(runner, [Stop()], polled=3)
     run(runner, sleeping, busy_poll_s=0.0)
     assert sleeping.blocking_gets == 1
+
+
+def test_step_log_marks_the_idle_time_before_each_busy_spell(runner):
+    # Two requests one after the other: each starts a busy spell after the engine sat idle.
+    first = GenerationRequest("a", (1, 2, 3, 4), GREEDY, max_tokens=4)
+    second = GenerationRequest("b", (5, 6, 7), GREEDY, max_tokens=3)
+    outputs = run(runner, ScriptedCommands(runner, [Add(first), Add(second), Stop()], polled=200),
+                  busy_poll_s=10.0)
+    steps = [entry for out in outputs for entry in out.steps]
+    assert len(steps) == 4 + 3
+    idle = [entry[6] for entry in steps]
+    assert idle[0] > 0 and idle[4] > 0  # the first step of each request
+    assert idle[1:4] == [0.0] * 3 and idle[5:] == [0.0] * 2
+    assert all(entry[5] > 0 for entry in steps)

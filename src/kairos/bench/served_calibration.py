@@ -32,7 +32,7 @@ from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import SCHEMA, TERMS, MeasuredPoint, fit_step_time
+from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
 from kairos.workload import RequestSpec
 
 STEPS_PATH = "/kairos/steps"
@@ -89,11 +89,13 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
     first = int(_get(base_url, STEPS_PATH)["next"])
     asyncio.run(_drive(base_url, facts, timed, rng, timeout_s, report(len(warmup))))
     logged = _get(base_url, f"{STEPS_PATH}?since={first}")["steps"]
-    points = [MeasuredPoint("served", _shape(step), float(step["seconds"]), (float(step["seconds"]),))
-              for step in logged]
+    points = [MeasuredPoint("served", _shape(step), float(step["seconds"]), (float(step["seconds"]),),
+                            float(step.get("idle_s", 0.0))) for step in logged]
     if len(points) < len(TERMS):
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
-    fit = fit_step_time(points, relative=False)
+    engine = {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
+                                              "num_gpu_blocks", "attention_min_split_slots")}
+    fit = fit_step_time(points, relative=False, layout=AttentionLayout.of_profile({"engine": engine}))
     samples, http_latency = asyncio.run(_latency_samples(base_url, facts, rng, timeout_s,
                                                          LATENCY_REQUESTS // 3 if quick else LATENCY_REQUESTS))
     if progress is not None:
@@ -106,8 +108,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         "device": facts.get("device"),
         "device_name": facts.get("device"),
         "torch_threads": facts.get("torch_threads"),
-        "engine": {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
-                                                   "num_gpu_blocks")},
+        "engine": engine,
         "measurement": {"timed": f"served engine-loop time per step ({base_url}{STEPS_PATH})",
                         "phases": len(timed), "passes": 1 if quick else passes,
                         "warmup_phases": len(warmup), "grid": "quick" if quick else "default",
@@ -120,6 +121,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         "terms": list(TERMS),
         "coefficients": fit.coefficients,
         "fit": fit.errors(),
+        "idle_time_constant_s": fit.idle_time_constant_s,
         "request_latency_s": 0.0,
         "points": [p.to_dict() for p in points],
     }

@@ -78,6 +78,9 @@ def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:
                   f"{profile['torch_threads']} torch threads): {len(profile['points'])} steps in {took:.1f} s")
         out.print(fit_table(profile))
         out.print(fit_summary(profile))
+        tau = profile.get("idle_time_constant_s", 0.0)
+        if tau:
+            out.print(f"a step after an idle gap of t is slower by idle_wake x (1 - exp(-t / {tau * 1e3:g} ms))")
         http = profile["measurement"].get("http_latency_s")
         if http is not None:  # measured through a server's API
             out.print(f"front-end latency {profile['request_latency_s'] * 1e3:.2f} ms per request "
@@ -85,10 +88,9 @@ def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:
 
 
 # What one unit of each term counts, for the coefficient table.
-TERM_UNITS = {"step": "step", "prefill_tokens": "prefill token", "prefill_context_pairs": "query-key pair",
-              "prefill_self_pairs": "query-key pair", "prefill_chunks": "prefill chunk",
-              "decodes": "decode", "decode_kv_tokens": "KV token read", "sampled": "sampled token",
-              "mixed": "mixed step"}
+TERM_UNITS = {"step": "step", "prefill_tokens": "prefill token", "prefill_attention_slots": "padded query-key pair",
+              "prefill_chunks": "prefill chunk", "decodes": "decode", "decode_kv_tokens": "KV token read",
+              "sampled": "sampled token", "mixed": "mixed step", "idle_wake": "first step after a long idle gap"}
 
 
 def fit_table(profile: dict[str, Any]) -> Table:

@@ -39,7 +39,8 @@ class StepTimeModel(Protocol):
     kv_sum + i * n. The engine uses it for every pure-decode step, a single one
     included, so that the many-steps-at-once fast path is bit-identical to
     stepping one iteration at a time. `step_time` is used for steps that carry
-    prefill work.
+    prefill work. `idle_penalty(idle_s)` is what the first step after `idle_s`
+    seconds of idleness takes beyond that (0 where a model does not know it).
     """
 
     name: str
@@ -47,6 +48,8 @@ class StepTimeModel(Protocol):
     def step_time(self, shape: BatchShape) -> float: ...
 
     def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray: ...
+
+    def idle_penalty(self, idle_s: float) -> float: ...
 
 
 class ComposedStepModel:
@@ -59,6 +62,10 @@ class ComposedStepModel:
 
     def _base_time(self, tokens: int, sampled: int) -> float:
         raise NotImplementedError
+
+    def idle_penalty(self, idle_s: float) -> float:
+        """GPU kernel models know nothing of cold caches after an idle gap."""
+        return 0.0
 
     def _prefill_attention(self, new: int, ctx: int) -> float:
         raise NotImplementedError

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kairos.errors import KairosError
+from kairos.engine.attention_groups import prefill_attention_slots
 from kairos.models.arch import ModelArch
 from kairos.perf.base import BatchShape
 
@@ -28,30 +29,66 @@ SCHEMA = "kairos.calibration/v1"
 # What a step's time is fitted on, each a count that can only add work:
 #   step: 1 per step (scheduling, input preparation, kernel launches of every layer)
 #   prefill_tokens: new prompt tokens (projections, MLP, KV writes)
-#   prefill_context_pairs: (query, key) pairs between chunk tokens and the cached context
-#   prefill_self_pairs: causal (query, key) pairs within each chunk. Apart from the
-#     context pairs because kernels differ: FlashAttention skips the masked half
-#     (costs like a context pair), a dense masked SDPA computes it anyway (costs two).
+#   prefill_attention_slots: (query, key) pairs the executor's padded, masked SDPA
+#     computes for the prefill chunks: per attention batch, chunks x longest chunk x
+#     longest context (kairos.engine.attention_groups). Chunks of unequal length in one
+#     batch pay for the longest: summed pairs underpredicted two-chunk steps by up to
+#     37 % and overpredicted one-chunk steps beside decodes by 10-36 %.
 #   prefill_chunks: prefill requests in the step (per-request metadata, attention batches)
 #   decodes: decode requests (per-request projections, metadata, bookkeeping)
 #   decode_kv_tokens: KV tokens the decodes attend to (gathering and reading the cache)
 #   sampled: requests that sample a token (lm_head row, sampler, output handling)
 #   mixed: 1 when decodes and prefill chunks share the step (two attention batches, not one)
-TERMS: tuple[str, ...] = ("step", "prefill_tokens", "prefill_context_pairs", "prefill_self_pairs",
-                          "prefill_chunks", "decodes", "decode_kv_tokens", "sampled", "mixed")
+#   idle_wake: for the first step after the engine sat idle, how cold its caches have
+#     gone (see `idle_wake`); 0 for every step of a busy spell. Not a property of the
+#     batch: the simulator adds it through CalibratedModel.idle_penalty.
+TERMS: tuple[str, ...] = ("step", "prefill_tokens", "prefill_attention_slots", "prefill_chunks", "decodes",
+                          "decode_kv_tokens", "sampled", "mixed", "idle_wake")
+# Terms of profiles from earlier versions, which summed attention pairs instead.
+RETIRED_TERMS = ("prefill_context_pairs", "prefill_self_pairs")
 
 
-def term_values(shape: BatchShape) -> tuple[float, ...]:
-    """The value of every term of TERMS for one step."""
-    new, ctx = shape.prefill_new, shape.prefill_ctx
+@dataclass(frozen=True, slots=True)
+class AttentionLayout:
+    """What the executor's padded attention work depends on besides the batch.
+
+    `min_split_slots` is the executor's threshold for splitting an attention batch
+    (None: it never splits).
+    """
+
+    block_size: int = 1
+    min_split_slots: int | None = None
+
+    @classmethod
+    def of_profile(cls, profile: dict[str, Any]) -> AttentionLayout:
+        engine = profile.get("engine") or {}
+        return cls(int(engine.get("block_size") or 1), engine.get("attention_min_split_slots"))
+
+    def prefill_slots(self, shape: BatchShape) -> int:
+        return prefill_attention_slots(shape.prefill_new, shape.prefill_ctx, self.block_size, self.min_split_slots)
+
+
+def term_values(shape: BatchShape, wake: float = 0.0, layout: AttentionLayout = AttentionLayout()
+                ) -> tuple[float, ...]:
+    """The value of every term of TERMS for one step (`wake`: its idle_wake value)."""
+    new = shape.prefill_new
     mixed = 1.0 if new and shape.num_decodes else 0.0
-    return (1.0, float(sum(new)), float(sum(n * c for n, c in zip(new, ctx))), _self_pairs(new),
-            float(len(new)), float(shape.num_decodes), float(shape.decode_kv_sum), float(shape.num_sampled),
-            mixed)
+    return (1.0, float(sum(new)), float(layout.prefill_slots(shape)), float(len(new)), float(shape.num_decodes),
+            float(shape.decode_kv_sum), float(shape.num_sampled), mixed, wake)
 
 
-def _self_pairs(new: tuple[int, ...]) -> float:
-    return sum(n * (n + 1) / 2 for n in new)
+def idle_wake(idle_s: float, time_constant_s: float) -> float:
+    """How far towards fully cold a step starts after `idle_s` seconds idle: 1 - exp(-idle / tau).
+
+    Measured on a 2-core virtual machine with the tiny model: the first step after
+    a gap ran 0.1 ms slower after 1 ms idle, 0.7 ms after 3 ms and 1.1-1.2 ms after
+    30-100 ms, whether the engine slept or spun, while the same step back to back
+    took 0.9 ms. Its caches are lost to whatever else runs, at a rate the
+    time constant captures.
+    """
+    if idle_s <= 0.0 or time_constant_s <= 0.0:
+        return 0.0
+    return -math.expm1(-idle_s / time_constant_s)
 
 
 # ---- measured points ------------------------------------------------------------------
@@ -59,25 +96,31 @@ def _self_pairs(new: tuple[int, ...]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class MeasuredPoint:
-    """One grid point: its step shape and the median of its repeated step times."""
+    """One grid point: its step shape and the median of its repeated step times.
 
-    kind: str  # "prefill", "decode" or "mixed"
+    `idle_s`: how long the engine sat idle right before the step (0 inside a busy spell).
+    """
+
+    kind: str  # "prefill", "decode", "mixed" or "served"
     shape: BatchShape
     time_s: float
     times_s: tuple[float, ...]
+    idle_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         s = self.shape
         return {"kind": self.kind, "prefill_new": list(s.prefill_new), "prefill_ctx": list(s.prefill_ctx),
                 "num_decodes": s.num_decodes, "decode_kv_sum": s.decode_kv_sum,
-                "num_sampled": s.num_sampled, "time_s": self.time_s, "times_s": list(self.times_s)}
+                "num_sampled": s.num_sampled, "time_s": self.time_s, "times_s": list(self.times_s),
+                "idle_s": self.idle_s}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MeasuredPoint:
         shape = BatchShape(tuple(int(n) for n in data["prefill_new"]),
                            tuple(int(c) for c in data["prefill_ctx"]),
                            int(data["num_decodes"]), int(data["decode_kv_sum"]), int(data["num_sampled"]))
-        return cls(str(data["kind"]), shape, float(data["time_s"]), tuple(float(t) for t in data["times_s"]))
+        return cls(str(data["kind"]), shape, float(data["time_s"]), tuple(float(t) for t in data["times_s"]),
+                   float(data.get("idle_s", 0.0)))
 
 
 # ---- fitting --------------------------------------------------------------------------
@@ -89,6 +132,8 @@ class StepTimeFit:
 
     The held-out errors predict each point from a fit that did not see it
     (k-fold cross-validation), a fairer guess of the error on unmeasured shapes.
+    `idle_time_constant_s` is the idle_wake time constant that fitted best (0 when
+    no point followed an idle gap, and idle_wake then fits 0).
     """
 
     coefficients: dict[str, float]
@@ -97,6 +142,7 @@ class StepTimeFit:
     heldout_median_abs_error_pct: float
     heldout_p90_abs_error_pct: float
     folds: int
+    idle_time_constant_s: float = 0.0
 
     def errors(self) -> dict[str, float | int]:
         return {"median_abs_error_pct": self.median_abs_error_pct, "p90_abs_error_pct": self.p90_abs_error_pct,
@@ -104,7 +150,12 @@ class StepTimeFit:
                 "heldout_p90_abs_error_pct": self.heldout_p90_abs_error_pct, "folds": self.folds}
 
 
-def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: bool = True) -> StepTimeFit:
+# The idle_wake time constants a fit tries (seconds); the one with the least residual is kept.
+IDLE_TIME_CONSTANTS_S: tuple[float, ...] = (0.5e-3, 1e-3, 2e-3, 3e-3, 5e-3, 8e-3, 13e-3, 20e-3, 50e-3)
+
+
+def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: bool = True,
+                  layout: AttentionLayout = AttentionLayout()) -> StepTimeFit:
     """Non-negative least squares of step time on TERMS.
 
     Relative error (the default) suits a designed grid: its steps range from a
@@ -117,11 +168,19 @@ def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: boo
     if len(points) < len(TERMS):
         raise KairosError(f"fitting {len(TERMS)} terms needs at least {len(TERMS)} measured points, "
                           f"got {len(points)}")
-    x = np.array([term_values(p.shape) for p in points], dtype=np.float64)
     y = np.array([p.time_s for p in points], dtype=np.float64)
     if not (y > 0).all():
         raise KairosError("measured step times must be positive")
-    coef = solve(x, y)
+    weight = 1.0 / y if relative else np.ones_like(y)
+    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
+    for tau in IDLE_TIME_CONSTANTS_S if any(p.idle_s > 0 for p in points) else (0.0,):
+        x = np.array([term_values(p.shape, idle_wake(p.idle_s, tau), layout) for p in points], dtype=np.float64)
+        coef = solve(x, y)
+        residual = float(np.linalg.norm((x @ coef - y) * weight))
+        if best is None or residual < best[0]:
+            best = (residual, tau, x, coef)
+    assert best is not None
+    _, tau, x, coef = best
     fitted = _abs_error_pct(x @ coef, y)
     folds = max(2, min(folds, len(points)))
     heldout_pred = np.empty_like(y)
@@ -133,7 +192,7 @@ def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: boo
     return StepTimeFit(
         {term: float(c) for term, c in zip(TERMS, coef)},
         float(np.median(fitted)), float(np.percentile(fitted, 90)),
-        float(np.median(heldout)), float(np.percentile(heldout, 90)), folds,
+        float(np.median(heldout)), float(np.percentile(heldout, 90)), folds, tau,
     )
 
 
@@ -217,12 +276,25 @@ def check_profile(data: Any, source: str = "calibration profile") -> None:
         if not isinstance(data.get(key), kind):
             raise KairosError(f"{source}: '{key}' is missing or not a {kind.__name__}")
     unknown = [t for t in data["terms"] if t not in TERMS]
+    if any(t in RETIRED_TERMS for t in unknown):
+        raise KairosError(f"{source}: written by an older `kairos calibrate` (term {unknown[0]!r} is retired): "
+                          "calibrate again")
     if unknown:
         raise KairosError(f"{source}: unknown term {unknown[0]!r} (known: {', '.join(TERMS)})")
     for term in data["terms"]:
         value = data["coefficients"].get(term)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise KairosError(f"{source}: coefficient of '{term}' must be a finite number >= 0, got {value!r}")
+    tau = data.get("idle_time_constant_s", 0.0)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
+        raise KairosError(f"{source}: 'idle_time_constant_s' must be a finite number >= 0, got {tau!r}")
+    engine = data.get("engine", {})
+    if not isinstance(engine, dict):
+        raise KairosError(f"{source}: 'engine' must be an object")
+    for key, least in (("block_size", 1), ("attention_min_split_slots", 0)):
+        value = engine.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise KairosError(f"{source}: engine.{key} must be an integer >= {least}, got {value!r}")
 
 
 # ---- the model ------------------------------------------------------------------------
@@ -233,6 +305,8 @@ class CalibratedModel:
 
     Terms a profile does not list count zero. The result is whole-step wall time
     of the measured engine, host work included: never wrap it in WithOverheads.
+    The idle_wake term is not a batch's: the simulator adds `idle_penalty` to the
+    first step after an idle gap.
     """
 
     name = "calibrated"
@@ -248,9 +322,10 @@ class CalibratedModel:
         coef = {term: float(profile["coefficients"][term]) for term in profile["terms"]}
         self.coefficients: tuple[float, ...] = tuple(coef.get(term, 0.0) for term in TERMS)
         # Seconds per unit of each term, unpacked once: step_time runs for every simulated step.
-        (self._per_step, self._per_prefill_token, self._per_context_pair, self._per_self_pair,
-         self._per_chunk, self._per_decode, self._per_kv_token, self._per_sampled,
-         self._per_mixed_step) = self.coefficients
+        (self._per_step, self._per_prefill_token, self._per_attention_slot, self._per_chunk, self._per_decode,
+         self._per_kv_token, self._per_sampled, self._per_mixed_step, self._per_idle_wake) = self.coefficients
+        self.layout = AttentionLayout.of_profile(profile)
+        self.idle_time_constant_s = float(profile.get("idle_time_constant_s", 0.0))
 
     def arch(self) -> ModelArch:
         """The architecture of the measured model, from the profile's HF-style config."""
@@ -267,9 +342,8 @@ class CalibratedModel:
              + self._per_sampled * shape.num_sampled)
         new = shape.prefill_new
         if new:
-            context_pairs = sum(n * c for n, c in zip(new, shape.prefill_ctx))
-            t += (self._per_prefill_token * sum(new) + self._per_context_pair * context_pairs
-                  + self._per_self_pair * _self_pairs(new) + self._per_chunk * len(new))
+            t += (self._per_prefill_token * sum(new) + self._per_attention_slot * self.layout.prefill_slots(shape)
+                  + self._per_chunk * len(new))
             if shape.num_decodes:
                 t += self._per_mixed_step
         return t
@@ -280,8 +354,12 @@ class CalibratedModel:
         return (self._per_step + self._per_decode * num_decodes + self._per_kv_token * kv_sums
                 + self._per_sampled * num_decodes)
 
+    def idle_penalty(self, idle_s: float) -> float:
+        """Seconds the first step after `idle_s` seconds idle takes beyond step_time (caches gone cold)."""
+        return self._per_idle_wake * idle_wake(idle_s, self.idle_time_constant_s)
+
     # ---- explanation ---------------------------------------------------------------
 
     def breakdown(self, shape: BatchShape) -> dict[str, float]:
         """Seconds per fitted term for one step; the values sum to step_time (up to rounding)."""
-        return {term: c * v for term, c, v in zip(TERMS, self.coefficients, term_values(shape))}
+        return {term: c * v for term, c, v in zip(TERMS, self.coefficients, term_values(shape, layout=self.layout))}

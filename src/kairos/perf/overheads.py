@@ -54,6 +54,9 @@ class WithOverheads:
         host = self.overheads.decode_step_s + self.overheads.per_request_s * num_decodes
         return self.inner.decode_window(num_decodes, decode_kv_sum, steps) + host
 
+    def idle_penalty(self, idle_s: float) -> float:
+        return self.inner.idle_penalty(idle_s)
+
     def breakdown(self, shape: BatchShape) -> dict[str, float]:
         """Per-operator GPU time from the inner model plus the host overhead."""
         parts = dict(self.inner.breakdown(shape))  # type: ignore[attr-defined]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kairos.engine.attention_groups import split_runs
+
 
 @dataclass(frozen=True, slots=True)
 class AttentionGroup:
@@ -78,16 +80,13 @@ def build_attention_metadata(starts: list[int], lens: list[int], tables: list[li
     return AttentionMetadata(positions.to(device), slot_mapping.to(device), groups, num_tokens)
 
 
-# At most this many padded batches per kind of request: each costs a few more kernel calls.
-MAX_GROUPS_PER_KIND = 4
-# A split must cut the padded context (requests x longest context) by at least this share...
-MIN_SPLIT_SAVING = 0.25
-# ...and by at least this many bytes of K and V per layer. One more group costs about
-# 50 us of kernel calls per layer on a CPU, where padding costs about 20 ns per slot
-# of the tiny preset (256 bytes): the split paid off from about 2,000 slots saved
-# (1-3 decodes of 100-900 tokens ran up to 25 % slower split; 9-33 decodes with
-# one 3,000-token context ran 2-4.5x faster). On a GPU padding is much cheaper per
-# byte next to a kernel launch: its threshold, 16x the CPU's, is an estimate (unmeasured).
+# A split (kairos.engine.attention_groups) must also save this many bytes of K and V per
+# layer. One more group costs about 50 us of kernel calls per layer on a CPU, where
+# padding costs about 20 ns per slot of the tiny preset (256 bytes): the split paid off
+# from about 2,000 slots saved (1-3 decodes of 100-900 tokens ran up to 25 % slower
+# split; 9-33 decodes with one 3,000-token context ran 2-4.5x faster). On a GPU padding
+# is much cheaper per byte next to a kernel launch: its threshold, 16x the CPU's, is an
+# estimate (unmeasured).
 MIN_SPLIT_BYTES = {"cpu": 512 << 10, "cuda": 8 << 20}
 
 
@@ -100,26 +99,10 @@ def min_split_slots(device: torch.device, num_kv_heads: int, head_dim: int, dtyp
 def _split_by_context(sel: torch.Tensor, ctx: torch.Tensor, min_saved: int) -> list[torch.Tensor]:
     """`sel` as one group, or cut into runs of similar context length when padding would waste much."""
     order = torch.argsort(ctx, stable=True)
-    runs = _cuts(ctx[order].tolist(), 0, len(order), MAX_GROUPS_PER_KIND, min_saved)
+    runs = split_runs(ctx[order].tolist(), min_saved)
     if len(runs) == 1:
         return [sel]  # keep batch order: a lone group then needs no scatter back
     return [sel[order[lo:hi]] for lo, hi in runs]
-
-
-def _cuts(lengths: list[int], lo: int, hi: int, max_runs: int, min_saved: int) -> list[tuple[int, int]]:
-    """Split sorted lengths[lo:hi] at the point that most reduces count x max, recursively."""
-    if max_runs <= 1 or hi - lo < 2:
-        return [(lo, hi)]
-    whole = (hi - lo) * lengths[hi - 1]
-    best, cut = whole, lo
-    for j in range(lo + 1, hi):
-        cost = (j - lo) * lengths[j - 1] + (hi - j) * lengths[hi - 1]
-        if cost < best:
-            best, cut = cost, j
-    if best > (1 - MIN_SPLIT_SAVING) * whole or whole - best < min_saved:
-        return [(lo, hi)]
-    half = max_runs // 2
-    return _cuts(lengths, lo, cut, half, min_saved) + _cuts(lengths, cut, hi, max_runs - half, min_saved)
 
 
 def _group(sel: torch.Tensor, start: torch.Tensor, n: torch.Tensor, first_row: torch.Tensor,

@@ -24,7 +24,7 @@ import torch
 from kairos.engine import Request, RequestStatus
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import SCHEMA, TERMS, MeasuredPoint, fit_step_time
+from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
 from kairos.serve.loader import LoadedModel
 from kairos.serve.runner import EngineRunner, RunnerConfig
 
@@ -248,7 +248,10 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
                 progress(i + 1, len(grid))
     finally:
         torch.set_num_threads(before)
-    fit = fit_step_time(points)
+    engine = {"block_size": config.block_size, "max_num_batched_tokens": config.max_num_batched_tokens,
+              "max_num_seqs": config.max_num_seqs, "num_blocks": runner.kv.num_blocks,
+              "attention_min_split_slots": runner.executor.min_split_slots}
+    fit = fit_step_time(points, layout=AttentionLayout.of_profile({"engine": engine}))
     return {
         "schema": SCHEMA,
         "model": loaded.name,
@@ -259,8 +262,7 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
         "device_name": _device_name(loaded.device),
         "torch_version": torch.__version__,
         "torch_threads": torch_threads,
-        "engine": {"block_size": config.block_size, "max_num_batched_tokens": config.max_num_batched_tokens,
-                   "max_num_seqs": config.max_num_seqs, "num_blocks": runner.kv.num_blocks},
+        "engine": engine,
         "measurement": {"timed": "EngineCore.step wall time (schedule, forward, sample, update)",
                         "grid": "quick" if quick else "default", "warmup_steps": WARMUP_STEPS,
                         "repeats": repeats, "statistic": "median",

@@ -136,8 +136,9 @@ class IterationStats:
     finished: list[FinishedRequest] = field(default_factory=list)
 
 
-# One step-log entry: prefill_new, prefill_ctx, num_decodes, decode_kv_sum, num_sampled, seconds.
-StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, float]
+# One step-log entry: prefill_new, prefill_ctx, num_decodes, decode_kv_sum, num_sampled, seconds,
+# and idle_s: how long the engine sat idle before the step (0 inside a busy spell).
+StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, float, float]
 
 
 @dataclass(slots=True)
@@ -219,16 +220,18 @@ class EngineWorker:
 
     def _serve(self, commands: CommandSource, emit: Callable[[EngineOutput], None]) -> None:
         runner = self.runner
-        # The last step, its start and the end of its loop iteration: a step's logged time
-        # runs to the next step's start while the engine stays busy, else to that end.
-        last: tuple[float, float] | None = None
+        # The last step's start, the end of its loop iteration and the idle time before it:
+        # a step's logged time runs to the next step's start while the engine stays busy,
+        # else to that end. A busy spell's first step logs how long the engine sat idle.
+        last: tuple[float, float, float] | None = None
+        idle_since = time.perf_counter()
         self._publish()  # the serving side starts from the engine's real state (free blocks)
         while True:
             # Wait for commands only when nothing is queued or running (busy polling first).
             if not runner.has_work():
                 if last is not None:
-                    self._log_step(last[1] - last[0])
-                    last = None
+                    self._log_step(last[1] - last[0], last[2])
+                    idle_since, last = last[1], None
                 self._emit(emit)
                 command = self._next_when_idle(commands)
             else:
@@ -243,12 +246,15 @@ class EngineWorker:
             if runner.has_work():
                 start = time.perf_counter()
                 if last is not None:
-                    self._log_step(start - last[0])
+                    self._log_step(start - last[0], last[2])
+                    idle = 0.0
+                else:
+                    idle = start - idle_since
                 result = runner.step()
                 self._collect(result.first_tokens)
                 self._publish()
                 self._emit(emit)
-                last = (start, time.perf_counter())
+                last = (start, time.perf_counter(), idle)
             else:  # commands only (aborts): the snapshot changed
                 self._publish()
                 self._emit(emit)
@@ -266,10 +272,10 @@ class EngineWorker:
             out, self._out = self._out, EngineOutput()
             emit(out)
 
-    def _log_step(self, seconds: float) -> None:
+    def _log_step(self, seconds: float, idle_s: float) -> None:
         s = self.runner.last_shape
         self._out.steps.append((s.prefill_new, s.prefill_ctx, s.num_decodes, s.decode_kv_sum, s.num_sampled,
-                                seconds))
+                                seconds, idle_s))
 
     def _handle(self, command: object) -> None:
         if isinstance(command, Abort):

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 import kairos
 from kairos.errors import KairosError
 from kairos.serve.engine_loop import EngineLoop, ThreadedEngine
+from kairos.serve.attention import min_split_slots
 from kairos.serve.engine_process import EngineSpec, ProcessEngine
 from kairos.serve.loader import PRESETS, LoadedModel, ModelInfo, describe_model, load_model
 from kairos.serve.openai_chat import load_chat_template
@@ -174,6 +175,9 @@ def engine_facts(config: ServeConfig, info: ModelInfo, engine: str, num_blocks: 
         "max_waiting": config.max_waiting,
         "engine": engine,  # where the engine runs: "process" or "thread"
         "torch_threads": torch_threads,
+        # Padded attention batches split only when that saves this many context slots.
+        "attention_min_split_slots": min_split_slots(info.device, info.config.num_kv_heads, info.config.head_dim,
+                                                     info.dtype),
     }
 
 

@@ -1,4 +1,4 @@
-"""A serving engine's step log: every step's batch shape and the loop time it took.
+"""A serving engine's step log: every step's batch shape, the loop time it took and the idle time before it.
 
 `kairos calibrate --url` reads it (GET /kairos/steps) to fit a step-time profile
 of the engine as it serves: the time of a step here is the engine loop's, from
@@ -19,7 +19,7 @@ DEFAULT_CAPACITY = 100_000
 
 
 class StepLog:
-    """A bounded, thread-safe log of (shape, seconds); entries are numbered from 0 forever."""
+    """A bounded, thread-safe log of (shape, seconds, idle seconds); entries are numbered from 0 forever."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         # Plain tuples of ints and floats: the garbage collector stops tracking them.
@@ -40,5 +40,5 @@ class StepLog:
             entries = list(self._entries)[skip:]
             end = self._next
         return end, [{"prefill_new": list(new), "prefill_ctx": list(ctx), "num_decodes": decodes,
-                      "decode_kv_sum": kv_sum, "num_sampled": sampled, "seconds": seconds}
-                     for new, ctx, decodes, kv_sum, sampled, seconds in entries]
+                      "decode_kv_sum": kv_sum, "num_sampled": sampled, "seconds": seconds, "idle_s": idle}
+                     for new, ctx, decodes, kv_sum, sampled, seconds, idle in entries]

@@ -25,6 +25,10 @@ class SimExecutor:
             return float(self.model.decode_window(shape.num_decodes, shape.decode_kv_sum, 1)[0])
         return self.model.step_time(shape)
 
+    def idle_penalty(self, idle_s: float) -> float:
+        """What a step starting after `idle_s` seconds idle takes on top of its batch's time."""
+        return self.model.idle_penalty(idle_s)
+
     def decode_durations(self, out: SchedulerOutput, steps: int) -> np.ndarray:
         shape = out.shape
         return self.model.decode_window(shape.num_decodes, shape.decode_kv_sum, steps)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from kairos.engine.block_hash import prompt_prefix_hashes
 from kairos.engine.core import EngineCore
 from kairos.engine.scheduler import SchedulerOutput
@@ -36,6 +38,7 @@ class SimReplica:
         self.in_flight_ends = None
         self.waking = False  # a start-of-step event is queued for this idle replica
         self.window_id = 0  # id of the latest queued step end; older ones are stale
+        self.last_step_end = -math.inf  # when its last step ended: a later start found it idle
         self.num_routed = 0
         self.num_finished = 0
 
