@@ -17,13 +17,15 @@ requests fits the front-end latency the simulation adds (kairos.bench.latency_fi
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import numpy as np
 
 from kairos.bench.client import CompletionClient
@@ -230,14 +232,16 @@ def _body(facts: dict[str, Any], prompt: list[int], output: int) -> dict[str, An
 
 def _get(base_url: str, path: str) -> dict[str, Any]:
     try:
-        response = httpx.get(f"{base_url}{path}", timeout=30.0)
-    except httpx.HTTPError as exc:
-        raise KairosError(f"cannot reach {base_url}: {exc}") from None
-    if response.status_code == 404:
-        raise KairosError(f"{base_url}{path} not found: calibrating through HTTP needs `kairos serve`")
-    if response.status_code != 200:
-        raise KairosError(f"{base_url}{path} answered HTTP {response.status_code}")
-    return response.json()
+        with urllib.request.urlopen(f"{base_url}{path}", timeout=30.0) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise KairosError(f"{base_url}{path} not found: calibrating through HTTP needs `kairos serve`") from None
+        raise KairosError(f"{base_url}{path} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise KairosError(f"cannot reach {base_url}: {getattr(exc, 'reason', exc)}") from None
+    except json.JSONDecodeError:
+        raise KairosError(f"{base_url}{path} did not answer JSON") from None
 
 
 def _shape(step: dict[str, Any]) -> BatchShape:

@@ -13,7 +13,7 @@ class StreamError(Exception):
 class SSELines:
     """Splits a byte stream into server-sent-events lines, ended by CR, LF or CRLF only.
 
-    httpx's `aiter_lines` splits as str.splitlines does, also at U+0085, U+2028 and
+    str.splitlines (and so httpx's `aiter_lines`) also splits at U+0085, U+2028 and
     U+2029: characters a server may send unescaped inside a JSON string (vLLM and
     `kairos serve` do), which would cut a data line in two.
     """
