@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from kairos.errors import KairosError
 from kairos.engine.attention_groups import prefill_attention_slots
+from kairos.errors import KairosError
 from kairos.models.arch import ModelArch
 from kairos.perf.base import BatchShape
 
