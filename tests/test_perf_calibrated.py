@@ -20,6 +20,9 @@ from kairos.perf.calibrated import (
 )
 from kairos.perf.overheads import WithOverheads
 from kairos.perf.registry import make_step_time_model
+from kairos.workload.spec import RequestSpec
+
+from helpers import simulate
 
 # The `tiny` serve preset's shape, as `kairos calibrate` writes it.
 TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
@@ -216,8 +219,6 @@ def test_registry_rejects_calibrated_misuse(profile_path, name, kwargs, message)
 
 
 def test_simulation_adds_the_idle_penalty_to_the_first_step_after_a_gap_only():
-    from kairos.workload.spec import RequestSpec
-    from tests.helpers import simulate
 
     cold = CalibratedModel(profile())
     warm = CalibratedModel(profile(dict(TRUE, idle_wake=0.0)))
