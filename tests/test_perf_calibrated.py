@@ -28,8 +28,8 @@ from helpers import simulate
 TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
                "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512,
                "max_position_embeddings": 4096, "tie_word_embeddings": False}
-TRUE = {"step": 6e-4, "prefill_tokens": 5e-6, "prefill_attention_slots": 1.5e-8, "prefill_chunks": 1e-4, "decodes": 2e-5, "decode_kv_tokens": 8e-8, "sampled": 1e-5, "mixed": 1e-3,
-        "idle_wake": 1.1e-3}
+TRUE = {"step": 6e-4, "prefill_tokens": 5e-6, "prefill_attention_slots": 1.5e-8, "prefill_chunks": 1e-4,
+        "decodes": 2e-5, "decode_kv_tokens": 8e-8, "sampled": 1e-5, "mixed": 1e-3, "idle_wake": 1.1e-3}
 TRUE_TIME_CONSTANT_S = 3e-3
 
 
