@@ -97,7 +97,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     engine = {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
                                               "num_gpu_blocks", "attention_min_split_slots")}
-    fit = fit_step_time(points, relative=False, layout=AttentionLayout.of_profile({"engine": engine}))
+    fit = fit_step_time(points, relative=False, layout=AttentionLayout.of_engine(engine))
     samples, http_latency = asyncio.run(_latency_samples(base_url, facts, rng, timeout_s,
                                                          LATENCY_REQUESTS // 3 if quick else LATENCY_REQUESTS))
     if progress is not None:

@@ -60,8 +60,8 @@ class AttentionLayout:
     min_split_slots: int | None = None
 
     @classmethod
-    def of_profile(cls, profile: dict[str, Any]) -> AttentionLayout:
-        engine = profile.get("engine") or {}
+    def of_engine(cls, engine: dict[str, Any]) -> AttentionLayout:
+        """From a profile's `engine` settings (block_size, attention_min_split_slots)."""
         return cls(int(engine.get("block_size") or 1), engine.get("attention_min_split_slots"))
 
     def prefill_slots(self, shape: BatchShape) -> int:
@@ -324,7 +324,7 @@ class CalibratedModel:
         # Seconds per unit of each term, unpacked once: step_time runs for every simulated step.
         (self._per_step, self._per_prefill_token, self._per_attention_slot, self._per_chunk, self._per_decode,
          self._per_kv_token, self._per_sampled, self._per_mixed_step, self._per_idle_wake) = self.coefficients
-        self.layout = AttentionLayout.of_profile(profile)
+        self.layout = AttentionLayout.of_engine(profile.get("engine") or {})
         self.idle_time_constant_s = float(profile.get("idle_time_constant_s", 0.0))
 
     def arch(self) -> ModelArch:

@@ -251,7 +251,7 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
     engine = {"block_size": config.block_size, "max_num_batched_tokens": config.max_num_batched_tokens,
               "max_num_seqs": config.max_num_seqs, "num_blocks": runner.kv.num_blocks,
               "attention_min_split_slots": runner.executor.min_split_slots}
-    fit = fit_step_time(points, layout=AttentionLayout.of_profile({"engine": engine}))
+    fit = fit_step_time(points, layout=AttentionLayout.of_engine(engine))
     return {
         "schema": SCHEMA,
         "model": loaded.name,
