@@ -409,3 +409,21 @@ def test_calibrate_through_the_server(client, tiny, capsys, tmp_path):
     assert model.request_latency_s == profile["request_latency_s"]
     one, many = model.step_time(BatchShape((), (), 1, 100, 1)), model.step_time(BatchShape((), (), 64, 6400, 64))
     assert 0 < one <= many
+
+
+# ---- benchmarking a Kairos server ----------------------------------------------------------
+def test_bench_records_every_engine_step_of_the_run(client, capsys, tmp_path):
+    from cli_helpers import kairos
+
+    from kairos.bench import load_measured_run
+
+    before = engine_idle(client)["steps"]
+    code, _, err = kairos(capsys, "bench", "--url", str(client.base_url), "--num-requests", "5", "--rate", "50",
+                          "--vocab-size", "512", "-q", "-o", str(tmp_path / "run"))
+    assert code == 0, err
+    run = load_measured_run(tmp_path / "run")
+    assert len(run.steps) == engine_idle(client)["steps"] - before
+    # Every output token was sampled in one of the logged steps, and every prompt token prefilled in one.
+    assert sum(step.shape.num_sampled for step in run.steps) == sum(r.output_tokens for r in run.completed)
+    assert sum(sum(step.shape.prefill_new) for step in run.steps) <= sum(r.input_tokens for r in run.completed)
+    assert run.steps[0].idle_s > 0 and all(step.time_s > 0 for step in run.steps)

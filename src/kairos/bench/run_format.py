@@ -14,6 +14,9 @@ content with others (a system prompt, an earlier turn), its spans as
 `{"request_id": ..., "shared": [[key, start, length], ...]}` (see
 kairos.workload.Span). `kairos validate` replays them, so that the simulated
 engine's prefix cache sees the sharing the real one saw.
+
+A run against `kairos serve` also holds the engine's own steps,
+`engine_steps.jsonl` (kairos.bench.engine_steps).
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kairos.bench.engine_steps import STEPS_FILE, read_engine_steps
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord
+from kairos.perf.calibrated import MeasuredPoint
 from kairos.workload.spec import SLO, Span
 from kairos.workload.tracefile import parse_jsonl
 
@@ -110,13 +115,15 @@ class MeasuredRequest:
 
 @dataclass(frozen=True, slots=True)
 class MeasuredRun:
-    """A measured run: its meta.json as a dict, its requests in file order and the
-    shared prompt spans of those that have some (empty when the run records none)."""
+    """A measured run: its meta.json as a dict, its requests in file order, the
+    shared prompt spans of those that have some and the engine's steps (each
+    empty when the run records none)."""
 
     path: Path
     meta: dict[str, Any]
     requests: list[MeasuredRequest]
     shared: dict[str, tuple[Span, ...]] = field(default_factory=dict)
+    steps: list[MeasuredPoint] = field(default_factory=list)
 
     @property
     def completed(self) -> list[MeasuredRequest]:
@@ -164,7 +171,9 @@ def load_measured_run(run_dir: str | Path) -> MeasuredRun:
     lines = _read_lines(directory / REQUESTS_FILE)
     shared_path = directory / SHARED_FILE
     shared = _read_shared(shared_path, {line.request_id for line in lines}) if shared_path.exists() else {}
-    return MeasuredRun(directory, meta, measure(lines), shared)
+    steps_path = directory / STEPS_FILE
+    steps = read_engine_steps(steps_path) if steps_path.exists() else []
+    return MeasuredRun(directory, meta, measure(lines), shared, steps)
 
 
 def _measured(line: RequestLine, t0: float) -> MeasuredRequest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from kairos.bench.client import (
     normalize_url,
     raise_open_file_limit,
 )
+from kairos.bench.engine_steps import STEPS_FILE, STEPS_PATH, write_engine_steps
 from kairos.bench.loadgen import LoadRun, generate_load
 from kairos.bench.prompts import DEFAULT_VOCAB_SIZE, PromptBuilder, PromptFormat
 from kairos.bench.results import (
@@ -33,6 +35,8 @@ from kairos.workload.spec import SLO, Span
 
 DEFAULT_TIMEOUT_S = 600.0
 ProgressFn = Callable[[int, int], None]
+# How long to wait for the server to log the run's last steps.
+STEP_LOG_WAIT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +56,24 @@ class BenchOptions:
 
 @dataclass(frozen=True, slots=True)
 class BenchRun:
-    """A finished benchmark: the run files' content, the report and its records."""
+    """A finished benchmark: the run files' content, the report and its records.
+
+    `steps` is the server's step log over the run (`kairos serve` only; else empty).
+    """
 
     meta: dict[str, Any]
     lines: list[RequestLine]
     report: dict[str, Any]
     records: list[RequestRecord]
     shared: dict[str, tuple[Span, ...]] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, run_dir: str | Path) -> list[Path]:
-        """meta.json, requests.jsonl (and shared_spans.jsonl), report.json and requests.csv under `run_dir`."""
-        return [*write_measured_run(run_dir, self.meta, self.lines, self.shared),
-                *write_report(run_dir, self.report, self.records)]
+        """meta.json, requests.jsonl (and shared_spans.jsonl, engine_steps.jsonl), report.json and
+        requests.csv under `run_dir`."""
+        paths = write_measured_run(run_dir, self.meta, self.lines, self.shared)
+        steps_path = write_engine_steps(run_dir, self.steps)
+        return [*paths, *([steps_path] if steps_path else []), *write_report(run_dir, self.report, self.records)]
 
 
 def completion_body(spec: RequestSpec, model: str, prompt: list[int] | str,
@@ -96,7 +106,7 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     base_url = normalize_url(options.url)
     prompts = PromptBuilder(options.prompt_format, options.vocab_size, scenario.seed)
     raise_open_file_limit()
-    server, model, load = asyncio.run(_send_all(specs, options, base_url, prompts, progress))
+    server, model, load, steps = asyncio.run(_send_all(specs, options, base_url, prompts, progress, warn))
     settings = {
         "prompt_format": options.prompt_format,
         "vocab_size": options.vocab_size,
@@ -120,16 +130,18 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     # Prompts sent as given token ids share what their ids share; spans describe the rest.
     shared = {sent.spec.request_id: sent.spec.shared for sent in load.sent
               if sent.spec.shared and sent.spec.prompt_token_ids is None}
-    return BenchRun(meta, lines, report, records, shared)
+    return BenchRun(meta, lines, report, records, shared, steps)
 
 
 async def _send_all(specs: list[RequestSpec], options: BenchOptions, base_url: str,
-                    prompts: PromptBuilder,
-                    progress: ProgressFn | None) -> tuple[ServerInfo, str, LoadRun]:
+                    prompts: PromptBuilder, progress: ProgressFn | None,
+                    warn: Callable[[str], None] | None) -> tuple[ServerInfo, str, LoadRun, list[dict[str, Any]]]:
     async with CompletionClient(base_url, timeout_s=options.timeout_s, api_key=options.api_key,
                                 max_connections=options.max_concurrency) as client:
         server = await client.probe()
         model = _pick_model(server, options.model, base_url)
+        # A Kairos server logs its engine steps: keep those the run makes.
+        first_step = await _steps_logged(client) if server.engine is not None else None
         ended = 0
 
         def on_end() -> None:
@@ -144,7 +156,42 @@ async def _send_all(specs: list[RequestSpec], options: BenchOptions, base_url: s
 
         load = await generate_load(specs, send, max_concurrency=options.max_concurrency,
                                    on_end=on_end)
-    return server, model, load
+        steps = [] if first_step is None else await _run_steps(client, first_step, warn)
+    return server, model, load, steps
+
+
+async def _steps_logged(client: CompletionClient) -> int | None:
+    """How many steps the server's step log has numbered so far (None: it keeps no log)."""
+    log = await client.get_json(f"{STEPS_PATH}?since={2**62}")
+    count = log.get("next") if log is not None else None
+    return count if isinstance(count, int) else None
+
+
+async def _run_steps(client: CompletionClient, first: int, warn: Callable[[str], None] | None
+                     ) -> list[dict[str, Any]]:
+    """The steps the server logged from number `first` on.
+
+    The engine logs a step when the next one starts or when it goes idle, just
+    after the last tokens went out: wait (briefly) until the log holds every
+    step the engine reports having taken.
+    """
+    deadline = time.monotonic() + STEP_LOG_WAIT_S
+    while True:
+        engine = await client.get_json("/kairos/engine")
+        log = await client.get_json(f"{STEPS_PATH}?since={first}")
+        steps = log.get("steps") if log is not None else None
+        logged = log.get("next") if log is not None else None
+        if not isinstance(steps, list) or not isinstance(logged, int):
+            return []
+        if logged - len(steps) > first:
+            if warn is not None:
+                warn(f"the server's step log no longer holds the run's first {logged - len(steps) - first} "
+                     f"steps: {STEPS_FILE} not written")
+            return []
+        taken = ((engine or {}).get("stats") or {}).get("steps")
+        if not isinstance(taken, int) or logged >= taken or time.monotonic() > deadline:
+            return steps
+        await asyncio.sleep(0.01)
 
 
 def _pick_model(server: ServerInfo, wanted: str | None, base_url: str) -> str:

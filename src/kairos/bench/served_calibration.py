@@ -29,15 +29,14 @@ from typing import Any
 import numpy as np
 
 from kairos.bench.client import CompletionClient
+from kairos.bench.engine_steps import STEPS_PATH, step_point
 from kairos.bench.latency_fit import LatencySample, fit_request_latency
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
+from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, fit_step_time
 from kairos.workload import RequestSpec
 
-STEPS_PATH = "/kairos/steps"
 ENGINE_PATH = "/kairos/engine"
 
 
@@ -91,8 +90,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
     first = int(_get(base_url, STEPS_PATH)["next"])
     asyncio.run(_drive(base_url, facts, timed, rng, timeout_s, report(len(warmup))))
     logged = _get(base_url, f"{STEPS_PATH}?since={first}")["steps"]
-    points = [MeasuredPoint("served", _shape(step), float(step["seconds"]), (float(step["seconds"]),),
-                            float(step.get("idle_s", 0.0))) for step in logged]
+    points = [step_point(step, f"{base_url}{STEPS_PATH}, step {first + i}") for i, step in enumerate(logged)]
     if len(points) < len(TERMS):
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     engine = {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
@@ -242,8 +240,3 @@ def _get(base_url: str, path: str) -> dict[str, Any]:
         raise KairosError(f"cannot reach {base_url}: {getattr(exc, 'reason', exc)}") from None
     except json.JSONDecodeError:
         raise KairosError(f"{base_url}{path} did not answer JSON") from None
-
-
-def _shape(step: dict[str, Any]) -> BatchShape:
-    return BatchShape(tuple(step["prefill_new"]), tuple(step["prefill_ctx"]), int(step["num_decodes"]),
-                      int(step["decode_kv_sum"]), int(step["num_sampled"]))

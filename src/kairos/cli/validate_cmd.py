@@ -39,6 +39,8 @@ def validate(
         out.print(f"[bold]{result['model']}[/] on {result['gpu']}, perf {result['perf']}, "
                   f"{result['kv_blocks']:,} KV blocks, {result['num_requests']} requests")
         out.print(validation_table(result))
+        if "engine_steps" in result:
+            out.print(steps_table(result["engine_steps"]))
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         path = output / VALIDATION_FILE
@@ -54,4 +56,15 @@ def validation_table(result: dict) -> Table:
         for stat, cell in stats.items():
             table.add_row(metric.removesuffix("_ms").upper(), stat, f"{cell['measured']:,.2f}",
                           f"{cell['simulated']:,.2f}", f"{cell['error_pct']:+.1f} %")
+    return table
+
+
+def steps_table(steps: dict) -> Table:
+    """The run's logged engine steps, predicted by the step-time model (kairos.validate.steps)."""
+    table = Table(title="Engine steps the server logged, predicted one by one")
+    for col in ("steps", "count", "measured (s)", "predicted (s)", "error"):
+        table.add_column(col, justify="left" if col == "steps" else "right")
+    for kind, cell in [*steps["by_kind"].items(), ("all", steps)]:
+        table.add_row(kind, f"{cell['steps']:,}", f"{cell['measured_s']:,.3f}", f"{cell['predicted_s']:,.3f}",
+                      f"{cell['error_pct']:+.1f} %")
     return table

@@ -14,6 +14,7 @@ from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.scenario.schema import Scenario
 from kairos.validate.compare import compare_runs
+from kairos.validate.steps import step_time_errors
 from kairos.workload.spec import RequestSpec
 
 
@@ -61,7 +62,11 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
 
 def validate_run(run: MeasuredRun, scenario: Scenario,
                  progress: Callable[[int, int], None] | None = None) -> dict:
-    """Simulate the run's requests under `scenario` and compare with what was measured."""
+    """Simulate the run's requests under `scenario` and compare with what was measured.
+
+    Where the run holds the engine's steps, `engine_steps` says how well the
+    step-time model predicts them.
+    """
     deployment = resolve_deployment(scenario)
     sim = build_simulation(scenario, deployment, replay_specs(run), progress=progress)
     simulated: list[RequestRecord] = sim.run().records
@@ -70,4 +75,6 @@ def validate_run(run: MeasuredRun, scenario: Scenario,
     result["perf"] = deployment.perf.used
     result["model"] = deployment.model.name
     result["kv_blocks"] = deployment.kv_blocks
+    if run.steps:
+        result["engine_steps"] = step_time_errors(run.steps, deployment.perf.model)
     return result
