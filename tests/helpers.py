@@ -25,7 +25,8 @@ class LinearModel:
         ctx = sum(c + n for c, n in zip(shape.prefill_ctx, shape.prefill_new))
         return self.base + self.per_token * shape.num_tokens + self.per_kv * (ctx + shape.decode_kv_sum)
 
-    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int = 0
+                      ) -> np.ndarray:
         kv = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.int64)
         return self.base + self.per_token * num_decodes + self.per_kv * kv.astype(np.float64)
 

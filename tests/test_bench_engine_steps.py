@@ -22,7 +22,7 @@ LOGGED = [
     {"prefill_new": [64], "prefill_ctx": [128], "num_decodes": 1, "decode_kv_sum": 201, "num_sampled": 2,
      "seconds": 0.003, "idle_s": 0.0},
     {"prefill_new": [], "prefill_ctx": [], "num_decodes": 2, "decode_kv_sum": 400, "num_sampled": 2,
-     "seconds": 0.001, "idle_s": 0.0},
+     "decode_kv_max": 300, "seconds": 0.001, "idle_s": 0.0},
     {"prefill_new": [], "prefill_ctx": [], "num_decodes": 2, "decode_kv_sum": 402, "num_sampled": 2,
      "seconds": 0.001, "idle_s": 0.0},
 ]
@@ -35,8 +35,10 @@ def test_round_trip_keeps_shapes_times_and_idle_gaps(tmp_path):
     assert path == tmp_path / STEPS_FILE and "extra" not in path.read_text()
     steps = read_engine_steps(path)
     assert [s.shape for s in steps] == [BatchShape((200,), (0,), 0, 0, 1), BatchShape((64,), (128,), 1, 201, 2),
-                                        BatchShape((), (), 2, 400, 2), BatchShape((), (), 2, 402, 2)]
+                                        BatchShape((), (), 2, 400, 2, 300), BatchShape((), (), 2, 402, 2)]
     assert [s.time_s for s in steps] == [0.004, 0.003, 0.001, 0.001] and steps[0].idle_s == 1.5
+    # A log written before decode_kv_max was logged reads as "longest not known".
+    assert steps[3].shape.decode_kv_max == 0
 
 
 def test_no_steps_leaves_no_stale_file(tmp_path):

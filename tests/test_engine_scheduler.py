@@ -54,6 +54,17 @@ def test_decodes_go_before_prefill_chunks():
     assert [(r.request_id, n) for r, n in out.scheduled] == [("r0", 1), ("r1", 63)]
 
 
+def test_batch_shape_counts_decodes_by_sum_and_longest():
+    core = EngineCore(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=4096), KVCacheManager(1000, 16))
+    for i, prompt in enumerate((10, 300, 40)):
+        core.add_request(spec(i, prompt, 5), 0.0)
+    out = core.schedule(0.0)
+    core.update(out, 0.01)
+    shape = core.schedule(0.01).shape
+    # Each decode attends to its prompt and the token sampled after it.
+    assert (shape.num_decodes, shape.decode_kv_sum, shape.decode_kv_max) == (3, 11 + 301 + 41, 301)
+
+
 def test_preemption_when_kv_runs_out_and_all_finish():
     cfg = SchedulerConfig(max_num_seqs=32, max_num_batched_tokens=2048)
     kv = KVCacheManager(60, 16)  # 960 tokens of KV for 10 requests needing ~300 each

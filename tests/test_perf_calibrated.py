@@ -29,7 +29,7 @@ TINY_CONFIG = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 17
                "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512,
                "max_position_embeddings": 4096, "tie_word_embeddings": False}
 TRUE = {"step": 6e-4, "prefill_tokens": 5e-6, "prefill_attention_slots": 1.5e-8, "prefill_chunks": 1e-4,
-        "decodes": 2e-5, "decode_kv_tokens": 8e-8, "sampled": 1e-5, "mixed": 1e-3, "idle_wake": 1.1e-3}
+        "decodes": 2e-5, "decode_attention_slots": 8e-8, "sampled": 1e-5, "mixed": 1e-3, "idle_wake": 1.1e-3}
 TRUE_TIME_CONSTANT_S = 3e-3
 
 
@@ -94,7 +94,7 @@ def test_fit_keeps_coefficients_non_negative_and_close_under_noise():
     truth = dict(TRUE, sampled=0.0)
     fit = fit_step_time(points_from(CalibratedModel(profile(truth)), noise=0.02, seed=3))
     assert all(c >= 0 for c in fit.coefficients.values())
-    for term in ("step", "prefill_tokens", "prefill_attention_slots", "decode_kv_tokens"):
+    for term in ("step", "prefill_tokens", "prefill_attention_slots", "decode_attention_slots"):
         assert fit.coefficients[term] == pytest.approx(truth[term], rel=0.2), term
     assert fit.median_abs_error_pct < 3
 
@@ -123,15 +123,27 @@ coefficients = st.floats(min_value=0.0, max_value=1e-2, allow_nan=False, allow_i
 
 @settings(max_examples=200, deadline=None)
 @given(st.fixed_dictionaries({term: coefficients for term in TERMS}),
-       st.integers(1, 512), st.integers(0, 10**6), st.integers(1, 64))
-def test_decode_window_is_bit_identical_to_single_steps(coef, n, kv, steps):
+       st.integers(1, 512), st.integers(0, 10**6), st.integers(1, 64), st.booleans())
+def test_decode_window_is_bit_identical_to_single_steps(coef, n, kv, steps, longest_known):
     model = CalibratedModel(profile(coef))
     kv += n  # every decode attends to at least its own token
-    window = model.decode_window(n, kv, steps)
-    singles = [model.step_time(BatchShape(num_decodes=n, decode_kv_sum=kv + i * n, num_sampled=n))
+    longest = -(-kv // n) + 7 if longest_known else 0
+    window = model.decode_window(n, kv, steps, longest)
+    singles = [model.step_time(BatchShape(num_decodes=n, decode_kv_sum=kv + i * n, num_sampled=n,
+                                          decode_kv_max=longest + i if longest else 0))
                for i in range(steps)]
     assert window.tolist() == singles
-    assert window[0] == model.decode_window(n, kv, 1)[0]
+    assert window[0] == model.decode_window(n, kv, 1, longest)[0]
+
+
+def test_decodes_of_unequal_length_pay_for_the_longest():
+    """The executor pads a step's decodes to the longest: 100 + 900 tokens cost as much as 900 + 900."""
+    model = CalibratedModel(profile())
+    equal = model.step_time(BatchShape(num_decodes=2, decode_kv_sum=1000, num_sampled=2, decode_kv_max=500))
+    unequal = model.step_time(BatchShape(num_decodes=2, decode_kv_sum=1000, num_sampled=2, decode_kv_max=900))
+    padded = model.step_time(BatchShape(num_decodes=2, decode_kv_sum=1800, num_sampled=2, decode_kv_max=900))
+    assert unequal == pytest.approx(equal + 2 * 400 * TRUE["decode_attention_slots"])
+    assert unequal == padded
 
 
 def test_breakdown_sums_to_step_time_and_names_every_term():

@@ -85,7 +85,7 @@ def test_step_log_marks_the_idle_time_before_each_busy_spell(runner):
                   busy_poll_s=10.0)
     steps = [entry for out in outputs for entry in out.steps]
     assert len(steps) == 4 + 3
-    idle = [entry[6] for entry in steps]
+    idle = [entry[7] for entry in steps]
     assert idle[0] > 0 and idle[4] > 0  # the first step of each request
     assert idle[1:4] == [0.0] * 3 and idle[5:] == [0.0] * 2
-    assert all(entry[5] > 0 for entry in steps)
+    assert all(entry[6] > 0 for entry in steps)

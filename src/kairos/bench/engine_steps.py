@@ -3,8 +3,9 @@
 `kairos bench` writes it when the server is `kairos serve` (from GET /kairos/steps):
 one JSON object per engine step, as the server logs it: `prefill_new` and
 `prefill_ctx` (one entry per prefill chunk), `num_decodes`, `decode_kv_sum`,
-`num_sampled`, `seconds` (the engine loop's time for the step) and `idle_s`
-(how long the engine sat idle before it). `kairos validate` predicts each of
+`num_sampled`, `decode_kv_max` (the decodes' longest KV length), `seconds`
+(the engine loop's time for the step) and `idle_s` (how long the engine sat
+idle before it). `kairos validate` predicts each of
 these steps with its step-time model and reports the error beside the latency
 errors: where the steps themselves ran slower or faster than the model says,
 the twin's TPOT is off by as much, whatever its scheduling gets right.
@@ -26,7 +27,7 @@ from kairos.workload.tracefile import parse_jsonl
 STEPS_FILE = "engine_steps.jsonl"
 STEPS_PATH = "/kairos/steps"  # where `kairos serve` exposes its step log
 STEP_KEYS: tuple[str, ...] = ("prefill_new", "prefill_ctx", "num_decodes", "decode_kv_sum", "num_sampled",
-                              "seconds", "idle_s")
+                              "decode_kv_max", "seconds", "idle_s")
 
 
 def step_point(obj: Any, where: str) -> MeasuredPoint:
@@ -42,16 +43,17 @@ def step_point(obj: Any, where: str) -> MeasuredPoint:
     if len(chunks[0]) != len(chunks[1]):
         raise KairosError(f"{where}: 'prefill_new' and 'prefill_ctx' must have the same length")
     counts = []
-    for key in ("num_decodes", "decode_kv_sum", "num_sampled"):
-        if not _is_count(obj.get(key)):
-            raise KairosError(f"{where}: '{key}' must be an integer >= 0, got {obj.get(key)!r}")
-        counts.append(obj[key])
+    for key in ("num_decodes", "decode_kv_sum", "num_sampled", "decode_kv_max"):
+        value = obj.get(key, 0 if key == "decode_kv_max" else None)  # logs before it had no decode_kv_max
+        if not _is_count(value):
+            raise KairosError(f"{where}: '{key}' must be an integer >= 0, got {value!r}")
+        counts.append(value)
     seconds, idle = obj.get("seconds"), obj.get("idle_s", 0.0)
     if not _is_number(seconds) or seconds <= 0:
         raise KairosError(f"{where}: 'seconds' must be a number > 0, got {seconds!r}")
     if not _is_number(idle) or idle < 0:
         raise KairosError(f"{where}: 'idle_s' must be a number >= 0, got {idle!r}")
-    shape = BatchShape(chunks[0], chunks[1], counts[0], counts[1], counts[2])
+    shape = BatchShape(chunks[0], chunks[1], *counts)
     return MeasuredPoint("served", shape, float(seconds), (float(seconds),), float(idle))
 
 

@@ -89,7 +89,7 @@ def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:
 
 # What one unit of each term counts, for the coefficient table.
 TERM_UNITS = {"step": "step", "prefill_tokens": "prefill token", "prefill_attention_slots": "padded query-key pair",
-              "prefill_chunks": "prefill chunk", "decodes": "decode", "decode_kv_tokens": "KV token read",
+              "prefill_chunks": "prefill chunk", "decodes": "decode", "decode_attention_slots": "padded decode KV slot",
               "sampled": "sampled token", "mixed": "mixed step", "idle_wake": "first step after a long idle gap"}
 
 

@@ -181,16 +181,18 @@ def _batch_shape(scheduled: list[tuple[Request, int]]) -> BatchShape:
     prefill_ctx: list[int] = []
     num_decodes = 0
     kv_sum = 0
+    kv_max = 0
     sampled = 0
     for req, n in scheduled:
         computed = req.num_computed
         if n == 1 and computed == req.num_tokens - 1 and req.num_output > 0:
             num_decodes += 1
             kv_sum += computed + 1
+            kv_max = max(kv_max, computed + 1)
             sampled += 1
         else:
             prefill_new.append(n)
             prefill_ctx.append(computed)
             if computed + n == req.num_tokens:
                 sampled += 1
-    return BatchShape(tuple(prefill_new), tuple(prefill_ctx), num_decodes, kv_sum, sampled)
+    return BatchShape(tuple(prefill_new), tuple(prefill_ctx), num_decodes, kv_sum, sampled, kv_max)

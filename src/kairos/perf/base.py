@@ -17,7 +17,9 @@ class BatchShape:
     Each of the `num_decodes` decode requests computes one token; `decode_kv_sum`
     is the sum over them of the KV length the token attends to (including itself).
     `num_sampled` is how many requests sample a token this step (decodes plus
-    prefills whose last chunk this is).
+    prefills whose last chunk this is). `decode_kv_max` is the longest of the
+    decodes' KV lengths (0: not known), what an executor that pads its decodes
+    to one length attends to for each of them.
     """
 
     prefill_new: tuple[int, ...] = ()
@@ -25,6 +27,7 @@ class BatchShape:
     num_decodes: int = 0
     decode_kv_sum: int = 0
     num_sampled: int = 0
+    decode_kv_max: int = 0
 
     @property
     def num_tokens(self) -> int:
@@ -34,9 +37,9 @@ class BatchShape:
 class StepTimeModel(Protocol):
     """Predicts the wall time in seconds of engine steps.
 
-    `decode_window(n, kv_sum, k)` returns the durations of k consecutive
+    `decode_window(n, kv_sum, k, kv_max)` returns the durations of k consecutive
     pure-decode steps of n requests where step i (0-based) has decode_kv_sum =
-    kv_sum + i * n. The engine uses it for every pure-decode step, a single one
+    kv_sum + i * n and decode_kv_max = kv_max + i (kv_max 0: not known). The engine uses it for every pure-decode step, a single one
     included, so that the many-steps-at-once fast path is bit-identical to
     stepping one iteration at a time. `step_time` is used for steps that carry
     prefill work. `idle_penalty(idle_s)` is what the first step after `idle_s`
@@ -47,7 +50,8 @@ class StepTimeModel(Protocol):
 
     def step_time(self, shape: BatchShape) -> float: ...
 
-    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray: ...
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int = 0
+                      ) -> np.ndarray: ...
 
     def idle_penalty(self, idle_s: float) -> float: ...
 
@@ -85,8 +89,12 @@ class ComposedStepModel:
             t += self._decode_attention(shape.num_decodes, shape.decode_kv_sum)
         return t
 
-    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
-        """Seconds for each of `steps` pure-decode steps; step i attends to kv_sum + i * n tokens."""
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int = 0
+                      ) -> np.ndarray:
+        """Seconds for each of `steps` pure-decode steps; step i attends to kv_sum + i * n tokens.
+
+        GPU kernels read each request's own KV length: the longest one does not matter here.
+        """
         base = self._base_time(num_decodes, num_decodes)
         kv_sums = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.float64)
         return base + self._decode_attention_many(num_decodes, kv_sums)

@@ -36,16 +36,19 @@ SCHEMA = "kairos.calibration/v1"
 #     37 % and overpredicted one-chunk steps beside decodes by 10-36 %.
 #   prefill_chunks: prefill requests in the step (per-request metadata, attention batches)
 #   decodes: decode requests (per-request projections, metadata, bookkeeping)
-#   decode_kv_tokens: KV tokens the decodes attend to (gathering and reading the cache)
+#   decode_attention_slots: KV slots the executor gathers and attends to for the decodes:
+#     it pads them to the longest one, so decodes x longest KV length (`decode_slots`).
+#     Summed lengths underpredicted served steps of 2-4 decodes of unequal lengths by
+#     4-33 %, while calibration phases (equal prompts) showed no such error.
 #   sampled: requests that sample a token (lm_head row, sampler, output handling)
 #   mixed: 1 when decodes and prefill chunks share the step (two attention batches, not one)
 #   idle_wake: for the first step after the engine sat idle, how cold its caches have
 #     gone (see `idle_wake`); 0 for every step of a busy spell. Not a property of the
 #     batch: the simulator adds it through CalibratedModel.idle_penalty.
 TERMS: tuple[str, ...] = ("step", "prefill_tokens", "prefill_attention_slots", "prefill_chunks", "decodes",
-                          "decode_kv_tokens", "sampled", "mixed", "idle_wake")
-# Terms of profiles from earlier versions, which summed attention pairs instead.
-RETIRED_TERMS = ("prefill_context_pairs", "prefill_self_pairs")
+                          "decode_attention_slots", "sampled", "mixed", "idle_wake")
+# Terms of profiles from earlier versions, which summed attention pairs and KV lengths instead.
+RETIRED_TERMS = ("prefill_context_pairs", "prefill_self_pairs", "decode_kv_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +71,22 @@ class AttentionLayout:
         return prefill_attention_slots(shape.prefill_new, shape.prefill_ctx, self.block_size, self.min_split_slots)
 
 
+def decode_slots(shape: BatchShape) -> int:
+    """KV slots of the decodes padded to the longest (their summed lengths where that is not known).
+
+    Not rounded up to whole blocks as the executor gathers them: kept linear in the
+    step, so that a window of decode steps is predicted exactly as step by step.
+    """
+    return shape.num_decodes * shape.decode_kv_max if shape.decode_kv_max else shape.decode_kv_sum
+
+
 def term_values(shape: BatchShape, wake: float = 0.0, layout: AttentionLayout = AttentionLayout()
                 ) -> tuple[float, ...]:
     """The value of every term of TERMS for one step (`wake`: its idle_wake value)."""
     new = shape.prefill_new
     mixed = 1.0 if new and shape.num_decodes else 0.0
     return (1.0, float(sum(new)), float(layout.prefill_slots(shape)), float(len(new)), float(shape.num_decodes),
-            float(shape.decode_kv_sum), float(shape.num_sampled), mixed, wake)
+            float(decode_slots(shape)), float(shape.num_sampled), mixed, wake)
 
 
 def idle_wake(idle_s: float, time_constant_s: float) -> float:
@@ -111,14 +123,15 @@ class MeasuredPoint:
         s = self.shape
         return {"kind": self.kind, "prefill_new": list(s.prefill_new), "prefill_ctx": list(s.prefill_ctx),
                 "num_decodes": s.num_decodes, "decode_kv_sum": s.decode_kv_sum,
-                "num_sampled": s.num_sampled, "time_s": self.time_s, "times_s": list(self.times_s),
-                "idle_s": self.idle_s}
+                "num_sampled": s.num_sampled, "decode_kv_max": s.decode_kv_max, "time_s": self.time_s,
+                "times_s": list(self.times_s), "idle_s": self.idle_s}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MeasuredPoint:
         shape = BatchShape(tuple(int(n) for n in data["prefill_new"]),
                            tuple(int(c) for c in data["prefill_ctx"]),
-                           int(data["num_decodes"]), int(data["decode_kv_sum"]), int(data["num_sampled"]))
+                           int(data["num_decodes"]), int(data["decode_kv_sum"]), int(data["num_sampled"]),
+                           int(data.get("decode_kv_max", 0)))
         return cls(str(data["kind"]), shape, float(data["time_s"]), tuple(float(t) for t in data["times_s"]),
                    float(data.get("idle_s", 0.0)))
 
@@ -323,7 +336,7 @@ class CalibratedModel:
         self.coefficients: tuple[float, ...] = tuple(coef.get(term, 0.0) for term in TERMS)
         # Seconds per unit of each term, unpacked once: step_time runs for every simulated step.
         (self._per_step, self._per_prefill_token, self._per_attention_slot, self._per_chunk, self._per_decode,
-         self._per_kv_token, self._per_sampled, self._per_mixed_step, self._per_idle_wake) = self.coefficients
+         self._per_decode_slot, self._per_sampled, self._per_mixed_step, self._per_idle_wake) = self.coefficients
         self.layout = AttentionLayout.of_engine(profile.get("engine") or {})
         self.idle_time_constant_s = float(profile.get("idle_time_constant_s", 0.0))
 
@@ -338,7 +351,7 @@ class CalibratedModel:
     def step_time(self, shape: BatchShape) -> float:
         """Seconds for one step of any shape; decode-only steps agree bit for bit with decode_window."""
         # The decode part is written exactly as decode_window's elementwise expression.
-        t = (self._per_step + self._per_decode * shape.num_decodes + self._per_kv_token * shape.decode_kv_sum
+        t = (self._per_step + self._per_decode * shape.num_decodes + self._per_decode_slot * decode_slots(shape)
              + self._per_sampled * shape.num_sampled)
         new = shape.prefill_new
         if new:
@@ -348,10 +361,13 @@ class CalibratedModel:
                 t += self._per_mixed_step
         return t
 
-    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
-        """Seconds for each of `steps` pure-decode steps; step i attends to kv_sum + i * n tokens."""
-        kv_sums = decode_kv_sum + num_decodes * np.arange(steps, dtype=np.float64)
-        return (self._per_step + self._per_decode * num_decodes + self._per_kv_token * kv_sums
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int = 0
+                      ) -> np.ndarray:
+        """Seconds for each of `steps` pure-decode steps; in step i every decode's KV is one longer."""
+        grown = np.arange(steps, dtype=np.float64)
+        # decode_slots of step i, as exact integers in float64.
+        slots = num_decodes * (decode_kv_max + grown) if decode_kv_max else decode_kv_sum + num_decodes * grown
+        return (self._per_step + self._per_decode * num_decodes + self._per_decode_slot * slots
                 + self._per_sampled * num_decodes)
 
     def idle_penalty(self, idle_s: float) -> float:

@@ -50,9 +50,10 @@ class WithOverheads:
     def step_time(self, shape: BatchShape) -> float:
         return self.inner.step_time(shape) + self._host_time(shape)
 
-    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int = 0
+                      ) -> np.ndarray:
         host = self.overheads.decode_step_s + self.overheads.per_request_s * num_decodes
-        return self.inner.decode_window(num_decodes, decode_kv_sum, steps) + host
+        return self.inner.decode_window(num_decodes, decode_kv_sum, steps, decode_kv_max) + host
 
     def idle_penalty(self, idle_s: float) -> float:
         return self.inner.idle_penalty(idle_s)

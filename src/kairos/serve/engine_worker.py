@@ -136,9 +136,9 @@ class IterationStats:
     finished: list[FinishedRequest] = field(default_factory=list)
 
 
-# One step-log entry: prefill_new, prefill_ctx, num_decodes, decode_kv_sum, num_sampled, seconds,
-# and idle_s: how long the engine sat idle before the step (0 inside a busy spell).
-StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, float, float]
+# One step-log entry: prefill_new, prefill_ctx, num_decodes, decode_kv_sum, num_sampled, decode_kv_max,
+# seconds, and idle_s: how long the engine sat idle before the step (0 inside a busy spell).
+StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, int, float, float]
 
 
 @dataclass(slots=True)
@@ -275,7 +275,7 @@ class EngineWorker:
     def _log_step(self, seconds: float, idle_s: float) -> None:
         s = self.runner.last_shape
         self._out.steps.append((s.prefill_new, s.prefill_ctx, s.num_decodes, s.decode_kv_sum, s.num_sampled,
-                                seconds, idle_s))
+                                s.decode_kv_max, seconds, idle_s))
 
     def _handle(self, command: object) -> None:
         if isinstance(command, Abort):

@@ -40,5 +40,5 @@ class StepLog:
             entries = list(self._entries)[skip:]
             end = self._next
         return end, [{"prefill_new": list(new), "prefill_ctx": list(ctx), "num_decodes": decodes,
-                      "decode_kv_sum": kv_sum, "num_sampled": sampled, "seconds": seconds, "idle_s": idle}
-                     for new, ctx, decodes, kv_sum, sampled, seconds, idle in entries]
+                      "decode_kv_sum": kv_sum, "num_sampled": sampled, "decode_kv_max": kv_max, "seconds": seconds, "idle_s": idle}
+                     for new, ctx, decodes, kv_sum, sampled, kv_max, seconds, idle in entries]

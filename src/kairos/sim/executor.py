@@ -22,7 +22,7 @@ class SimExecutor:
         if not shape.prefill_new:
             # Pure decode goes through decode_window even for one step so that it is
             # bit-identical to the same step inside a multi-step window.
-            return float(self.model.decode_window(shape.num_decodes, shape.decode_kv_sum, 1)[0])
+            return float(self.model.decode_window(shape.num_decodes, shape.decode_kv_sum, 1, shape.decode_kv_max)[0])
         return self.model.step_time(shape)
 
     def idle_penalty(self, idle_s: float) -> float:
@@ -31,4 +31,4 @@ class SimExecutor:
 
     def decode_durations(self, out: SchedulerOutput, steps: int) -> np.ndarray:
         shape = out.shape
-        return self.model.decode_window(shape.num_decodes, shape.decode_kv_sum, steps)
+        return self.model.decode_window(shape.num_decodes, shape.decode_kv_sum, steps, shape.decode_kv_max)
