@@ -5,10 +5,10 @@ one JSON object per engine step, as the server logs it: `prefill_new` and
 `prefill_ctx` (one entry per prefill chunk), `num_decodes`, `decode_kv_sum`,
 `num_sampled`, `decode_kv_max` (the decodes' longest KV length), `seconds`
 (the engine loop's time for the step) and `idle_s` (how long the engine sat
-idle before it). `kairos validate` predicts each of
-these steps with its step-time model and reports the error beside the latency
-errors: where the steps themselves ran slower or faster than the model says,
-the twin's TPOT is off by as much, whatever its scheduling gets right.
+idle before it). `kairos validate` predicts each of these steps with its
+step-time model and reports the error beside the latency errors: where the
+steps themselves ran slower or faster than the model says, the twin's TPOT
+is off by about as much, whatever its scheduling gets right.
 """
 
 from __future__ import annotations
