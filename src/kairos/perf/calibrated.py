@@ -49,6 +49,7 @@ TERMS: tuple[str, ...] = ("step", "prefill_tokens", "prefill_attention_slots", "
                           "decode_attention_slots", "sampled", "mixed", "idle_wake")
 # Terms of profiles from earlier versions, which summed attention pairs and KV lengths instead.
 RETIRED_TERMS = ("prefill_context_pairs", "prefill_self_pairs", "decode_kv_tokens")
+WAKE_COLUMN = TERMS.index("idle_wake")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +75,10 @@ class AttentionLayout:
 def decode_slots(shape: BatchShape) -> int:
     """KV slots of the decodes padded to the longest (their summed lengths where that is not known).
 
-    Not rounded up to whole blocks as the executor gathers them: kept linear in the
-    step, so that a window of decode steps is predicted exactly as step by step.
+    Neither rounded up to whole blocks as the executor gathers them nor cut into the
+    runs the executor splits very unequal lengths into (a shape holds only the longest):
+    kept linear in the step, so that a window of decode steps is predicted exactly as
+    step by step.
     """
     return shape.num_decodes * shape.decode_kv_max if shape.decode_kv_max else shape.decode_kv_sum
 
@@ -185,9 +188,12 @@ def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: boo
     if not (y > 0).all():
         raise KairosError("measured step times must be positive")
     weight = 1.0 / y if relative else np.ones_like(y)
+    # Only the idle_wake column depends on the time constant: build the rest once.
+    base = np.array([term_values(p.shape, 0.0, layout) for p in points], dtype=np.float64)
     best: tuple[float, float, np.ndarray, np.ndarray] | None = None
     for tau in IDLE_TIME_CONSTANTS_S if any(p.idle_s > 0 for p in points) else (0.0,):
-        x = np.array([term_values(p.shape, idle_wake(p.idle_s, tau), layout) for p in points], dtype=np.float64)
+        x = base.copy()
+        x[:, WAKE_COLUMN] = [idle_wake(p.idle_s, tau) for p in points]
         coef = solve(x, y)
         residual = float(np.linalg.norm((x @ coef - y) * weight))
         if best is None or residual < best[0]:
