@@ -24,7 +24,7 @@ LOGGED = [
     {"prefill_new": [], "prefill_ctx": [], "num_decodes": 2, "decode_kv_sum": 400, "num_sampled": 2,
      "decode_kv_max": 300, "seconds": 0.001, "idle_s": 0.0},
     {"prefill_new": [], "prefill_ctx": [], "num_decodes": 2, "decode_kv_sum": 402, "num_sampled": 2,
-     "seconds": 0.001, "idle_s": 0.0},
+     "seconds": 0.001, "idle_s": 0.0, "reference_s": 0.0012},
 ]
 META = {"schema_version": 1, "model": "llama-3.1-8b", "engine_kwargs": {"max_num_seqs": 8},
         "kv_cache": {"block_size": 16}, "hardware": {"device_name": "NVIDIA GeForce RTX 4090"}}
@@ -39,6 +39,8 @@ def test_round_trip_keeps_shapes_times_and_idle_gaps(tmp_path):
     assert [s.time_s for s in steps] == [0.004, 0.003, 0.001, 0.001] and steps[0].idle_s == 1.5
     # A log written before decode_kv_max was logged reads as "longest not known".
     assert steps[3].shape.decode_kv_max == 0
+    # The reference step's reading where the server timed it, else 0 (not measured).
+    assert [s.reference_s for s in steps] == [0.0, 0.0, 0.0, 0.0012]
 
 
 def test_no_steps_leaves_no_stale_file(tmp_path):
@@ -53,6 +55,7 @@ def test_no_steps_leaves_no_stale_file(tmp_path):
     ({"prefill_ctx": "0"}, "'prefill_ctx' must be a list of integers >= 0"),
     ({"seconds": 0}, "'seconds' must be a number > 0"),
     ({"idle_s": -1.0}, "'idle_s' must be a number >= 0"),
+    ({"reference_s": "fast"}, "'reference_s' must be a number >= 0"),
 ])
 def test_malformed_step_names_file_and_line(tmp_path, change, message):
     lines = [json.dumps(LOGGED[1]), json.dumps({**LOGGED[0], **change})]

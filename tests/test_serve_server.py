@@ -427,3 +427,26 @@ def test_bench_records_every_engine_step_of_the_run(client, capsys, tmp_path):
     assert sum(step.shape.num_sampled for step in run.steps) == sum(r.output_tokens for r in run.completed)
     assert sum(sum(step.shape.prefill_new) for step in run.steps) <= sum(r.input_tokens for r in run.completed)
     assert run.steps[0].idle_s > 0 and all(step.time_s > 0 for step in run.steps)
+
+
+def test_calibration_and_bench_carry_the_machine_speed(tiny, capsys, tmp_path):
+    from cli_helpers import kairos
+
+    from kairos.bench import load_measured_run
+
+    with serve("thread", tiny, busy_poll_s=0.05, reference_every_s=0.005) as c:
+        code, _, err = kairos(capsys, "calibrate", "--url", str(c.base_url), "--quick",
+                              "-o", str(tmp_path / "profile.json"))
+        assert code == 0, err
+        code, _, err = kairos(capsys, "bench", "--url", str(c.base_url), "--num-requests", "5", "--rate", "50",
+                              "--vocab-size", "512", "-q", "-o", str(tmp_path / "run"))
+        assert code == 0, err
+    speed = json.loads((tmp_path / "profile.json").read_text())["machine_speed"]
+    assert speed["reference_step_s"] > 0 and speed["latency_phase_factor"] > 0
+    assert 0 < speed["steps_with_reading"] <= 1
+    steps = load_measured_run(tmp_path / "run").steps
+    assert steps and all(step.reference_s > 0 for step in steps)  # the engine idled before the run
+    code, out, err = kairos(capsys, "validate", "--against", str(tmp_path / "run"), "--perf",
+                            f"calibrated:{tmp_path / 'profile.json'}")
+    assert code == 0, err
+    assert "machine speed: reference step" in out and "step times scaled by" in out

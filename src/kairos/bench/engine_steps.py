@@ -4,8 +4,9 @@
 one JSON object per engine step, as the server logs it: `prefill_new` and
 `prefill_ctx` (one entry per prefill chunk), `num_decodes`, `decode_kv_sum`,
 `num_sampled`, `decode_kv_max` (the decodes' longest KV length), `seconds`
-(the engine loop's time for the step) and `idle_s` (how long the engine sat
-idle before it). `kairos validate` predicts each of these steps with its
+(the engine loop's time for the step), `idle_s` (how long the engine sat
+idle before it) and `reference_s` (the server's reference step then: the
+machine's speed; 0 where the server does not time it). `kairos validate` predicts each of these steps with its
 step-time model and reports the error beside the latency errors: where the
 steps themselves ran slower or faster than the model says, the twin's TPOT
 is off by about as much, whatever its scheduling gets right.
@@ -27,7 +28,7 @@ from kairos.workload.tracefile import parse_jsonl
 STEPS_FILE = "engine_steps.jsonl"
 STEPS_PATH = "/kairos/steps"  # where `kairos serve` exposes its step log
 STEP_KEYS: tuple[str, ...] = ("prefill_new", "prefill_ctx", "num_decodes", "decode_kv_sum", "num_sampled",
-                              "decode_kv_max", "seconds", "idle_s")
+                              "decode_kv_max", "seconds", "idle_s", "reference_s")
 
 
 def step_point(obj: Any, where: str) -> MeasuredPoint:
@@ -48,13 +49,16 @@ def step_point(obj: Any, where: str) -> MeasuredPoint:
         if not _is_count(value):
             raise KairosError(f"{where}: '{key}' must be an integer >= 0, got {value!r}")
         counts.append(value)
-    seconds, idle = obj.get("seconds"), obj.get("idle_s", 0.0)
+    seconds = obj.get("seconds")
     if not _is_number(seconds) or seconds <= 0:
         raise KairosError(f"{where}: 'seconds' must be a number > 0, got {seconds!r}")
-    if not _is_number(idle) or idle < 0:
-        raise KairosError(f"{where}: 'idle_s' must be a number >= 0, got {idle!r}")
+    for key in ("idle_s", "reference_s"):  # both optional: older logs have neither
+        value = obj.get(key, 0.0)
+        if not _is_number(value) or value < 0:
+            raise KairosError(f"{where}: '{key}' must be a number >= 0, got {value!r}")
     shape = BatchShape(chunks[0], chunks[1], *counts)
-    return MeasuredPoint("served", shape, float(seconds), (float(seconds),), float(idle))
+    return MeasuredPoint("served", shape, float(seconds), (float(seconds),), float(obj.get("idle_s", 0.0)),
+                         float(obj.get("reference_s", 0.0)))
 
 
 def write_engine_steps(run_dir: str | Path, steps: Sequence[dict[str, Any]]) -> Path | None:

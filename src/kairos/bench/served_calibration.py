@@ -34,7 +34,8 @@ from kairos.bench.latency_fit import LatencySample, fit_request_latency
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
 from kairos.errors import KairosError
-from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, fit_step_time
+from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
+from kairos.perf.machine_speed import SPEED_KEY, at_speed, reference_time
 from kairos.workload import RequestSpec
 
 ENGINE_PATH = "/kairos/engine"
@@ -89,15 +90,16 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
     asyncio.run(_drive(base_url, facts, warmup, rng, timeout_s, report(0)))
     first = int(_get(base_url, STEPS_PATH)["next"])
     asyncio.run(_drive(base_url, facts, timed, rng, timeout_s, report(len(warmup))))
-    logged = _get(base_url, f"{STEPS_PATH}?since={first}")["steps"]
-    points = [step_point(step, f"{base_url}{STEPS_PATH}, step {first + i}") for i, step in enumerate(logged)]
+    points = _logged_since(base_url, first)
     if len(points) < len(TERMS):
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     engine = {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
                                               "num_gpu_blocks", "attention_min_split_slots")}
     fit = fit_step_time(points, relative=False, layout=AttentionLayout.of_engine(engine))
+    latency_first = int(_get(base_url, STEPS_PATH)["next"])
     samples, http_latency = asyncio.run(_latency_samples(base_url, facts, rng, timeout_s,
                                                          LATENCY_REQUESTS // 3 if quick else LATENCY_REQUESTS))
+    latency_points = _logged_since(base_url, latency_first)
     if progress is not None:
         progress(total, total)
     profile = {
@@ -125,7 +127,18 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         "request_latency_s": 0.0,
         "points": [p.to_dict() for p in points],
     }
-    profile["request_latency_s"] = fit_request_latency(profile, facts, samples)
+    reference_s, coverage = reference_time(points)
+    latency_profile = profile
+    if reference_s > 0:  # the server times a reference step (kairos serve --reference-step-ms)
+        profile[SPEED_KEY] = {"reference_step_s": reference_s, "steps_with_reading": coverage}
+        # The latency phase's steps ran at its own speed: replay it at that speed, so that
+        # the front-end latency does not absorb the machine's swing.
+        latency_reference, _ = reference_time(latency_points)
+        if latency_reference > 0:
+            factor = latency_reference / reference_s
+            profile[SPEED_KEY]["latency_phase_factor"] = factor
+            latency_profile = at_speed(profile, factor)
+    profile["request_latency_s"] = fit_request_latency(latency_profile, facts, samples)
     return profile
 
 
@@ -226,6 +239,12 @@ def _body(facts: dict[str, Any], prompt: list[int], output: int) -> dict[str, An
     and usage in every chunk times the first token even when its text is empty."""
     return completion_body(RequestSpec("calibration", 0.0, len(prompt), output), facts["model"], prompt,
                            exact_lengths=True)
+
+
+def _logged_since(base_url: str, first: int) -> list[MeasuredPoint]:
+    """The server's logged steps from number `first` on."""
+    logged = _get(base_url, f"{STEPS_PATH}?since={first}")["steps"]
+    return [step_point(step, f"{base_url}{STEPS_PATH}, step {first + i}") for i, step in enumerate(logged)]
 
 
 def _get(base_url: str, path: str) -> dict[str, Any]:

@@ -28,16 +28,19 @@ def validate(
     model: Annotated[Optional[str], typer.Option(help="Model of the run; default: meta.json's model.")] = None,
     perf: Annotated[str, typer.Option(help="Step-time model: auto, roofline, kernels or calibrated:PROFILE.")] = "auto",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {VALIDATION_FILE} here.")] = None,
+    machine_speed: Annotated[bool, typer.Option("--machine-speed/--no-machine-speed", help="Scale a calibrated profile to the machine's speed during the run, where the server timed its reference step (kairos serve --reference-step-ms) at calibration and in the run.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
 ) -> None:
     """Compare a simulated replay of a measured run with what was measured (TTFT, TPOT, E2E)."""
     run = load_measured_run(against)
     scenario = replay_scenario(run, gpu=gpu, model=model, perf=perf)
     with LazyProgress("replaying", err, enabled=not quiet) as progress:
-        result = validate_run(run, scenario, progress=progress)
+        result = validate_run(run, scenario, progress=progress, machine_speed=machine_speed)
     if not quiet:
         out.print(f"[bold]{result['model']}[/] on {result['gpu']}, perf {result['perf']}, "
                   f"{result['kv_blocks']:,} KV blocks, {result['num_requests']} requests")
+        if "machine_speed" in result:
+            out.print(speed_line(result["machine_speed"]), markup=False)
         out.print(validation_table(result))
         if "engine_steps" in result:
             out.print(steps_table(result["engine_steps"]))
@@ -46,6 +49,13 @@ def validate(
         path = output / VALIDATION_FILE
         path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
         out.print(f"wrote {path}", markup=False)
+
+
+def speed_line(speed: dict) -> str:
+    """How fast the machine ran during the run against at calibration, and what was done about it."""
+    verdict = "step times scaled by" if speed["applied"] else "not applied (--no-machine-speed), factor"
+    return (f"machine speed: reference step {speed['run_reference_s'] * 1e3:.3f} ms in the run, "
+            f"{speed['calibration_reference_s'] * 1e3:.3f} ms at calibration: {verdict} {speed['factor']:.3f}")
 
 
 def validation_table(result: dict) -> Table:

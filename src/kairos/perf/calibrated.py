@@ -113,7 +113,8 @@ def idle_wake(idle_s: float, time_constant_s: float) -> float:
 class MeasuredPoint:
     """One grid point: its step shape and the median of its repeated step times.
 
-    `idle_s`: how long the engine sat idle right before the step (0 inside a busy spell).
+    `idle_s`: how long the engine sat idle right before the step (0 inside a busy spell);
+    `reference_s`: the server's reference step then, the machine's speed (0: not measured).
     """
 
     kind: str  # "prefill", "decode", "mixed" or "served"
@@ -121,13 +122,14 @@ class MeasuredPoint:
     time_s: float
     times_s: tuple[float, ...]
     idle_s: float = 0.0
+    reference_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         s = self.shape
         return {"kind": self.kind, "prefill_new": list(s.prefill_new), "prefill_ctx": list(s.prefill_ctx),
                 "num_decodes": s.num_decodes, "decode_kv_sum": s.decode_kv_sum,
                 "num_sampled": s.num_sampled, "decode_kv_max": s.decode_kv_max, "time_s": self.time_s,
-                "times_s": list(self.times_s), "idle_s": self.idle_s}
+                "times_s": list(self.times_s), "idle_s": self.idle_s, "reference_s": self.reference_s}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MeasuredPoint:
@@ -136,7 +138,7 @@ class MeasuredPoint:
                            int(data["num_decodes"]), int(data["decode_kv_sum"]), int(data["num_sampled"]),
                            int(data.get("decode_kv_max", 0)))
         return cls(str(data["kind"]), shape, float(data["time_s"]), tuple(float(t) for t in data["times_s"]),
-                   float(data.get("idle_s", 0.0)))
+                   float(data.get("idle_s", 0.0)), float(data.get("reference_s", 0.0)))
 
 
 # ---- fitting --------------------------------------------------------------------------
@@ -307,6 +309,13 @@ def check_profile(data: Any, source: str = "calibration profile") -> None:
     tau = data.get("idle_time_constant_s", 0.0)
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
         raise KairosError(f"{source}: 'idle_time_constant_s' must be a finite number >= 0, got {tau!r}")
+    speed = data.get("machine_speed")
+    if speed is not None:
+        reference = speed.get("reference_step_s") if isinstance(speed, dict) else None
+        if isinstance(reference, bool) or not isinstance(reference, (int, float)) or not math.isfinite(reference) \
+                or reference <= 0:
+            raise KairosError(f"{source}: machine_speed.reference_step_s must be a finite number > 0, "
+                              f"got {reference!r}")
     engine = data.get("engine", {})
     if not isinstance(engine, dict):
         raise KairosError(f"{source}: 'engine' must be an object")

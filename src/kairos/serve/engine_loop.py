@@ -214,9 +214,9 @@ class ThreadedEngine(EngineLoop):
     """The worker on a thread of this process: the handlers and the engine share the interpreter lock."""
 
     def __init__(self, runner: EngineRunner, max_waiting: int = 1024, observer: EngineObserver | None = None,
-                 busy_poll_s: float = 0.0) -> None:
+                 busy_poll_s: float = 0.0, reference_every_s: float = 0.0) -> None:
         super().__init__(observer)
-        self.worker = EngineWorker(runner, max_waiting, busy_poll_s)
+        self.worker = EngineWorker(runner, max_waiting, busy_poll_s, reference_every_s)
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 

@@ -38,6 +38,7 @@ class EngineSpec:
     max_waiting: int = 1024
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     busy_poll_s: float = 0.0  # how long an idle engine polls for work before it sleeps
+    reference_every_s: float = 0.0  # how often an idle engine times the reference step (0: never)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _engine_main(commands: Connection, outputs: Connection, spec: EngineSpec) ->
     gc.freeze()
     try:
         outputs.send(EngineReady(runner.kv.num_blocks, torch.get_num_threads()))
-        EngineWorker(runner, spec.max_waiting, spec.busy_poll_s).serve(_PipeCommands(commands), outputs.send)
+        EngineWorker(runner, spec.max_waiting, spec.busy_poll_s, spec.reference_every_s).serve(_PipeCommands(commands), outputs.send)
     except OSError:  # the server is gone: nobody to report to
         pass
 

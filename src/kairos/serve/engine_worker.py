@@ -19,6 +19,7 @@ from typing import Protocol
 
 from kairos.engine import Request, RequestStatus
 from kairos.errors import KairosError
+from kairos.serve.reference_step import ReferenceClock, ReferenceStep
 from kairos.serve.runner import EngineRunner
 from kairos.serve.sampler import SamplingParams
 
@@ -137,8 +138,9 @@ class IterationStats:
 
 
 # One step-log entry: prefill_new, prefill_ctx, num_decodes, decode_kv_sum, num_sampled, decode_kv_max,
-# seconds, and idle_s: how long the engine sat idle before the step (0 inside a busy spell).
-StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, int, float, float]
+# seconds, idle_s: how long the engine sat idle before the step (0 inside a busy spell), and
+# reference_s: the reference step's latest reading, the machine's speed (0: not measured).
+StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, int, float, float, float]
 
 
 @dataclass(slots=True)
@@ -190,12 +192,17 @@ class EngineWorker:
     worker polls for commands for `busy_poll_s` before it blocks: a CPU that sleeps
     takes time to wake, and on virtual machines it may come back slower for a
     while (a tiny model's steps were up to twice as long after every idle gap).
+    With `reference_every_s` > 0 it times the reference step (the machine's speed,
+    kairos.serve.reference_step) at most that often, only while idle: requests
+    never wait for it, unless one arrives while it runs (a few milliseconds).
     """
 
-    def __init__(self, runner: EngineRunner, max_waiting: int = 1024, busy_poll_s: float = 0.0) -> None:
+    def __init__(self, runner: EngineRunner, max_waiting: int = 1024, busy_poll_s: float = 0.0,
+                 reference_every_s: float = 0.0) -> None:
         self.runner = runner
         self.max_waiting = max_waiting
         self.busy_poll_s = busy_poll_s
+        self.reference = ReferenceClock(ReferenceStep(runner), reference_every_s) if reference_every_s > 0 else None
         self._live: dict[str, _Live] = {}
         self._out = EngineOutput()
         self._stats = IterationStats()
@@ -261,10 +268,14 @@ class EngineWorker:
 
     def _next_when_idle(self, commands: CommandSource) -> object:
         deadline = time.perf_counter() + self.busy_poll_s
-        while time.perf_counter() < deadline:
+        while True:
             command = commands.get_nowait()
             if command is not None:
                 return command
+            if self.reference is not None:
+                self.reference.maybe_measure(time.perf_counter())
+            if time.perf_counter() >= deadline:
+                break
         return commands.get()
 
     def _emit(self, emit: Callable[[EngineOutput], None]) -> None:
@@ -274,8 +285,9 @@ class EngineWorker:
 
     def _log_step(self, seconds: float, idle_s: float) -> None:
         s = self.runner.last_shape
+        reference_s = self.reference.reading_s if self.reference is not None else 0.0
         self._out.steps.append((s.prefill_new, s.prefill_ctx, s.num_decodes, s.decode_kv_sum, s.num_sampled,
-                                s.decode_kv_max, seconds, idle_s))
+                                s.decode_kv_max, seconds, idle_s, reference_s))
 
     def _handle(self, command: object) -> None:
         if isinstance(command, Abort):

@@ -25,7 +25,7 @@ class TorchExecutor:
         self.kv_pool = kv_pool
         self.sampler = sampler
         self.device = kv_pool.device
-        self._queries_per_kv = model.config.num_heads // model.config.num_kv_heads
+        self.queries_per_kv = model.config.num_heads // model.config.num_kv_heads
         # Context slots an attention batch split must save (kairos.engine.attention_groups).
         self.min_split_slots = min_split_slots(self.device, model.config.num_kv_heads, model.config.head_dim,
                                                 kv_pool.dtype)
@@ -49,7 +49,7 @@ class TorchExecutor:
             if start + n == req.num_tokens:
                 sample_rows.append(len(ids) - 1)
                 sample_uids.append(req.uid)
-        meta = build_attention_metadata(starts, lens, tables, self.kv.block_size, self._queries_per_kv,
+        meta = build_attention_metadata(starts, lens, tables, self.kv.block_size, self.queries_per_kv,
                                         self.device, self.min_split_slots)
         with torch.inference_mode():
             input_ids = torch.tensor(ids, dtype=torch.long).to(self.device)

@@ -58,6 +58,7 @@ class ServeConfig:
     engine_process: bool = True
     threads: int | None = None  # torch intra-op threads of the engine (None: torch's default)
     busy_poll_s: float = 0.0  # how long an idle engine polls for work before it sleeps
+    reference_every_s: float = 0.0  # how often an idle engine times the reference step (0: never)
     # Waiting requests beyond this are refused with 429.
     max_waiting: int = 1024
     host: str = "127.0.0.1"
@@ -141,7 +142,8 @@ def start_engine(config: ServeConfig, loaded: LoadedModel | None) -> tuple[Engin
     if config.engine_process and loaded is None:
         info: ModelInfo = describe_model(config.model, check_device(config.device))
         engine = ProcessEngine(EngineSpec(config.model, config.device, config.seed, runner_config,
-                                          config.max_waiting, config.threads, config.busy_poll_s))
+                                          config.max_waiting, config.threads, config.busy_poll_s,
+                                          config.reference_every_s))
         return engine, info, engine_facts(config, info, "process", engine.ready.num_blocks,
                                           engine.ready.torch_threads)
     if loaded is None:
@@ -149,7 +151,8 @@ def start_engine(config: ServeConfig, loaded: LoadedModel | None) -> tuple[Engin
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     runner = EngineRunner(loaded, runner_config)
-    return (ThreadedEngine(runner, config.max_waiting, busy_poll_s=config.busy_poll_s), loaded,
+    return (ThreadedEngine(runner, config.max_waiting, busy_poll_s=config.busy_poll_s,
+                           reference_every_s=config.reference_every_s), loaded,
             engine_facts(config, loaded, "thread", runner.kv.num_blocks, torch.get_num_threads()))
 
 

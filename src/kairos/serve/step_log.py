@@ -1,4 +1,4 @@
-"""A serving engine's step log: every step's batch shape, the loop time it took and the idle time before it.
+"""A serving engine's step log: every step's batch shape, loop time, idle time before it and the machine's speed.
 
 `kairos calibrate --url` reads it (GET /kairos/steps) to fit a step-time profile
 of the engine as it serves: the time of a step here is the engine loop's, from
@@ -40,5 +40,6 @@ class StepLog:
             entries = list(self._entries)[skip:]
             end = self._next
         return end, [{"prefill_new": list(new), "prefill_ctx": list(ctx), "num_decodes": decodes,
-                      "decode_kv_sum": kv_sum, "num_sampled": sampled, "decode_kv_max": kv_max, "seconds": seconds, "idle_s": idle}
-                     for new, ctx, decodes, kv_sum, sampled, kv_max, seconds, idle in entries]
+                      "decode_kv_sum": kv_sum, "num_sampled": sampled, "decode_kv_max": kv_max, "seconds": seconds,
+                      "idle_s": idle, "reference_s": reference}
+                     for new, ctx, decodes, kv_sum, sampled, kv_max, seconds, idle, reference in entries]

@@ -8,7 +8,9 @@ from typing import Any
 from kairos.bench.run_format import MeasuredRun
 from kairos.errors import KairosError
 from kairos.hardware import gpu_name_for_device
-from kairos.perf.registry import is_calibrated
+from kairos.perf.calibrated import CalibratedModel
+from kairos.perf.machine_speed import at_speed, speed_factor
+from kairos.perf.registry import is_calibrated, load_calibrated
 from kairos.metrics import RequestRecord
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
@@ -60,14 +62,23 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
     return validate_scenario(data, f"{run.path}/meta.json")
 
 
-def validate_run(run: MeasuredRun, scenario: Scenario,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+def validate_run(run: MeasuredRun, scenario: Scenario, progress: Callable[[int, int], None] | None = None,
+                 machine_speed: bool = True) -> dict:
     """Simulate the run's requests under `scenario` and compare with what was measured.
 
     Where the run holds the engine's steps, `engine_steps` says how well the
-    step-time model predicts them.
+    step-time model predicts them. Where both the run's steps and a calibrated
+    profile carry reference-step readings (kairos.perf.machine_speed),
+    `machine_speed` says how much slower than at calibration the machine ran,
+    and with `machine_speed` the profile is scaled to that speed first.
     """
-    deployment = resolve_deployment(scenario)
+    calibrated = load_calibrated(scenario.perf.model)
+    speed = None
+    if calibrated is not None:
+        speed = speed_factor(calibrated.profile, run.steps)
+        if speed is not None and machine_speed:
+            calibrated = CalibratedModel(at_speed(calibrated.profile, speed["factor"]))
+    deployment = resolve_deployment(scenario, calibrated)
     sim = build_simulation(scenario, deployment, replay_specs(run), progress=progress)
     simulated: list[RequestRecord] = sim.run().records
     result = compare_runs(run, simulated)
@@ -77,4 +88,6 @@ def validate_run(run: MeasuredRun, scenario: Scenario,
     result["kv_blocks"] = deployment.kv_blocks
     if run.steps:
         result["engine_steps"] = step_time_errors(run.steps, deployment.perf.model)
+    if speed is not None:
+        result["machine_speed"] = {**speed, "applied": machine_speed}
     return result

@@ -1,0 +1,66 @@
+"""How fast the machine ran while steps were measured, from the server's reference step.
+
+`kairos serve --reference-step-ms` times one fixed decode step of its model now
+and then while idle and logs the latest reading with every step
+(kairos.serve.reference_step). The time-weighted mean reading over a set of
+steps is the machine's speed while they ran: a calibration profile records its
+own, and a measured run's over the profile's is the factor by which the
+machine ran slower (> 1) or faster (< 1) than at calibration.
+
+What the factor scales is the engine's host work: the fitted times per step,
+per prefill chunk, per decode and per sampled token (the interpreter and
+kernel-launch work the reference step is made of). The per-token and
+per-attention-slot times (the kernels' arithmetic) and the front-end latency
+(another process) stay as calibrated: in the benchmarks on a 2-core VM, slow
+spells slowed decode steps about twice as much as prefill steps, and left the
+clients' time to first token almost as it was (docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kairos.perf.calibrated import MeasuredPoint
+
+SPEED_KEY = "machine_speed"  # the profile's record: {"reference_step_s": ..., "steps_with_reading": ...}
+# The terms of host work, which run as much slower as the reference step does.
+HOST_TERMS = ("step", "prefill_chunks", "decodes", "sampled", "mixed", "idle_wake")
+
+
+def reference_time(points: Sequence[MeasuredPoint]) -> tuple[float, float]:
+    """(mean reference reading weighted by step time, share of the steps' time that had a reading).
+
+    (0.0, 0.0) when no step carries a reading.
+    """
+    timed = sum(p.time_s for p in points)
+    read = [p for p in points if p.reference_s > 0]
+    read_time = sum(p.time_s for p in read)
+    if not read or read_time <= 0 or timed <= 0:
+        return 0.0, 0.0
+    return sum(p.reference_s * p.time_s for p in read) / read_time, read_time / timed
+
+
+def profile_reference(profile: dict[str, Any]) -> float:
+    """The reference step time a profile was calibrated at (0.0: the server did not time one)."""
+    record = profile.get(SPEED_KEY) or {}
+    return float(record.get("reference_step_s", 0.0))
+
+
+def speed_factor(profile: dict[str, Any], steps: Sequence[MeasuredPoint]) -> dict[str, float] | None:
+    """How much slower than at calibration the machine ran `steps`, or None where either side has no reading."""
+    calibrated = profile_reference(profile)
+    measured, coverage = reference_time(steps)
+    if calibrated <= 0 or measured <= 0:
+        return None
+    return {"calibration_reference_s": calibrated, "run_reference_s": measured,
+            "steps_with_reading": coverage, "factor": measured / calibrated}
+
+
+def at_speed(profile: dict[str, Any], factor: float) -> dict[str, Any]:
+    """The profile on a machine whose reference step runs `factor` times slower: HOST_TERMS scaled."""
+    return {**profile,
+            "coefficients": {term: value * factor if term in HOST_TERMS else value
+                             for term, value in profile["coefficients"].items()},
+            SPEED_KEY: {**(profile.get(SPEED_KEY) or {}),
+                        "reference_step_s": profile_reference(profile) * factor}}

@@ -1,0 +1,89 @@
+"""The machine's speed while it serves: one fixed decode step of the served model, timed now and then.
+
+A shared virtual machine's speed swings by up to two times over seconds to
+minutes (other tenants, the sibling hardware thread), so step times measured at
+calibration and in a benchmark a minute later can differ by 20 % with nothing
+changed in the engine. The reference step measures that swing on the model the
+engine serves: the same weights and kernels, on a small KV pool of its own, so
+the engine's requests and cache are untouched. The step log carries its latest
+reading with every step; calibration fits step times at a reference speed, and
+`kairos validate` scales the model to the speed a measured run saw.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+
+import torch
+
+from kairos.serve.attention import build_attention_metadata
+from kairos.serve.kv_pool import allocate_kv_pool
+from kairos.serve.runner import EngineRunner
+
+# The reference batch: a few decodes of a moderate context, like a busy server's steps.
+REFERENCE_DECODES = 4
+REFERENCE_CONTEXT = 300
+# Readings kept for the median: one slow or fast reading does not move it.
+REFERENCE_WINDOW = 5
+
+
+class ReferenceStep:
+    """Times one fixed decode step (REFERENCE_DECODES decodes at REFERENCE_CONTEXT tokens) of the runner's model.
+
+    `measure` runs it twice and times the second run: the first brings the
+    model back into the caches that the engine's last step may have evicted,
+    so that the reading is the machine's speed, not what ran before.
+    """
+
+    def __init__(self, runner: EngineRunner) -> None:
+        executor = runner.executor
+        block_size = runner.kv.block_size
+        blocks_each = REFERENCE_CONTEXT // block_size + 1
+        self._model = executor.model
+        self._pool = allocate_kv_pool(runner.loaded.config, REFERENCE_DECODES * blocks_each, block_size,
+                                      runner.loaded.dtype, executor.device)
+        tables = [list(range(i * blocks_each, (i + 1) * blocks_each)) for i in range(REFERENCE_DECODES)]
+        self._metadata_args = ([REFERENCE_CONTEXT] * REFERENCE_DECODES, [1] * REFERENCE_DECODES, tables,
+                               block_size, executor.queries_per_kv, executor.device, executor.min_split_slots)
+        vocab = runner.loaded.config.vocab_size
+        self._input_ids = torch.arange(1, REFERENCE_DECODES + 1, dtype=torch.long).remainder(vocab)
+        self._device = executor.device
+
+    def _run(self) -> None:
+        # What a decode step does on the engine's side: metadata, forward pass, logits, a token each.
+        meta = build_attention_metadata(*self._metadata_args)
+        with torch.inference_mode():
+            hidden = self._model(self._input_ids.to(self._device), self._pool, meta)
+            self._model.logits(hidden).argmax(-1).tolist()
+
+    def measure(self) -> float:
+        """Seconds of one warm reference step."""
+        self._run()
+        start = time.perf_counter()
+        self._run()
+        return time.perf_counter() - start
+
+
+class ReferenceClock:
+    """Measures the reference step at most every `interval_s` and keeps the median of the latest readings."""
+
+    def __init__(self, step: ReferenceStep, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"the reference step interval must be > 0, got {interval_s}")
+        self.step = step
+        self.interval_s = interval_s
+        self._readings: deque[float] = deque(maxlen=REFERENCE_WINDOW)
+        self._due = 0.0
+        self.reading_s = 0.0  # 0 until the first measurement
+
+    def maybe_measure(self, now: float) -> float:
+        """Measure if due at `now` (time.perf_counter()); returns the seconds this call took."""
+        if now < self._due:
+            return 0.0
+        self._readings.append(self.step.measure())
+        self.reading_s = statistics.median(self._readings)
+        done = time.perf_counter()
+        self._due = done + self.interval_s
+        return done - now

@@ -1,0 +1,96 @@
+"""The reference step: the machine's speed, timed on the served model without touching the engine's state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from kairos.serve import EngineRunner, RunnerConfig, load_model  # noqa: E402
+from kairos.serve.engine_worker import Add, EngineOutput, EngineWorker, GenerationRequest, Stop  # noqa: E402
+from kairos.serve.reference_step import REFERENCE_WINDOW, ReferenceClock, ReferenceStep  # noqa: E402
+from kairos.serve.sampler import GREEDY  # noqa: E402
+
+PROMPT = list(range(10, 60))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny")
+
+
+def runner_of(tiny) -> EngineRunner:
+    return EngineRunner(tiny, RunnerConfig(num_blocks=64))
+
+
+def test_reference_step_leaves_the_engine_and_its_outputs_untouched(tiny):
+    runner = runner_of(tiny)
+    expected = runner.generate([PROMPT], max_tokens=8)
+    pool, free = runner.executor.kv_pool.clone(), runner.kv.num_free_blocks
+    step = ReferenceStep(runner)
+    assert step.measure() > 0
+    assert torch.equal(runner.executor.kv_pool, pool) and runner.kv.num_free_blocks == free
+    assert runner.generate([PROMPT], max_tokens=8) == expected
+
+
+class Scripted:
+    """A reference step whose readings are given."""
+
+    def __init__(self, readings: list[float]) -> None:
+        self.readings = iter(readings)
+
+    def measure(self) -> float:
+        return next(self.readings)
+
+
+def test_clock_measures_when_due_and_keeps_the_median_of_its_latest_readings():
+    clock = ReferenceClock(Scripted([5.0, 1.0, 2.0, 9.0, 9.0, 9.0, 9.0]), interval_s=60.0)
+    assert clock.reading_s == 0.0
+    clock.maybe_measure(time.perf_counter())
+    assert clock.reading_s == 5.0
+    assert clock.maybe_measure(time.perf_counter()) == 0.0 and clock.reading_s == 5.0  # not due for a minute
+    later = time.perf_counter() + 3600.0
+    for expected in (3.0, 2.0, 3.5, 5.0):
+        clock.maybe_measure(later)
+        later += 3600.0
+        assert clock.reading_s == expected
+    clock.maybe_measure(later)  # the first reading (5.0) leaves the window of REFERENCE_WINDOW
+    assert REFERENCE_WINDOW == 5 and clock.reading_s == 9.0
+    with pytest.raises(ValueError, match="interval must be > 0"):
+        ReferenceClock(Scripted([]), 0.0)
+
+
+class AfterAWhile:
+    """Commands for a worker: one request, released `delay_s` after start, then Stop."""
+
+    def __init__(self, request: GenerationRequest, delay_s: float) -> None:
+        self.request, self.release_at = request, time.perf_counter() + delay_s
+        self.sent = False
+
+    def get_nowait(self) -> object | None:
+        if not self.sent and time.perf_counter() >= self.release_at:
+            self.sent = True
+            return Add(self.request)
+        return None
+
+    def get(self) -> object:
+        while (command := self.get_nowait()) is None and not self.sent:
+            time.sleep(0.001)
+        return command or Stop()
+
+
+@pytest.mark.parametrize("every_s", [0.0, 0.002])
+def test_worker_times_the_reference_while_idle_and_logs_it_with_every_step(tiny, every_s):
+    worker = EngineWorker(runner_of(tiny), busy_poll_s=0.05, reference_every_s=every_s)
+    outputs: list[EngineOutput] = []
+    request = GenerationRequest("r", tuple(PROMPT), GREEDY, max_tokens=6)
+    worker.serve(AfterAWhile(request, delay_s=0.03), outputs.append)
+    steps = [step for output in outputs for step in output.steps]
+    assert sum(step[4] for step in steps) == 6  # every token sampled in a logged step
+    readings = [step[8] for step in steps]
+    if every_s:  # the engine idled 30 ms before the request: readings from its first step on
+        assert all(reading > 0 for reading in readings)
+    else:
+        assert readings == [0.0] * len(steps)
