@@ -6,10 +6,11 @@ one JSON object per engine step, as the server logs it: `prefill_new` and
 `num_sampled`, `decode_kv_max` (the decodes' longest KV length), `seconds`
 (the engine loop's time for the step), `idle_s` (how long the engine sat
 idle before it) and `reference_s` (the server's reference step then: the
-machine's speed; 0 where the server does not time it). `kairos validate` predicts each of these steps with its
-step-time model and reports the error beside the latency errors: where the
-steps themselves ran slower or faster than the model says, the twin's TPOT
-is off by about as much, whatever its scheduling gets right.
+machine's speed; 0 where the server does not time it). `kairos validate`
+predicts each of these steps with its step-time model and reports the error
+beside the latency errors: where the steps themselves ran slower or faster
+than the model says, the twin's TPOT is off by about as much, whatever its
+scheduling gets right.
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def _engine_main(commands: Connection, outputs: Connection, spec: EngineSpec) ->
     gc.freeze()
     try:
         outputs.send(EngineReady(runner.kv.num_blocks, torch.get_num_threads()))
-        EngineWorker(runner, spec.max_waiting, spec.busy_poll_s, spec.reference_every_s).serve(_PipeCommands(commands), outputs.send)
+        worker = EngineWorker(runner, spec.max_waiting, spec.busy_poll_s, spec.reference_every_s)
+        worker.serve(_PipeCommands(commands), outputs.send)
     except OSError:  # the server is gone: nobody to report to
         pass
 
