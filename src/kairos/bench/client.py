@@ -22,6 +22,8 @@ from kairos.bench.stream import SSELines, StreamError, StreamResult, one_line, s
 from kairos.errors import KairosError
 
 PROBE_TIMEOUT_S = 10.0
+# Seconds a client keeps an idle connection open (below uvicorn's default keep-alive of 5 s).
+KEEPALIVE_S = 4.0
 
 
 def normalize_url(url: str) -> str:
@@ -89,7 +91,9 @@ class CompletionClient:
     async def __aenter__(self) -> Self:
         # An open-loop benchmark must not queue requests on the client side (aiohttp
         # caps a session at 100 connections by default), so the cap is the user's.
-        connector = aiohttp.TCPConnector(limit=self._max_connections or 0)
+        # Idle connections are dropped before uvicorn's 5-second keep-alive (vLLM's, Kairos')
+        # closes them: reusing one the server is closing fails the request ("Server disconnected").
+        connector = aiohttp.TCPConnector(limit=self._max_connections or 0, keepalive_timeout=KEEPALIVE_S)
         # Each request's whole time is bounded by asyncio.timeout in stream().
         self._session = aiohttp.ClientSession(headers=self._headers, connector=connector,
                                               timeout=aiohttp.ClientTimeout(total=None))

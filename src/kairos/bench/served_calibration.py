@@ -55,9 +55,9 @@ class Phase:
 def calibration_phases(max_seqs: int, max_len: int, quick: bool = False) -> list[Phase]:
     """The grid of loads: batch sizes up to max_num_seqs, prompts up to the context length."""
     sizes = [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256) if n <= max_seqs] or [1]
-    prompts = [p for p in (32, 256, 1024) if p + 64 <= max_len] or [max(1, max_len // 2)]
+    prompts = [p for p in (32, 256, 512, 1024) if p + 64 <= max_len] or [max(1, max_len // 2)]
     if quick:
-        sizes, prompts = sizes[::3], prompts[::2]
+        sizes, prompts = sizes[::3], prompts[::3]
     phases = []
     for n in sizes:
         for prompt in prompts:
