@@ -18,8 +18,8 @@ rm -rf "$OUT/run"
 # The reference step, timed every 100 ms while idle, tells `kairos validate` how much slower
 # or faster this shared VM ran during the benchmark than during calibration.
 MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \
-    kairos serve --model tiny --threads 1 --busy-poll-ms 1000 --reference-step-ms 100 --port "$PORT" --max-num-seqs 64 \
-    --max-num-batched-tokens 512 --num-blocks 4096 > "$OUT/serve.log" 2>&1 &
+    kairos serve --model tiny --threads 1 --busy-poll-ms 1000 --reference-step-ms 100 --port "$PORT" \
+    --max-num-seqs 64 --max-num-batched-tokens 512 --num-blocks 4096 > "$OUT/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 150); do curl -sf "$URL/health" > /dev/null && break; sleep 0.2; done

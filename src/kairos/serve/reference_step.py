@@ -6,8 +6,9 @@ calibration and in a benchmark a minute later can differ by 20 % with nothing
 changed in the engine. The reference step measures that swing on the model the
 engine serves: the same weights and kernels, on a small KV pool of its own, so
 the engine's requests and cache are untouched. The step log carries its latest
-reading with every step; calibration fits step times at a reference speed, and
-`kairos validate` scales the model to the speed a measured run saw.
+reading with every step; a calibration profile records the reading its steps
+ran at, and `kairos validate` scales the profile to the speed a measured run
+saw (kairos.perf.machine_speed).
 """
 
 from __future__ import annotations
@@ -48,14 +49,13 @@ class ReferenceStep:
         self._metadata_args = ([REFERENCE_CONTEXT] * REFERENCE_DECODES, [1] * REFERENCE_DECODES, tables,
                                block_size, executor.queries_per_kv, executor.device, executor.min_split_slots)
         vocab = runner.loaded.config.vocab_size
-        self._input_ids = torch.arange(1, REFERENCE_DECODES + 1, dtype=torch.long).remainder(vocab)
-        self._device = executor.device
+        self._input_ids = torch.arange(1, REFERENCE_DECODES + 1, dtype=torch.long).remainder(vocab).to(executor.device)
 
     def _run(self) -> None:
         # What a decode step does on the engine's side: metadata, forward pass, logits, a token each.
         meta = build_attention_metadata(*self._metadata_args)
         with torch.inference_mode():
-            hidden = self._model(self._input_ids.to(self._device), self._pool, meta)
+            hidden = self._model(self._input_ids, self._pool, meta)
             self._model.logits(hidden).argmax(-1).tolist()
 
     def measure(self) -> float:
@@ -78,12 +78,10 @@ class ReferenceClock:
         self._due = 0.0
         self.reading_s = 0.0  # 0 until the first measurement
 
-    def maybe_measure(self, now: float) -> float:
-        """Measure if due at `now` (time.perf_counter()); returns the seconds this call took."""
+    def maybe_measure(self, now: float) -> None:
+        """Measure if due at `now` (time.perf_counter())."""
         if now < self._due:
-            return 0.0
+            return
         self._readings.append(self.step.measure())
         self.reading_s = statistics.median(self._readings)
-        done = time.perf_counter()
-        self._due = done + self.interval_s
-        return done - now
+        self._due = time.perf_counter() + self.interval_s
