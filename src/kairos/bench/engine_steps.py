@@ -16,18 +16,19 @@ scheduling gets right.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import MeasuredPoint
+from kairos.perf.calibrated import MeasuredPoint, finite_number
 from kairos.workload.tracefile import parse_jsonl
 
 STEPS_FILE = "engine_steps.jsonl"
 STEPS_PATH = "/kairos/steps"  # where `kairos serve` exposes its step log
+# The log past any step it will ever number: its answer holds the next number and no entries.
+STEPS_COUNT_PATH = f"{STEPS_PATH}?since={2**62}"
 STEP_KEYS: tuple[str, ...] = ("prefill_new", "prefill_ctx", "num_decodes", "decode_kv_sum", "num_sampled",
                               "decode_kv_max", "seconds", "idle_s", "reference_s")
 
@@ -51,11 +52,11 @@ def step_point(obj: Any, where: str) -> MeasuredPoint:
             raise KairosError(f"{where}: '{key}' must be an integer >= 0, got {value!r}")
         counts.append(value)
     seconds = obj.get("seconds")
-    if not _is_number(seconds) or seconds <= 0:
+    if not finite_number(seconds) or seconds <= 0:
         raise KairosError(f"{where}: 'seconds' must be a number > 0, got {seconds!r}")
     for key in ("idle_s", "reference_s"):  # both optional: older logs have neither
         value = obj.get(key, 0.0)
-        if not _is_number(value) or value < 0:
+        if not finite_number(value) or value < 0:
             raise KairosError(f"{where}: '{key}' must be a number >= 0, got {value!r}")
     shape = BatchShape(chunks[0], chunks[1], *counts)
     return MeasuredPoint("served", shape, float(seconds), (float(seconds),), float(obj.get("idle_s", 0.0)),
@@ -86,7 +87,3 @@ def read_engine_steps(path: Path) -> list[MeasuredPoint]:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

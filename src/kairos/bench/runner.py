@@ -16,7 +16,7 @@ from kairos.bench.client import (
     normalize_url,
     raise_open_file_limit,
 )
-from kairos.bench.engine_steps import STEPS_FILE, STEPS_PATH, write_engine_steps
+from kairos.bench.engine_steps import STEPS_COUNT_PATH, STEPS_FILE, STEPS_PATH, write_engine_steps
 from kairos.bench.loadgen import LoadRun, generate_load
 from kairos.bench.prompts import DEFAULT_VOCAB_SIZE, PromptBuilder, PromptFormat
 from kairos.bench.results import (
@@ -162,7 +162,7 @@ async def _send_all(specs: list[RequestSpec], options: BenchOptions, base_url: s
 
 async def _steps_logged(client: CompletionClient) -> int | None:
     """How many steps the server's step log has numbered so far (None: it keeps no log)."""
-    log = await client.get_json(f"{STEPS_PATH}?since={2**62}")
+    log = await client.get_json(STEPS_COUNT_PATH)
     count = log.get("next") if log is not None else None
     return count if isinstance(count, int) else None
 

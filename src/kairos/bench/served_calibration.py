@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from kairos.bench.client import CompletionClient
-from kairos.bench.engine_steps import STEPS_PATH, step_point
+from kairos.bench.engine_steps import STEPS_COUNT_PATH, STEPS_PATH, step_point
 from kairos.bench.latency_fit import LatencySample, fit_request_latency
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
@@ -88,7 +88,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         return None if progress is None else lambda done, _: progress(offset + done, total)
 
     asyncio.run(_drive(base_url, facts, warmup, rng, timeout_s, report(0)))
-    first = int(_get(base_url, STEPS_PATH)["next"])
+    first = int(_get(base_url, STEPS_COUNT_PATH)["next"])
     asyncio.run(_drive(base_url, facts, timed, rng, timeout_s, report(len(warmup))))
     points = _logged_since(base_url, first)
     if len(points) < len(TERMS):
@@ -96,7 +96,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
     engine = {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
                                               "num_gpu_blocks", "attention_min_split_slots")}
     fit = fit_step_time(points, relative=False, layout=AttentionLayout.of_engine(engine))
-    latency_first = int(_get(base_url, STEPS_PATH)["next"])
+    latency_first = int(_get(base_url, STEPS_COUNT_PATH)["next"])
     samples, http_latency = asyncio.run(_latency_samples(base_url, facts, rng, timeout_s,
                                                          LATENCY_REQUESTS // 3 if quick else LATENCY_REQUESTS))
     latency_points = _logged_since(base_url, latency_first)

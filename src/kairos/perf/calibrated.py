@@ -304,16 +304,15 @@ def check_profile(data: Any, source: str = "calibration profile") -> None:
         raise KairosError(f"{source}: unknown term {unknown[0]!r} (known: {', '.join(TERMS)})")
     for term in data["terms"]:
         value = data["coefficients"].get(term)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if not finite_number(value) or value < 0:
             raise KairosError(f"{source}: coefficient of '{term}' must be a finite number >= 0, got {value!r}")
     tau = data.get("idle_time_constant_s", 0.0)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
+    if not finite_number(tau) or tau < 0:
         raise KairosError(f"{source}: 'idle_time_constant_s' must be a finite number >= 0, got {tau!r}")
     speed = data.get("machine_speed")
     if speed is not None:
         reference = speed.get("reference_step_s") if isinstance(speed, dict) else None
-        if isinstance(reference, bool) or not isinstance(reference, (int, float)) or not math.isfinite(reference) \
-                or reference <= 0:
+        if not finite_number(reference) or reference <= 0:
             raise KairosError(f"{source}: machine_speed.reference_step_s must be a finite number > 0, "
                               f"got {reference!r}")
     engine = data.get("engine", {})
@@ -323,6 +322,11 @@ def check_profile(data: Any, source: str = "calibration profile") -> None:
         value = engine.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
             raise KairosError(f"{source}: engine.{key} must be an integer >= {least}, got {value!r}")
+
+
+def finite_number(value: Any) -> bool:
+    """Whether a JSON value is a finite number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---- the model ------------------------------------------------------------------------
