@@ -66,8 +66,9 @@ def points_from(model: CalibratedModel, noise: float = 0.0, seed: int = 0) -> li
     return points
 
 
-def test_fit_recovers_known_coefficients():
-    fit = fit_step_time(points_from(CalibratedModel(profile())))
+@pytest.mark.parametrize("weight_power", [1.0, 0.5, 0.0])
+def test_fit_recovers_known_coefficients(weight_power):
+    fit = fit_step_time(points_from(CalibratedModel(profile())), weight_power=weight_power)
     for term in TERMS:
         assert fit.coefficients[term] == pytest.approx(TRUE[term], rel=1e-6), term
     assert fit.idle_time_constant_s == TRUE_TIME_CONSTANT_S
@@ -97,6 +98,22 @@ def test_fit_keeps_coefficients_non_negative_and_close_under_noise():
     for term in ("step", "prefill_tokens", "prefill_attention_slots", "decode_attention_slots"):
         assert fit.coefficients[term] == pytest.approx(truth[term], rel=0.2), term
     assert fit.median_abs_error_pct < 3
+
+
+def test_weight_power_sets_which_steps_the_fit_favours():
+    # One step-time constant fitted to short steps (1 ms) and long ones (10 ms): absolute error lets
+    # the long ones decide, relative error the many short ones, 0.5 sits between.
+    shape = BatchShape(num_decodes=1, decode_kv_sum=10, num_sampled=1)
+    times = [1e-3] * 10 + [10e-3]
+    points = [MeasuredPoint("decode", shape, t, (t,)) for t in times]
+    fitted = {power: fit_step_time(points, weight_power=power).coefficients for power in (0.0, 0.5, 1.0)}
+    # All points share one shape: whatever the coefficients, the fit sets one predicted time.
+    predicted = {power: CalibratedModel(profile(coef)).step_time(shape) for power, coef in fitted.items()}
+    # The mean weighted by time ** (-2 * power): the plain mean at 0, the harmonic mean at 0.5.
+    assert predicted[0.0] == pytest.approx(sum(times) / len(times))
+    assert predicted[0.5] == pytest.approx(len(times) / sum(1 / t for t in times))
+    assert predicted[1.0] == pytest.approx(sum(1 / t for t in times) / sum(1 / t ** 2 for t in times))
+    assert predicted[1.0] < predicted[0.5] < predicted[0.0]
 
 
 def test_fit_needs_enough_points():

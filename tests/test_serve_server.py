@@ -24,6 +24,7 @@ httpx = pytest.importorskip("httpx")
 
 from fastapi import FastAPI  # noqa: E402
 
+from kairos.errors import KairosError  # noqa: E402
 from kairos.serve import EngineRunner, RunnerConfig, load_model  # noqa: E402
 from kairos.serve.server import ServeConfig, build_app  # noqa: E402
 
@@ -257,6 +258,17 @@ def test_engine_facts(client, tiny):
     assert facts["enable_prefix_caching"] is True and facts["enable_chunked_prefill"] is True
     assert facts["policy"] == "fcfs" and facts["max_model_len"] == NUM_BLOCKS * 16
     assert facts["engine"] == client.mode and facts["torch_threads"] >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+def test_engine_process_runs_on_the_cpus_it_was_given(tiny):
+    cpu = min(os.sched_getaffinity(0))
+    with serve("process", tiny, engine_cpus=(cpu,)) as c:
+        assert c.get("/kairos/engine").json()["engine_cpus"] == [cpu]
+        assert os.sched_getaffinity(c.app.state.engine.pid) == {cpu}
+        assert c.post("/v1/completions", json={"model": "tiny", "prompt": "hi", "max_tokens": 3}).status_code == 200
+    with pytest.raises(KairosError, match="needs --engine-process"):
+        build_app(ServeConfig(model="tiny", engine_process=False, engine_cpus=(cpu,)), tiny)
 
 
 def test_metrics_use_vllm_names_and_move(client):

@@ -36,6 +36,7 @@ def serve(
     engine_process: Annotated[bool, typer.Option("--engine-process/--no-engine-process", help="Run the engine in a process of its own (as vLLM V1 does), so HTTP work never stalls a step; --no-engine-process runs it on a thread of the server.")] = True,
     threads: Annotated[int | None, typer.Option(min=1, help="Torch threads of the engine (default: torch's, usually one per core).")] = None,
     busy_poll_ms: Annotated[float, typer.Option(min=0, help="Milliseconds an idle engine keeps polling for work before it sleeps: steady step times (a sleeping CPU, above all a virtual one, wakes slow) for a core spent while idle.")] = 0.0,
+    engine_cpus: Annotated[str | None, typer.Option(help="Pin the engine process to these CPUs, e.g. 1 or 2-3 (Linux): the HTTP side and other programs then no longer preempt its steps; start the server under `taskset` to keep them off these CPUs.")] = None,
     reference_step_ms: Annotated[float, typer.Option(min=0, help="While idle, time a fixed reference step of the model at most this often (milliseconds; 0: never) and log it with every step: the machine's speed, which `kairos calibrate --url` and `kairos validate` correct for. Pair it with --busy-poll-ms.")] = 0.0,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (completions, chat, /metrics, /kairos/engine)."""
@@ -44,6 +45,7 @@ def serve(
     if policy not in POLICIES:
         raise unknown_name_error("scheduling policy", policy, POLICIES)
     try:
+        from kairos.serve.cpu_affinity import parse_cpu_list
         from kairos.serve.runner import RunnerConfig
         from kairos.serve.server import ServeConfig, run_server
     except ImportError as exc:
@@ -56,7 +58,8 @@ def serve(
     run_server(ServeConfig(model=model, served_model_name=served_model_name, device=device, seed=seed,
                            runner=runner, max_waiting=max_waiting, host=host, port=port,
                            engine_process=engine_process, threads=threads, busy_poll_s=busy_poll_ms / 1e3,
-                           reference_every_s=reference_step_ms / 1e3))
+                           reference_every_s=reference_step_ms / 1e3,
+                           engine_cpus=None if engine_cpus is None else parse_cpu_list(engine_cpus)))
 
 
 def parse_bytes(text: str) -> int:

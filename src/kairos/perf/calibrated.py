@@ -172,31 +172,33 @@ class StepTimeFit:
 IDLE_TIME_CONSTANTS_S: tuple[float, ...] = (0.5e-3, 1e-3, 2e-3, 3e-3, 5e-3, 8e-3, 13e-3, 20e-3, 50e-3)
 
 
-def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: bool = True,
+def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, weight_power: float = 1.0,
                   layout: AttentionLayout = AttentionLayout()) -> StepTimeFit:
-    """Non-negative least squares of step time on TERMS.
+    """Non-negative least squares of step time on TERMS, each step's error weighted by time ** -weight_power.
 
-    Relative error (the default) suits a designed grid: its steps range from a
-    millisecond to seconds, and an absolute fit would ignore the short decode
-    steps. Absolute error suits thousands of steps logged while serving: their
-    noise is one-sided (pauses, contention), a relative fit lands under the mean,
-    and an absolute one keeps the total time of the steps it fits.
+    1, relative error (the default), suits a designed grid: its steps range from
+    a millisecond to seconds, and an absolute fit would ignore the short decode
+    steps. Steps logged while serving need less: their noise is one-sided
+    (pauses, contention), so a relative fit lands under the mean, while 0,
+    absolute error, keeps the total time of the steps it fits but lets the
+    long steps of big batches decide the short ones a server mostly runs. 0.5
+    sits between: errors weighted as if their variance grew with the step's
+    duration, as a pause's chance to land in a step does.
     """
-    solve = _relative_nnls if relative else _absolute_nnls
     if len(points) < len(TERMS):
         raise KairosError(f"fitting {len(TERMS)} terms needs at least {len(TERMS)} measured points, "
                           f"got {len(points)}")
     y = np.array([p.time_s for p in points], dtype=np.float64)
     if not (y > 0).all():
         raise KairosError("measured step times must be positive")
-    weight = 1.0 / y if relative else np.ones_like(y)
+    weight = y ** -weight_power
     # Only the idle_wake column depends on the time constant: build the rest once.
     base = np.array([term_values(p.shape, 0.0, layout) for p in points], dtype=np.float64)
     best: tuple[float, float, np.ndarray, np.ndarray] | None = None
     for tau in IDLE_TIME_CONSTANTS_S if any(p.idle_s > 0 for p in points) else (0.0,):
         x = base.copy()
         x[:, WAKE_COLUMN] = [idle_wake(p.idle_s, tau) for p in points]
-        coef = solve(x, y)
+        coef = _weighted_nnls(x, y, weight)
         residual = float(np.linalg.norm((x @ coef - y) * weight))
         if best is None or residual < best[0]:
             best = (residual, tau, x, coef)
@@ -208,7 +210,7 @@ def fit_step_time(points: Sequence[MeasuredPoint], folds: int = 5, relative: boo
     fold_of = np.arange(len(y)) % folds
     for f in range(folds):
         test = fold_of == f
-        heldout_pred[test] = x[test] @ solve(x[~test], y[~test])
+        heldout_pred[test] = x[test] @ _weighted_nnls(x[~test], y[~test], weight[~test])
     heldout = _abs_error_pct(heldout_pred, y)
     return StepTimeFit(
         {term: float(c) for term, c in zip(TERMS, coef)},
@@ -221,20 +223,14 @@ def _abs_error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return np.abs(predicted - measured) / measured * 100.0
 
 
-def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """argmin ||(x c - y) / y|| over c >= 0, with columns scaled so that the terms' units do not matter."""
-    a = x / y[:, None]
+def _weighted_nnls(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """argmin ||(x c - y) * weight|| over c >= 0, with columns and target scaled to unit size first."""
+    a = x * weight[:, None]
+    b = y * weight
     scale = np.linalg.norm(a, axis=0)
     scale[scale == 0] = 1.0  # a term absent from every point keeps coefficient 0
-    return nnls(a / scale, np.ones_like(y)) / scale
-
-
-def _absolute_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """argmin ||x c - y|| over c >= 0, with columns and target scaled to unit size first."""
-    scale = np.linalg.norm(x, axis=0)
-    scale[scale == 0] = 1.0
-    unit = float(y.mean())
-    return nnls(x / scale, y / unit) / scale * unit
+    unit = float(np.abs(b).mean())
+    return nnls(a / scale, b / unit) / scale * unit
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:

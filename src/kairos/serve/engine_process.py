@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from kairos.errors import KairosError
+from kairos.serve.cpu_affinity import pin_to_cpus
 from kairos.serve.engine_loop import EngineLoop, EngineObserver
 from kairos.serve.engine_worker import Abort, Add, EngineOutput, EngineWorker, Stop
 from kairos.serve.runner import RunnerConfig
@@ -39,6 +40,7 @@ class EngineSpec:
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     busy_poll_s: float = 0.0  # how long an idle engine polls for work before it sleeps
     reference_every_s: float = 0.0  # how often an idle engine times the reference step (0: never)
+    cpus: tuple[int, ...] | None = None  # the CPUs the engine process may run on (None: any)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def _engine_main(commands: Connection, outputs: Connection, spec: EngineSpec) ->
     # Ctrl-C reaches the whole process group: the server decides when the engine stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        if spec.cpus is not None:  # before torch starts its threads, which inherit the mask
+            pin_to_cpus(spec.cpus)
         import torch
 
         from kairos.serve.loader import load_model
@@ -86,6 +90,9 @@ def _engine_main(commands: Connection, outputs: Connection, spec: EngineSpec) ->
         if spec.threads is not None:
             torch.set_num_threads(spec.threads)
         runner = EngineRunner(load_model(spec.model, spec.device, seed=spec.seed), spec.runner)
+    except KairosError as exc:
+        outputs.send(_StartupFailed(str(exc)))
+        return
     except Exception as exc:  # reported to the server, which fails its startup with this line
         outputs.send(_StartupFailed(f"the engine process could not start: {type(exc).__name__}: {exc}"))
         return
@@ -118,6 +125,11 @@ class ProcessEngine(EngineLoop):
         self._reader: threading.Thread | None = None
         self._stopping = False
         self.ready = self._await_ready(startup_timeout_s)
+
+    @property
+    def pid(self) -> int | None:
+        """The engine process's id."""
+        return self._process.pid
 
     def _await_ready(self, timeout_s: float) -> EngineReady:
         deadline = time.monotonic() + timeout_s

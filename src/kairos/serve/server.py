@@ -59,6 +59,7 @@ class ServeConfig:
     threads: int | None = None  # torch intra-op threads of the engine (None: torch's default)
     busy_poll_s: float = 0.0  # how long an idle engine polls for work before it sleeps
     reference_every_s: float = 0.0  # how often an idle engine times the reference step (0: never)
+    engine_cpus: tuple[int, ...] | None = None  # CPUs the engine process is pinned to (None: any)
     # Waiting requests beyond this are refused with 429.
     max_waiting: int = 1024
     host: str = "127.0.0.1"
@@ -143,9 +144,11 @@ def start_engine(config: ServeConfig, loaded: LoadedModel | None) -> tuple[Engin
         info: ModelInfo = describe_model(config.model, check_device(config.device))
         engine = ProcessEngine(EngineSpec(config.model, config.device, config.seed, runner_config,
                                           config.max_waiting, config.threads, config.busy_poll_s,
-                                          config.reference_every_s))
+                                          config.reference_every_s, config.engine_cpus))
         return engine, info, engine_facts(config, info, "process", engine.ready.num_blocks,
                                           engine.ready.torch_threads)
+    if config.engine_cpus is not None:
+        raise KairosError("--engine-cpus pins the engine process: it needs --engine-process")
     if loaded is None:
         loaded = load_model(config.model, check_device(config.device), seed=config.seed)
     if config.threads is not None:
@@ -178,6 +181,7 @@ def engine_facts(config: ServeConfig, info: ModelInfo, engine: str, num_blocks: 
         "max_waiting": config.max_waiting,
         "engine": engine,  # where the engine runs: "process" or "thread"
         "torch_threads": torch_threads,
+        "engine_cpus": None if config.engine_cpus is None else list(config.engine_cpus),
         # Padded attention batches split only when that saves this many context slots.
         "attention_min_split_slots": min_split_slots(info.device, info.config.num_kv_heads, info.config.head_dim,
                                                      info.dtype),
