@@ -39,9 +39,10 @@ from kairos.perf.machine_speed import SPEED_KEY, at_speed, reference_time
 from kairos.workload import RequestSpec
 
 ENGINE_PATH = "/kairos/engine"
-# Each logged step's error weighs time ** -0.5 in the fit (kairos.perf.calibrated.fit_step_time): an
-# absolute fit let the grid's big batches set the short steps a served load mostly runs, which it
-# then overpredicted by 3-4 % on a 2-core VM (docs/BENCHMARKS.md).
+# Each logged step's error weighs time ** -0.5 in the fit (kairos.perf.calibrated.fit_step_time). An
+# absolute fit let the grid's big batches set the short steps a served load mostly runs: on a 2-core
+# VM it overpredicted a benchmark's steps by 6.9 % on average over 9 runs, the same steps refitted
+# at 0.5 by 1.9 % (docs/BENCHMARKS.md).
 FIT_WEIGHT_POWER = 0.5
 
 
