@@ -4,9 +4,9 @@ On a small machine the engine shares its cores with the HTTP front-end and, in
 a benchmark, with the load generator. Wherever the scheduler puts them, they
 preempt the engine in the middle of steps, and step times then depend on the
 HTTP load. On a 2-core VM, with the engine pinned to one core and everything
-else to the other, the twin benchmark's mean TPOT had a median of 0.99 ms over
-21 runs (0.75-1.58), against 1.11 ms (0.78-2.01) over 11 runs unpinned, and the
-twin met its bar in 17 of the 21 against 8 of the 11 (docs/BENCHMARKS.md).
+else to the other, the twin benchmark's mean TPOT had a median of 1.04 ms over
+27 runs (0.75-1.58), against 1.11 ms (0.78-2.01) over 11 runs unpinned, and the
+twin met its bar in 21 of the 27 against 8 of the 11 (docs/BENCHMARKS.md).
 vLLM's CPU backend binds its threads the same way (VLLM_CPU_OMP_THREADS_BIND).
 """
 
