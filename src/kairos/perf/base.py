@@ -40,8 +40,9 @@ class StepTimeModel(Protocol):
     `decode_window(n, kv_sum, k, kv_max)` returns the durations of k consecutive
     pure-decode steps of n requests where step i (0-based) has decode_kv_sum =
     kv_sum + i * n and decode_kv_max = kv_max + i (kv_max 0: not known). The
-    engine uses it for every pure-decode step, a single one included, so that the many-steps-at-once fast path is bit-identical to
-    stepping one iteration at a time. `step_time` is used for steps that carry
+    engine uses it for every pure-decode step, a single one included, so that
+    the many-steps-at-once fast path is bit-identical to stepping one iteration
+    at a time. `step_time` is used for steps that carry
     prefill work. `idle_penalty(idle_s)` is what the first step after `idle_s`
     seconds of idleness takes beyond that (0 where a model does not know it).
     """
