@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 
 from kairos.serve import EngineRunner, RunnerConfig, load_model  # noqa: E402
 from kairos.serve.engine_worker import Add, EngineOutput, EngineWorker, GenerationRequest, Stop  # noqa: E402
-from kairos.serve.reference_step import REFERENCE_WINDOW, ReferenceClock, ReferenceStep  # noqa: E402
+from kairos.serve.reference_step import (BUSY_INTERVAL_FACTOR, REFERENCE_WINDOW, ReferenceClock,  # noqa: E402
+                                         ReferenceStep)
 from kairos.serve.sampler import GREEDY  # noqa: E402
 
 PROMPT = list(range(10, 60))
@@ -63,6 +64,16 @@ def test_clock_measures_when_due_and_keeps_the_median_of_its_latest_readings():
         ReferenceClock(Scripted([]), 0.0)
 
 
+def test_clock_measures_less_often_inside_a_busy_spell_and_says_how_long_it_took():
+    clock = ReferenceClock(Scripted([1.0, 2.0, 3.0]), interval_s=1.0)
+    assert clock.busy_interval_s == BUSY_INTERVAL_FACTOR * 1.0 == 3.0
+    assert clock.maybe_measure(time.perf_counter()) > 0.0  # the first reading is always due
+    soon = time.perf_counter() + 2.0  # past the idle interval, not the busy one
+    assert clock.maybe_measure(soon, busy=True) == 0.0 and clock.reading_s == 1.0
+    assert clock.maybe_measure(soon) > 0.0 and clock.reading_s == 1.5
+    assert clock.maybe_measure(time.perf_counter() + 3.5, busy=True) > 0.0 and clock.reading_s == 2.0
+
+
 class AfterAWhile:
     """Commands for a worker: one request, released `delay_s` after start, then Stop."""
 
@@ -95,3 +106,35 @@ def test_worker_times_the_reference_while_idle_and_logs_it_with_every_step(tiny,
         assert all(reading > 0 for reading in readings)
     else:
         assert readings == [0.0] * len(steps)
+
+
+class Counting:
+    """A reference step that takes 4 ms and reads 1 ms more each time it is measured."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def measure(self) -> float:
+        time.sleep(0.004)
+        self.count += 1
+        return self.count * 1e-3
+
+
+def test_worker_reads_the_reference_inside_busy_spells_too_and_keeps_it_out_of_the_steps_times(tiny):
+    runner = EngineRunner(tiny, RunnerConfig(num_blocks=64, ignore_eos=True))  # all 120 tokens
+    worker = EngineWorker(runner, busy_poll_s=0.02, reference_every_s=0.001)
+    worker.reference.step = counting = Counting()
+    outputs: list[EngineOutput] = []
+    request = GenerationRequest("r", tuple(PROMPT), GREEDY, max_tokens=120)
+    worker.serve(AfterAWhile(request, delay_s=0.01), outputs.append)
+    steps = [step for output in outputs for step in output.steps]
+    assert len(steps) == 120
+    starts = [step[9] for step in steps]
+    assert all(b > a for a, b in zip(starts, starts[1:]))
+    # A reading between two steps is in neither one's logged time: the gaps it leaves are its 4 ms.
+    gaps = [after - (start + step[6]) for start, step, after in zip(starts, steps, starts[1:])]
+    assert min(gaps) > -1e-9
+    busy_readings = sum(gap >= 0.004 for gap in gaps)
+    assert busy_readings >= 1 and counting.count > busy_readings  # and the idle engine read it first
+    readings = [step[8] for step in steps]
+    assert len(set(readings)) > 1

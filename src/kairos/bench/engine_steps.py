@@ -5,8 +5,9 @@ one JSON object per engine step, as the server logs it: `prefill_new` and
 `prefill_ctx` (one entry per prefill chunk), `num_decodes`, `decode_kv_sum`,
 `num_sampled`, `decode_kv_max` (the decodes' longest KV length), `seconds`
 (the engine loop's time for the step), `idle_s` (how long the engine sat
-idle before it) and `reference_s` (the server's reference step then: the
-machine's speed; 0 where the server does not time it). `kairos validate`
+idle before it), `reference_s` (the server's reference step then: the
+machine's speed; 0 where the server does not time it) and `start_s` (when
+the step started, on the monotonic clock of the requests' `*_ts` stamps). `kairos validate`
 predicts each of these steps with its step-time model and reports the error
 beside the latency errors: where the steps themselves ran slower or faster
 than the model says, the twin's TPOT is off by about as much, whatever its
@@ -30,7 +31,7 @@ STEPS_PATH = "/kairos/steps"  # where `kairos serve` exposes its step log
 # The log past any step it will ever number: its answer holds the next number and no entries.
 STEPS_COUNT_PATH = f"{STEPS_PATH}?since={2**62}"
 STEP_KEYS: tuple[str, ...] = ("prefill_new", "prefill_ctx", "num_decodes", "decode_kv_sum", "num_sampled",
-                              "decode_kv_max", "seconds", "idle_s", "reference_s")
+                              "decode_kv_max", "seconds", "idle_s", "reference_s", "start_s")
 
 
 def step_point(obj: Any, where: str) -> MeasuredPoint:
@@ -54,13 +55,13 @@ def step_point(obj: Any, where: str) -> MeasuredPoint:
     seconds = obj.get("seconds")
     if not finite_number(seconds) or seconds <= 0:
         raise KairosError(f"{where}: 'seconds' must be a number > 0, got {seconds!r}")
-    for key in ("idle_s", "reference_s"):  # both optional: older logs have neither
+    for key in ("idle_s", "reference_s", "start_s"):  # optional: older logs lack them
         value = obj.get(key, 0.0)
         if not finite_number(value) or value < 0:
             raise KairosError(f"{where}: '{key}' must be a number >= 0, got {value!r}")
     shape = BatchShape(chunks[0], chunks[1], *counts)
     return MeasuredPoint("served", shape, float(seconds), (float(seconds),), float(obj.get("idle_s", 0.0)),
-                         float(obj.get("reference_s", 0.0)))
+                         float(obj.get("reference_s", 0.0)), float(obj.get("start_s", 0.0)))
 
 
 def write_engine_steps(run_dir: str | Path, steps: Sequence[dict[str, Any]]) -> Path | None:

@@ -114,7 +114,9 @@ class MeasuredPoint:
     """One grid point: its step shape and the median of its repeated step times.
 
     `idle_s`: how long the engine sat idle right before the step (0 inside a busy spell);
-    `reference_s`: the server's reference step then, the machine's speed (0: not measured).
+    `reference_s`: the server's reference step then, the machine's speed (0: not measured);
+    `start_s`: when a served step started, on the server's monotonic clock (0: not logged;
+    profiles do not keep it).
     """
 
     kind: str  # "prefill", "decode", "mixed" or "served"
@@ -123,6 +125,7 @@ class MeasuredPoint:
     times_s: tuple[float, ...]
     idle_s: float = 0.0
     reference_s: float = 0.0
+    start_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         s = self.shape

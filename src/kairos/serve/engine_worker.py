@@ -139,8 +139,9 @@ class IterationStats:
 
 # One step-log entry: prefill_new, prefill_ctx, num_decodes, decode_kv_sum, num_sampled, decode_kv_max,
 # seconds, idle_s: how long the engine sat idle before the step (0 inside a busy spell), and
-# reference_s: the reference step's latest reading, the machine's speed (0: not measured).
-StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, int, float, float, float]
+# reference_s: the reference step's latest reading, the machine's speed (0: not measured), and
+# start_s: when the step started (time.perf_counter(), the clock `kairos bench` stamps requests with).
+StepEntry = tuple[tuple[int, ...], tuple[int, ...], int, int, int, int, float, float, float, float]
 
 
 @dataclass(slots=True)
@@ -193,8 +194,8 @@ class EngineWorker:
     takes time to wake, and on virtual machines it may come back slower for a
     while (a tiny model's steps were up to twice as long after every idle gap).
     With `reference_every_s` > 0 it times the reference step (the machine's speed,
-    kairos.serve.reference_step) at most that often, only while idle: requests
-    never wait for it, unless one arrives while it runs (a few milliseconds).
+    kairos.serve.reference_step) at most that often while idle, and less often
+    between two steps of a busy spell (the running requests wait for it then).
     """
 
     def __init__(self, runner: EngineRunner, max_waiting: int = 1024, busy_poll_s: float = 0.0,
@@ -237,7 +238,7 @@ class EngineWorker:
             # Wait for commands only when nothing is queued or running (busy polling first).
             if not runner.has_work():
                 if last is not None:
-                    self._log_step(last[1] - last[0], last[2])
+                    self._log_step(last[0], last[1] - last[0], last[2])
                     idle_since, last = last[1], None
                 self._emit(emit)
                 command = self._next_when_idle(commands)
@@ -251,9 +252,13 @@ class EngineWorker:
             # Acks go out before the step, so handlers answer while the engine computes.
             self._emit(emit)
             if runner.has_work():
+                # Inside a busy spell the reference step runs between two steps when due, out of their times.
+                spent = 0.0
+                if self.reference is not None and last is not None:
+                    spent = self.reference.maybe_measure(time.perf_counter(), busy=True)
                 start = time.perf_counter()
                 if last is not None:
-                    self._log_step(start - last[0], last[2])
+                    self._log_step(last[0], start - last[0] - spent, last[2])
                     idle = 0.0
                 else:
                     idle = start - idle_since
@@ -283,11 +288,11 @@ class EngineWorker:
             out, self._out = self._out, EngineOutput()
             emit(out)
 
-    def _log_step(self, seconds: float, idle_s: float) -> None:
+    def _log_step(self, start_s: float, seconds: float, idle_s: float) -> None:
         s = self.runner.last_shape
         reference_s = self.reference.reading_s if self.reference is not None else 0.0
         self._out.steps.append((s.prefill_new, s.prefill_ctx, s.num_decodes, s.decode_kv_sum, s.num_sampled,
-                                s.decode_kv_max, seconds, idle_s, reference_s))
+                                s.decode_kv_max, seconds, idle_s, reference_s, start_s))
 
     def _handle(self, command: object) -> None:
         if isinstance(command, Abort):

@@ -41,5 +41,5 @@ class StepLog:
             end = self._next
         return end, [{"prefill_new": list(new), "prefill_ctx": list(ctx), "num_decodes": decodes,
                       "decode_kv_sum": kv_sum, "num_sampled": sampled, "decode_kv_max": kv_max, "seconds": seconds,
-                      "idle_s": idle, "reference_s": reference}
-                     for new, ctx, decodes, kv_sum, sampled, kv_max, seconds, idle, reference in entries]
+                      "idle_s": idle, "reference_s": reference, "start_s": start}
+                     for new, ctx, decodes, kv_sum, sampled, kv_max, seconds, idle, reference, start in entries]
