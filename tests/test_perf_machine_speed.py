@@ -15,7 +15,7 @@ from kairos.bench.engine_steps import write_engine_steps
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
 from kairos.perf.calibrated import SCHEMA, CalibratedModel, MeasuredPoint, check_profile
-from kairos.perf.machine_speed import (SPEED_KEY, HostSpeed, SpeedTimeline, at_speed, median_reading,
+from kairos.perf.machine_speed import (SPEED_KEY, HostSpeed, SpeedTimeline, at_speed, mean_reading,
                                       profile_reference, reference_time, speed_factor, speed_timeline)
 from kairos.sim.executor import SimExecutor
 from kairos.workload import RequestSpec
@@ -50,10 +50,10 @@ def test_reference_time_weights_readings_by_step_time_and_skips_steps_without_on
     assert reference_time([point(0.001, 0.0)]) == (0.0, 0.0) and reference_time([]) == (0.0, 0.0)
 
 
-def test_median_reading_skips_steps_without_one():
-    points = [point(0.010, 0.004), point(0.001, 0.001), point(0.001, 0.002), point(0.001, 0.0)]
-    assert median_reading(points) == 0.002  # the long step's slow reading counts once, like any other
-    assert median_reading([point(0.001, 0.0)]) == 0.0
+def test_mean_reading_counts_each_step_once_and_skips_steps_without_one():
+    points = [point(0.010, 0.006), point(0.001, 0.001), point(0.001, 0.002), point(0.001, 0.0)]
+    assert mean_reading(points) == pytest.approx(0.003)  # the long step's slow reading counts once
+    assert mean_reading([point(0.001, 0.0)]) == 0.0
 
 
 def test_speed_factor_needs_readings_on_both_sides():

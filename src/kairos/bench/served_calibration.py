@@ -35,7 +35,7 @@ from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
 from kairos.errors import KairosError
 from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
-from kairos.perf.machine_speed import SPEED_KEY, at_speed, median_reading, reference_time
+from kairos.perf.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
 from kairos.workload import RequestSpec
 
 ENGINE_PATH = "/kairos/engine"
@@ -132,13 +132,13 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         "request_latency_s": 0.0,
         "points": [p.to_dict() for p in points],
     }
-    reference_s, coverage = median_reading(points), reference_time(points)[1]
+    reference_s, coverage = mean_reading(points), reference_time(points)[1]
     latency_profile = profile
     if reference_s > 0:  # the server times a reference step (kairos serve --reference-step-ms)
         profile[SPEED_KEY] = {"reference_step_s": reference_s, "steps_with_reading": coverage}
         # The latency phase's steps ran at its own speed: replay it at that speed, so that
         # the front-end latency does not absorb the machine's swing.
-        latency_reference = median_reading(latency_points)
+        latency_reference = mean_reading(latency_points)
         if latency_reference > 0:
             factor = latency_reference / reference_s
             profile[SPEED_KEY]["latency_phase_factor"] = factor

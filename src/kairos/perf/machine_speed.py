@@ -2,15 +2,14 @@
 
 `kairos serve --reference-step-ms` times one fixed decode step of its model now
 and then and logs the latest reading with every step
-(kairos.serve.reference_step). A calibration profile records the median
+(kairos.serve.reference_step). A calibration profile records the mean
 reading over its steps; a measured run's time-weighted mean reading over that
 is the factor by which the machine ran slower (> 1) or faster (< 1) than at
-calibration. Where the run's
-steps also carry their start times, the readings make a timeline instead
-(SpeedTimeline): each simulated step runs at the speed the machine had when it
-started, which a slow spell in the middle of a run needs (a run-wide factor
-spreads it over the whole run, and slow spells are when queues, and so the
-big batches, build up).
+calibration. Where the run's steps also carry their start times, the readings
+make a timeline instead (SpeedTimeline): each simulated step runs at the speed
+the machine had when it started, which a slow spell in the middle of a run
+needs (a run-wide factor spreads it over the whole run, and slow spells are
+when queues, and so the big batches, build up).
 
 What the factor scales is the engine's host work: the fitted times per step,
 per prefill chunk, per decode and per sampled token (the interpreter and
@@ -50,15 +49,15 @@ def reference_time(points: Sequence[MeasuredPoint]) -> tuple[float, float]:
     return sum(p.reference_s * p.time_s for p in read) / read_time, read_time / timed
 
 
-def median_reading(points: Sequence[MeasuredPoint]) -> float:
-    """The median reading over the steps that carry one (0.0: none does).
+def mean_reading(points: Sequence[MeasuredPoint]) -> float:
+    """The mean reading over the steps that carry one, each step counted once (0.0: none does).
 
-    What a calibration records as its speed: unlike the time-weighted mean, it
-    does not lean on the long steps of big batches, whose readings (taken between
-    them) run slower than the light load of a benchmark sees.
+    What a calibration records as its speed: weighted by step time, the mean
+    leans on the long steps of big batches, whose readings (taken between them)
+    run slower than the light load of a benchmark sees.
     """
     readings = [p.reference_s for p in points if p.reference_s > 0]
-    return float(np.median(readings)) if readings else 0.0
+    return sum(readings) / len(readings) if readings else 0.0
 
 
 def profile_reference(profile: dict[str, Any]) -> float:
