@@ -5,11 +5,7 @@ and then and logs the latest reading with every step
 (kairos.serve.reference_step). A calibration profile records the mean
 reading over its steps; a measured run's time-weighted mean reading over that
 is the factor by which the machine ran slower (> 1) or faster (< 1) than at
-calibration. Where the run's steps also carry their start times, the readings
-make a timeline instead (SpeedTimeline): each simulated step runs at the speed
-the machine had when it started, which a slow spell in the middle of a run
-needs (a run-wide factor spreads it over the whole run, and slow spells are
-when queues, and so the big batches, build up).
+calibration.
 
 What the factor scales is the engine's host work: the fitted times per step,
 per prefill chunk, per decode and per sampled token (the interpreter and
@@ -23,13 +19,9 @@ clients' time to first token almost as it was (docs/BENCHMARKS.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from kairos.perf.base import StepTimeModel
-from kairos.perf.calibrated import CalibratedModel, MeasuredPoint
+from kairos.perf.calibrated import MeasuredPoint
 
 SPEED_KEY = "machine_speed"  # the profile's record: {"reference_step_s": ..., "steps_with_reading": ...}
 # The terms of host work, which run as much slower as the reference step does.
@@ -84,51 +76,3 @@ def at_speed(profile: dict[str, Any], factor: float) -> dict[str, Any]:
             SPEED_KEY: {**(profile.get(SPEED_KEY) or {}),
                         "reference_step_s": profile_reference(profile) * factor}}
 
-
-@dataclass(frozen=True)
-class SpeedTimeline:
-    """How much slower than at calibration the machine ran, from each moment of a run on.
-
-    `factors[i]` holds from `times_s[i]` (seconds on the replay's clock, where the
-    run's first request arrived at 0) to the next time; before the first, the first.
-    """
-
-    times_s: np.ndarray
-    factors: np.ndarray
-
-    def at(self, t: float) -> float:
-        """The factor at time `t`."""
-        return float(self.factors[max(int(np.searchsorted(self.times_s, t, side="right")) - 1, 0)])
-
-
-def speed_timeline(profile: dict[str, Any], steps: Sequence[MeasuredPoint], zero_s: float) -> SpeedTimeline | None:
-    """The run's speed step by step: each step's reading over the profile's, from the step's start on.
-
-    `zero_s` is the moment the run's first request arrived, on the clock of the
-    steps' `start_s`. None where the profile or the steps have no readings, or the
-    steps no start times (logs from before they were kept).
-    """
-    calibrated = profile_reference(profile)
-    timed = sorted((p.start_s, p.reference_s) for p in steps if p.start_s > 0 and p.reference_s > 0)
-    if calibrated <= 0 or not timed:
-        return None
-    starts, readings = np.array(timed).T
-    return SpeedTimeline(starts - zero_s, readings / calibrated)
-
-
-class HostSpeed:
-    """A calibrated model's host work (HOST_TERMS) on a machine whose speed follows `timeline`.
-
-    A step that starts at t takes the model's time plus (timeline.at(t) - 1) times
-    its host work: at_speed at that moment, without rebuilding the model per step.
-    """
-
-    def __init__(self, profile: dict[str, Any], timeline: SpeedTimeline) -> None:
-        self.timeline = timeline
-        self.host: StepTimeModel = CalibratedModel(
-            {**profile, "coefficients": {term: value if term in HOST_TERMS else 0.0
-                                         for term, value in profile["coefficients"].items()}})
-
-    def extra(self, t: float) -> float:
-        """The share of host work a step starting at `t` adds: factor - 1."""
-        return self.timeline.at(t) - 1.0
