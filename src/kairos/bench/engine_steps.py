@@ -8,10 +8,10 @@ one JSON object per engine step, as the server logs it: `prefill_new` and
 idle before it), `reference_s` (the server's reference step then: the
 machine's speed; 0 where the server does not time it) and `start_s` (when
 the step started, on the monotonic clock of the requests' `*_ts` stamps).
-`kairos validate` predicts each of these steps with its step-time model and reports the error
-beside the latency errors: where the steps themselves ran slower or faster
-than the model says, the twin's TPOT is off by about as much, whatever its
-scheduling gets right.
+`kairos validate` predicts each of these steps with its step-time model and
+reports the error beside the latency errors: where the steps themselves ran
+slower or faster than the model says, the twin's TPOT is off by about as
+much, whatever its scheduling gets right.
 """
 
 from __future__ import annotations

@@ -75,4 +75,3 @@ def at_speed(profile: dict[str, Any], factor: float) -> dict[str, Any]:
                              for term, value in profile["coefficients"].items()},
             SPEED_KEY: {**(profile.get(SPEED_KEY) or {}),
                         "reference_step_s": profile_reference(profile) * factor}}
-
