@@ -36,13 +36,13 @@ class LinearModel:
 
 def simulate(specs, *, num_blocks=2000, block_size=16, replicas=1, router="round_robin",
              config=SchedulerConfig(), prefix=True, fast=True, check=True, model=None,
-             max_model_len=1 << 20, request_latency_s=0.0) -> SimResult:
+             max_model_len=1 << 20, request_latency_s=0.0, speed=None) -> SimResult:
     itl = ItlCollector()
     hasher = PrefixHasher(block_size)
     reps = [
         SimReplica(i, EngineCore(config, KVCacheManager(num_blocks, block_size, prefix), itl=itl,
                                  check_invariants=check),
-                   SimExecutor(model or LinearModel()), hasher)
+                   SimExecutor(model or LinearModel(), speed), hasher)
         for i in range(replicas)
     ]
     return Simulation(specs, reps, make_router(router, seed=0), max_model_len=max_model_len,

@@ -100,20 +100,30 @@ def test_fit_keeps_coefficients_non_negative_and_close_under_noise():
     assert fit.median_abs_error_pct < 3
 
 
-def test_weight_power_sets_which_steps_the_fit_favours():
-    # One step-time constant fitted to short steps (1 ms) and long ones (10 ms): absolute error lets
-    # the long ones decide, relative error the many short ones, 0.5 sits between.
+def test_fit_lands_on_each_shapes_mean_time_whatever_the_weight_power():
+    # A pause that slows one step of a shape must count as much as a quick step of it: weighted by
+    # their own measured times, the slow step would count less and the fit land under the mean.
     shape = BatchShape(num_decodes=1, decode_kv_sum=10, num_sampled=1)
     times = [1e-3] * 10 + [10e-3]
     points = [MeasuredPoint("decode", shape, t, (t,)) for t in times]
-    fitted = {power: fit_step_time(points, weight_power=power).coefficients for power in (0.0, 0.5, 1.0)}
-    # All points share one shape: whatever the coefficients, the fit sets one predicted time.
-    predicted = {power: CalibratedModel(profile(coef)).step_time(shape) for power, coef in fitted.items()}
-    # The mean weighted by time ** (-2 * power): the plain mean at 0, the harmonic mean at 0.5.
-    assert predicted[0.0] == pytest.approx(sum(times) / len(times))
-    assert predicted[0.5] == pytest.approx(len(times) / sum(1 / t for t in times))
-    assert predicted[1.0] == pytest.approx(sum(1 / t for t in times) / sum(1 / t ** 2 for t in times))
-    assert predicted[1.0] < predicted[0.5] < predicted[0.0]
+    for power in (0.0, 0.5, 1.0):
+        coefficients = fit_step_time(points, weight_power=power).coefficients
+        assert CalibratedModel(profile(coefficients)).step_time(shape) == pytest.approx(sum(times) / len(times))
+
+
+def test_weight_power_sets_which_steps_the_fit_favours():
+    # Step times that no line through the decode count fits (1, 2 and 10 ms for 1, 2 and 3 decodes):
+    # relative error (1) favours the short steps, absolute error (0) the long one.
+    shapes = [BatchShape(num_decodes=n, decode_kv_sum=10 * n, num_sampled=n) for n in (1, 2, 3)]
+    points = [MeasuredPoint("decode", shape, t, (t,)) for shape, t in zip(shapes, (1e-3, 2e-3, 10e-3))] * 3
+
+    def relative_errors(power: float) -> list[float]:
+        model = CalibratedModel(profile(fit_step_time(points, weight_power=power).coefficients))
+        return [abs(model.step_time(p.shape) / p.time_s - 1) for p in points]
+
+    relative, absolute = relative_errors(1.0), relative_errors(0.0)
+    assert relative[0] < absolute[0]
+    assert absolute[2] < relative[2]
 
 
 def test_fit_needs_enough_points():

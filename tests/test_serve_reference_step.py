@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from kairos.serve import EngineRunner, RunnerConfig, load_model  # noqa: E402
 from kairos.serve.engine_worker import Add, EngineOutput, EngineWorker, GenerationRequest, Stop  # noqa: E402
-from kairos.serve.reference_step import (BUSY_INTERVAL_FACTOR, REFERENCE_WINDOW, ReferenceClock,  # noqa: E402
+from kairos.serve.reference_step import (BUSY_INTERVAL_FACTOR, ReferenceClock,  # noqa: E402
                                          ReferenceStep)
 from kairos.serve.sampler import GREEDY  # noqa: E402
 
@@ -46,32 +46,30 @@ class Scripted:
         return next(self.readings)
 
 
-def test_clock_measures_when_due_and_keeps_the_median_of_its_latest_readings():
-    clock = ReferenceClock(Scripted([5.0, 1.0, 2.0, 9.0, 9.0, 9.0, 9.0]), interval_s=60.0)
+def test_clock_measures_when_due_and_keeps_its_latest_reading():
+    clock = ReferenceClock(Scripted([5.0, 1.0, 2.0]), interval_s=60.0)
     assert clock.reading_s == 0.0
     clock.maybe_measure(time.perf_counter())
     assert clock.reading_s == 5.0
     clock.maybe_measure(time.perf_counter())
     assert clock.reading_s == 5.0  # not due for a minute: no new reading
     later = time.perf_counter() + 3600.0
-    for expected in (3.0, 2.0, 3.5, 5.0):
+    for expected in (1.0, 2.0):
         clock.maybe_measure(later)
         later += 3600.0
         assert clock.reading_s == expected
-    clock.maybe_measure(later)  # the first reading (5.0) leaves the window of REFERENCE_WINDOW
-    assert REFERENCE_WINDOW == 5 and clock.reading_s == 9.0
     with pytest.raises(ValueError, match="interval must be > 0"):
         ReferenceClock(Scripted([]), 0.0)
 
 
 def test_clock_measures_less_often_inside_a_busy_spell_and_says_how_long_it_took():
     clock = ReferenceClock(Scripted([1.0, 2.0, 3.0]), interval_s=1.0)
-    assert clock.busy_interval_s == BUSY_INTERVAL_FACTOR * 1.0 == 3.0
+    assert clock.busy_interval_s == BUSY_INTERVAL_FACTOR * 1.0 == 2.0
     assert clock.maybe_measure(time.perf_counter()) > 0.0  # the first reading is always due
-    soon = time.perf_counter() + 2.0  # past the idle interval, not the busy one
+    soon = time.perf_counter() + 1.5  # past the idle interval, not the busy one
     assert clock.maybe_measure(soon, busy=True) == 0.0 and clock.reading_s == 1.0
-    assert clock.maybe_measure(soon) > 0.0 and clock.reading_s == 1.5
-    assert clock.maybe_measure(time.perf_counter() + 3.5, busy=True) > 0.0 and clock.reading_s == 2.0
+    assert clock.maybe_measure(soon) > 0.0 and clock.reading_s == 2.0
+    assert clock.maybe_measure(time.perf_counter() + 3.6, busy=True) > 0.0 and clock.reading_s == 3.0
 
 
 class AfterAWhile:

@@ -124,6 +124,8 @@ class MeasuredRun:
     requests: list[MeasuredRequest]
     shared: dict[str, tuple[Span, ...]] = field(default_factory=dict)
     steps: list[MeasuredPoint] = field(default_factory=list)
+    # The earliest queued_ts, the requests' arrival 0, on the clock of the steps' start_s.
+    zero_s: float = 0.0
 
     @property
     def completed(self) -> list[MeasuredRequest]:
@@ -173,7 +175,8 @@ def load_measured_run(run_dir: str | Path) -> MeasuredRun:
     shared = _read_shared(shared_path, {line.request_id for line in lines}) if shared_path.exists() else {}
     steps_path = directory / STEPS_FILE
     steps = read_engine_steps(steps_path) if steps_path.exists() else []
-    return MeasuredRun(directory, meta, measure(lines), shared, steps)
+    zero_s = min((line.queued_ts for line in lines), default=0.0)
+    return MeasuredRun(directory, meta, measure(lines), shared, steps, zero_s)
 
 
 def _measured(line: RequestLine, t0: float) -> MeasuredRequest:

@@ -119,7 +119,7 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         "measurement": {"timed": f"served engine-loop time per step ({base_url}{STEPS_PATH})",
                         "phases": len(timed), "passes": 1 if quick else passes,
                         "warmup_phases": len(warmup), "grid": "quick" if quick else "default",
-                        "fit": f"least squares, errors weighted by step time ** -{FIT_WEIGHT_POWER}",
+                        "fit": f"least squares, errors weighted by fitted step time ** -{FIT_WEIGHT_POWER}",
                         "request_latency": "mean client TTFT over a Poisson load less the simulated one "
                                            "(this profile, no latency)",
                         "latency_requests": len(samples),

@@ -53,9 +53,15 @@ def validate(
 
 def speed_line(speed: dict) -> str:
     """How fast the machine ran during the run against at calibration, and what was done about it."""
-    verdict = "step times scaled by" if speed["applied"] else "not applied (--no-machine-speed), factor"
-    return (f"machine speed: reference step {speed['run_reference_s'] * 1e3:.3f} ms in the run, "
-            f"{speed['calibration_reference_s'] * 1e3:.3f} ms at calibration: {verdict} {speed['factor']:.3f}")
+    line = (f"machine speed: reference step {speed['run_reference_s'] * 1e3:.3f} ms in the run, "
+            f"{speed['calibration_reference_s'] * 1e3:.3f} ms at calibration")
+    if not speed["applied"]:
+        return f"{line}: not applied (--no-machine-speed), factor {speed['factor']:.3f}"
+    if "timeline" in speed:
+        timeline = speed["timeline"]
+        return (f"{line}\n  host work scaled by the speed at each step's start: {timeline['min']:.3f} to "
+                f"{timeline['max']:.3f} (run mean {speed['factor']:.3f})")
+    return f"{line}: step times scaled by {speed['factor']:.3f}"
 
 
 def validation_table(result: dict) -> Table:

@@ -5,7 +5,12 @@ and then and logs the latest reading with every step
 (kairos.serve.reference_step). A calibration profile records the mean
 reading over its steps; a measured run's time-weighted mean reading over that
 is the factor by which the machine ran slower (> 1) or faster (< 1) than at
-calibration.
+calibration. Where the run's steps also carry their start times, the readings
+make a timeline instead (SpeedTimeline): each simulated step runs at the speed
+the machine had when it started, interpolated between the readings before and
+after it. On a 2-core VM the speed flipped between about 0.8 and 1.5 times the
+calibration's every few seconds; slow spells are when queues, and so the big
+batches, build up, and a run-wide factor spreads them over the whole run.
 
 What the factor scales is the engine's host work: the fitted times per step,
 per prefill chunk, per decode and per sampled token (the interpreter and
@@ -19,9 +24,13 @@ clients' time to first token almost as it was (docs/BENCHMARKS.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from kairos.perf.calibrated import MeasuredPoint
+import numpy as np
+
+from kairos.perf.base import StepTimeModel
+from kairos.perf.calibrated import CalibratedModel, MeasuredPoint
 
 SPEED_KEY = "machine_speed"  # the profile's record: {"reference_step_s": ..., "steps_with_reading": ...}
 # The terms of host work, which run as much slower as the reference step does.
@@ -75,3 +84,56 @@ def at_speed(profile: dict[str, Any], factor: float) -> dict[str, Any]:
                              for term, value in profile["coefficients"].items()},
             SPEED_KEY: {**(profile.get(SPEED_KEY) or {}),
                         "reference_step_s": profile_reference(profile) * factor}}
+
+
+@dataclass(frozen=True)
+class SpeedTimeline:
+    """How much slower than at calibration the machine ran over a run: `factors[i]` measured at `times_s[i]`.
+
+    Times are seconds on the replay's clock (the run's first request arrived at
+    0), increasing. Between two readings the factor is interpolated linearly;
+    before the first and after the last it is the nearest reading.
+    """
+
+    times_s: np.ndarray
+    factors: np.ndarray
+
+    def at(self, t: float) -> float:
+        """The factor at time `t`."""
+        return float(np.interp(t, self.times_s, self.factors))
+
+
+def speed_timeline(profile: dict[str, Any], steps: Sequence[MeasuredPoint], zero_s: float) -> SpeedTimeline | None:
+    """The run's readings over the profile's, each placed at the start of the first step that carried it.
+
+    A step carries the latest reading, taken between the step before and it (or
+    while the engine was idle before it), so a new value marks a new reading.
+    `zero_s` is the moment the run's first request arrived, on the clock of the
+    steps' `start_s`. None where the profile or the steps have no readings, or the
+    steps no start times (logs from before they were kept).
+    """
+    calibrated = profile_reference(profile)
+    timed = sorted((p.start_s, p.reference_s) for p in steps if p.start_s > 0 and p.reference_s > 0)
+    if calibrated <= 0 or not timed:
+        return None
+    readings = [timed[0]] + [now for before, now in zip(timed, timed[1:]) if now[1] != before[1]]
+    starts, values = np.array(readings).T
+    return SpeedTimeline(starts - zero_s, values / calibrated)
+
+
+class HostSpeed:
+    """A calibrated model's host work (HOST_TERMS) on a machine whose speed follows `timeline`.
+
+    A step that starts at t takes the model's time plus (timeline.at(t) - 1) times
+    its host work: at_speed at that moment, without rebuilding the model per step.
+    """
+
+    def __init__(self, profile: dict[str, Any], timeline: SpeedTimeline) -> None:
+        self.timeline = timeline
+        self.host: StepTimeModel = CalibratedModel(
+            {**profile, "coefficients": {term: value if term in HOST_TERMS else 0.0
+                                         for term, value in profile["coefficients"].items()}})
+
+    def extra(self, t: float) -> float:
+        """The share of host work a step starting at `t` adds: factor - 1."""
+        return self.timeline.at(t) - 1.0

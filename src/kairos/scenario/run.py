@@ -15,6 +15,7 @@ from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
 from kairos.models import ModelArch, load_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.calibrated import CalibratedModel
+from kairos.perf.machine_speed import HostSpeed
 from kairos.perf.registry import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.scenario.schema import Scenario
 from kairos.sim.executor import SimExecutor
@@ -82,8 +83,13 @@ def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = 
 
 def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
                      fast_decode: bool = True, progress: ProgressFn | None = None,
-                     check_invariants: bool = False, explain: StepSampler | None = None) -> Simulation:
-    """Wire replicas (engine core + simulated executor) behind the scenario's router."""
+                     check_invariants: bool = False, explain: StepSampler | None = None,
+                     speed: HostSpeed | None = None) -> Simulation:
+    """Wire replicas (engine core + simulated executor) behind the scenario's router.
+
+    `speed` scales the steps' host work by the machine's speed over time (a replay
+    of a measured run, kairos.validate).
+    """
     eng = scenario.engine
     step_model = deployment.perf.model
     config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens,
@@ -94,7 +100,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
         SimReplica(i, EngineCore(config, KVCacheManager(deployment.kv_blocks, eng.block_size,
                                                         eng.enable_prefix_caching),
                                  itl=itl, check_invariants=check_invariants),
-                   SimExecutor(step_model), hasher)
+                   SimExecutor(step_model, speed), hasher)
         for i in range(deployment.replicas)
     ]
     knobs: dict = dict(scenario.cluster.router_options)

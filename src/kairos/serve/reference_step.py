@@ -13,9 +13,7 @@ saw (kairos.perf.machine_speed).
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections import deque
 
 import torch
 
@@ -26,11 +24,9 @@ from kairos.serve.runner import EngineRunner
 # The reference batch: a few decodes of a moderate context, like a busy server's steps.
 REFERENCE_DECODES = 4
 REFERENCE_CONTEXT = 300
-# Readings kept for the median: one slow or fast reading does not move it.
-REFERENCE_WINDOW = 5
 # Inside a busy spell, a reading every this many idle intervals: each holds up the running requests
-# by one reference step (two runs, about 1.5 ms on the tiny model: 0.5 % of a busy spell at 100 ms).
-BUSY_INTERVAL_FACTOR = 3
+# by one reference step (two runs, about 1.5 ms on the tiny model: 0.75 % of a busy spell at 100 ms).
+BUSY_INTERVAL_FACTOR = 2
 
 
 class ReferenceStep:
@@ -70,12 +66,14 @@ class ReferenceStep:
 
 
 class ReferenceClock:
-    """Measures the reference step at most every `interval_s` and keeps the median of the latest readings.
+    """Measures the reference step at most every `interval_s` and keeps the latest reading.
 
     Inside a busy spell it measures too, between two steps, but only every
     BUSY_INTERVAL_FACTOR intervals: the running requests wait for it. Without those
     readings a slow spell, which keeps the engine busy because its queue grows,
-    would carry the reading from before it.
+    would carry the reading from before it. Each reading stands alone: a median
+    of the latest five lagged the machine's swings by a second or more, as long
+    as a slow spell itself, so a step's reading could not tell which spell it ran in.
     """
 
     def __init__(self, step: ReferenceStep, interval_s: float) -> None:
@@ -84,7 +82,6 @@ class ReferenceClock:
         self.step = step
         self.interval_s = interval_s
         self.busy_interval_s = BUSY_INTERVAL_FACTOR * interval_s
-        self._readings: deque[float] = deque(maxlen=REFERENCE_WINDOW)
         self._last = float("-inf")  # when the latest measurement ended
         self.reading_s = 0.0  # 0 until the first measurement
 
@@ -93,7 +90,6 @@ class ReferenceClock:
         if now - self._last < (self.busy_interval_s if busy else self.interval_s):
             return 0.0
         begin = time.perf_counter()
-        self._readings.append(self.step.measure())
-        self.reading_s = statistics.median(self._readings)
+        self.reading_s = self.step.measure()
         self._last = time.perf_counter()
         return self._last - begin

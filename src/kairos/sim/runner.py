@@ -215,13 +215,13 @@ class Simulation:
         steps = core.steady_decode_steps(out, MAX_WINDOW_STEPS) if self.fast_decode else 0
         # Inside a busy spell a step starts when the last one ends; after an idle gap the
         # first step is slower (calibrated models only: the others give 0).
-        start = t + replica.executor.idle_penalty(t - replica.last_step_end) if t > replica.last_step_end else t
+        start = t + replica.executor.idle_penalty(t - replica.last_step_end, t) if t > replica.last_step_end else t
         if steps > 1:
             # Fused up to the first completion or KV shortage; an arrival cuts it short.
-            durations = replica.executor.decode_durations(out, steps)
+            durations = replica.executor.decode_durations(out, steps, start)
             ends = np.cumsum(np.concatenate(([start], durations)))[1:]
         else:
-            ends = np.array([start + replica.executor.duration(out)])
+            ends = np.array([start + replica.executor.duration(out, start)])
         replica.in_flight = out
         replica.in_flight_ends = ends
         core.stats.busy_s += float(ends[-1]) - t

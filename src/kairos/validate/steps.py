@@ -14,6 +14,7 @@ from typing import Any
 
 from kairos.perf.base import BatchShape, StepTimeModel
 from kairos.perf.calibrated import MeasuredPoint
+from kairos.perf.machine_speed import HostSpeed
 
 STEP_KINDS = ("prefill", "mixed", "decode")
 
@@ -25,20 +26,29 @@ def step_kind(shape: BatchShape) -> str:
     return "mixed" if shape.num_decodes else "prefill"
 
 
-def step_time_errors(steps: Sequence[MeasuredPoint], model: StepTimeModel) -> dict[str, Any]:
+def step_time_errors(steps: Sequence[MeasuredPoint], model: StepTimeModel, speed: HostSpeed | None = None,
+                     zero_s: float = 0.0) -> dict[str, Any]:
     """Measured and predicted time of `steps` in total and by kind of step, with the error in %.
 
-    A step after an idle gap is predicted with the model's idle penalty, as the simulator does.
+    A step after an idle gap is predicted with the model's idle penalty, as the
+    simulator does; with `speed`, its host work at the machine's speed when it
+    started (its `start_s` less `zero_s`, the replay's clock).
     """
     totals = {kind: [0, 0.0, 0.0] for kind in STEP_KINDS}  # steps, measured s, predicted s
     for step in steps:
         total = totals[step_kind(step.shape)]
         total[0] += 1
         total[1] += step.time_s
-        total[2] += model.step_time(step.shape) + (model.idle_penalty(step.idle_s) if step.idle_s > 0 else 0.0)
+        total[2] += _predicted(model, step)
+        if speed is not None:
+            total[2] += speed.extra(step.start_s - zero_s) * _predicted(speed.host, step)
     by_kind = {kind: _summary(*totals[kind]) for kind in STEP_KINDS if totals[kind][0]}
     overall = _summary(len(steps), sum(t[1] for t in totals.values()), sum(t[2] for t in totals.values()))
     return {**overall, "by_kind": by_kind}
+
+
+def _predicted(model: StepTimeModel, step: MeasuredPoint) -> float:
+    return model.step_time(step.shape) + (model.idle_penalty(step.idle_s) if step.idle_s > 0 else 0.0)
 
 
 def _summary(count: int, measured_s: float, predicted_s: float) -> dict[str, Any]:
