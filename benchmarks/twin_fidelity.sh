@@ -22,7 +22,7 @@ fi
 # One torch thread: the engine has one core. The idle engine
 # busy-polls: a vCPU that sleeps between requests runs the next steps slower for a while.
 # Large attention buffers: keep glibc from mapping and unmapping them every step (page faults).
-# The reference step, timed every 100 ms while idle (300 ms while busy), tells `kairos validate` how much slower
+# The reference step, timed every 100 ms while idle (200 ms while busy), tells `kairos validate` how much slower
 # or faster this shared VM ran during the benchmark than during calibration.
 MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \
     "${PIN[@]}" kairos serve --model tiny --threads 1 "${ENGINE_CPUS[@]}" --busy-poll-ms 1000 --reference-step-ms 100 --port "$PORT" \

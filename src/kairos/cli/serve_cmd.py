@@ -37,7 +37,7 @@ def serve(
     threads: Annotated[int | None, typer.Option(min=1, help="Torch threads of the engine (default: torch's, usually one per core).")] = None,
     busy_poll_ms: Annotated[float, typer.Option(min=0, help="Milliseconds an idle engine keeps polling for work before it sleeps: steady step times (a sleeping CPU, above all a virtual one, wakes slow) for a core spent while idle.")] = 0.0,
     engine_cpus: Annotated[str | None, typer.Option(help="Pin the engine process to these CPUs, e.g. 1 or 2-3 (Linux): the HTTP side and other programs then no longer preempt its steps; start the server under `taskset` to keep them off these CPUs.")] = None,
-    reference_step_ms: Annotated[float, typer.Option(min=0, help="Time a fixed reference step of the model at most this often while idle, and every 3 times that between two steps of a busy spell (milliseconds; 0: never), and log it with every step: the machine's speed, which `kairos calibrate --url` and `kairos validate` correct for. Pair it with --busy-poll-ms.")] = 0.0,
+    reference_step_ms: Annotated[float, typer.Option(min=0, help="Time a fixed reference step of the model at most this often while idle, and every 2 times that between two steps of a busy spell (milliseconds; 0: never), and log it with every step: the machine's speed, which `kairos calibrate --url` and `kairos validate` correct for. Pair it with --busy-poll-ms.")] = 0.0,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (completions, chat, /metrics, /kairos/engine)."""
     if num_blocks is not None and kv_cache_memory is not None:
