@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from kairos.models import list_models, load_model
 
 REQUIRED = {
     "llama-3.1-8b", "llama-3.1-70b", "llama-2-7b", "llama-2-70b", "codellama-34b",
-    "qwen3-14b", "qwen3-32b", "qwen3-30b-a3b", "mixtral-8x7b",
+    "qwen3-14b", "qwen3-32b", "qwen3-30b-a3b", "mixtral-8x7b", "llama-3.1-405b", "qwen3-235b-a22b",
+    "gpt-oss-20b", "gpt-oss-120b", "minimax-m2.5", "kimi-k2.5", "deepseek-v3", "deepseek-r1",
 }
 
 
@@ -82,3 +84,25 @@ def test_folder_without_config_is_an_error(tmp_path: Path) -> None:
 def test_unknown_name_suggests_close_matches() -> None:
     with pytest.raises(KairosError, match=r"unknown model 'llama-3.1-8bb': did you mean .*llama-3.1-8b"):
         load_model("llama-3.1-8bb")
+
+
+COPIED_FROM_AICONFIGURATOR = {
+    "llama-3.1-405b": "meta-llama--Meta-Llama-3.1-405B", "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B",
+    "gpt-oss-20b": "openai--gpt-oss-20b", "gpt-oss-120b": "openai--gpt-oss-120b",
+    "minimax-m2.5": "MiniMaxAI--MiniMax-M2.5", "kimi-k2.5": "moonshotai--Kimi-K2.5",
+    "deepseek-v3": "deepseek-ai--DeepSeek-V3", "deepseek-r1": "deepseek-ai--DeepSeek-R1",
+}
+
+
+def _is_subset(kept: object, source: object) -> bool:
+    if isinstance(kept, dict):
+        return isinstance(source, dict) and all(k in source and _is_subset(v, source[k]) for k, v in kept.items())
+    return kept == source
+
+
+@pytest.mark.parametrize(("name", "stem"), sorted(COPIED_FROM_AICONFIGURATOR.items()))
+def test_new_entries_are_copied_field_for_field(name: str, stem: str) -> None:
+    pytest.importorskip("aiconfigurator_core")
+    source = json.loads((resources.files("aiconfigurator_core") / "model_configs" / f"{stem}_config.json").read_text())
+    entry = json.loads((resources.files("kairos.models") / "catalog" / f"{name}.json").read_text())
+    assert _is_subset(entry["config"], source)

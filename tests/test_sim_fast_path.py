@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,6 +11,7 @@ from kairos.engine import SchedulerConfig
 from kairos.workload.spec import RequestSpec, Span
 
 from helpers import simulate
+from test_sim_concurrency import assert_closed_loop, assert_closed_loop_at_most, closed_loop
 
 
 @st.composite
@@ -43,8 +46,30 @@ def timelines(result):
 def test_fast_path_matches_single_steps(specs, blocks, replicas, policy, max_seqs, router):
     cfg = SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=256, policy=policy)
     kw = dict(num_blocks=blocks, replicas=replicas, config=cfg, router=router)
-    fast = simulate(specs, fast=True, **kw)
-    slow = simulate(specs, fast=False, **kw)
+    assert_same_runs(simulate(specs, fast=True, **kw), simulate(specs, fast=False, **kw))
+
+
+@settings(max_examples=60, deadline=None)
+@given(workloads(), st.integers(1, 6), st.booleans(), st.sampled_from([60, 150, 1000]),
+       st.sampled_from([1, 3]), st.sampled_from([4, 64]),
+       st.sampled_from(["round_robin", "least_kv", "prefix_affinity"]))
+def test_fast_path_matches_single_steps_in_a_closed_loop(specs, concurrency, at_once, blocks, replicas,
+                                                         max_seqs, router):
+    """Slot releases send requests at the instant a window ends on a completion (or a
+    rejection ends at its arrival): the fused and the stepped runs still agree."""
+    if at_once:  # rate .inf: every request due at t=0
+        specs = [replace(spec, arrival_s=0.0) for spec in specs]
+    cfg = SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=256)
+    kw = dict(num_blocks=blocks, replicas=replicas, config=cfg, router=router)
+    fast = closed_loop(specs, concurrency, fast=True, **kw)
+    assert_same_runs(fast, closed_loop(specs, concurrency, fast=False, **kw))
+    if at_once and not any(spec.after for spec in specs):
+        assert_closed_loop(fast.records, concurrency)
+    else:
+        assert_closed_loop_at_most(fast.records, concurrency)
+
+
+def assert_same_runs(fast, slow):
     assert timelines(fast) == timelines(slow)
     assert fast.preemptions == slow.preemptions
     assert fast.prefix_hits == slow.prefix_hits

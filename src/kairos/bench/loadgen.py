@@ -1,4 +1,5 @@
-"""Replaying a workload's arrivals in real time: open-loop sends and closed-loop follow-ups."""
+"""Replaying a workload's arrivals in real time: open-loop sends, closed-loop follow-ups and a
+concurrency cap (closed-loop clients)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,11 @@ async def generate_load(specs: Sequence[RequestSpec], send: SendFn, *,
     Open loop: a request without `after` is sent `arrival_s` after the start,
     whether or not earlier ones have answered. Closed loop: a follow-up turn is
     sent `think_s` after its predecessor ends, finished or failed (as the
-    simulator releases it). `max_concurrency` caps requests in flight; late
-    requests wait for a slot and their wait shows as send lag. `on_end` is called
-    as each request ends (for a progress bar).
+    simulator releases it). `max_concurrency` C caps requests in flight as
+    `vllm bench serve --max-concurrency` does (and the simulator with
+    `workload.concurrency`): a request due while C are in flight waits, in the
+    order requests fell due, until one ends; its wait shows as send lag, not in
+    its TTFT. `on_end` is called as each request ends (for a progress bar).
     """
     return await _Load(specs, send, max_concurrency, on_end).run()
 
@@ -79,28 +82,39 @@ class _Load:
         roots = sorted((s for s in self.specs if s.after is None), key=lambda s: s.arrival_s)
         async with asyncio.TaskGroup() as tasks:
             self.tasks = tasks
-            # One dispatcher sleeping to each arrival keeps only in-flight requests as
-            # tasks, rather than one sleeping task per request of a long trace.
+            # One dispatcher sleeping to each arrival (and waiting for its slot) keeps
+            # only in-flight requests as tasks, rather than one waiting task per
+            # request of a long trace.
             for spec in roots:
                 due = started_ts + spec.arrival_s
                 await _sleep_until(due)
+                await self._take_slot()
                 tasks.create_task(self._request(spec, due))
         sent = [self.sent[spec.request_id] for spec in self.specs]
         return LoadRun(started_ts, started_wall, time.monotonic(), sent)
 
-    async def _request(self, spec: RequestSpec, due: float) -> None:
+    async def _take_slot(self) -> None:
+        # asyncio.Semaphore wakes its waiters first come, first served: requests go in
+        # the order they fell due.
+        if self.slots is not None:
+            await self.slots.acquire()
+
+    async def _follow(self, spec: RequestSpec, due: float) -> None:
         await _sleep_until(due)
-        if self.slots is None:
-            result = await self.send(spec)
-        else:
-            async with self.slots:
-                result = await self.send(spec)
+        await self._take_slot()
+        await self._request(spec, due)
+
+    async def _request(self, spec: RequestSpec, due: float) -> None:
+        """Send `spec` on the slot taken for it, free the slot, release the turns that follow."""
+        result = await self.send(spec)
+        if self.slots is not None:
+            self.slots.release()
         self.sent[spec.request_id] = Sent(spec, due, result)
         ended = time.monotonic()
         if self.on_end is not None:
             self.on_end()
         for follower in self.followers.pop(spec.request_id, ()):
-            self.tasks.create_task(self._request(follower, ended + follower.think_s))
+            self.tasks.create_task(self._follow(follower, ended + follower.think_s))
 
 
 async def _sleep_until(ts: float) -> None:

@@ -47,7 +47,6 @@ class BenchOptions:
     model: str | None = None  # None: the first model the server lists
     prompt_format: PromptFormat = "token-ids"
     vocab_size: int = DEFAULT_VOCAB_SIZE
-    max_concurrency: int | None = None  # None: open loop, no cap
     timeout_s: float = DEFAULT_TIMEOUT_S
     exact_lengths: bool = True  # ask for exactly output_len tokens (ignore_eos, min_tokens)
     api_key: str | None = None
@@ -99,18 +98,22 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     """Send the scenario's workload to the server and measure every request.
 
     Only the scenario's `workload`, `slo` and `seed` matter here: the engine is
-    whatever the server runs. Raises KairosError before sending anything if the
-    server cannot be reached or does not serve the model.
+    whatever the server runs; `workload.concurrency` caps the requests in flight
+    (meta.json records it as `max_concurrency` too, as vLLM's benchmark names it).
+    Raises KairosError before sending anything if the server cannot be reached or
+    does not serve the model.
     """
     specs = build_workload(scenario.workload, scenario.seed, warn=warn)
     base_url = normalize_url(options.url)
     prompts = PromptBuilder(options.prompt_format, options.vocab_size, scenario.seed)
     raise_open_file_limit()
-    server, model, load, steps = asyncio.run(_send_all(specs, options, base_url, prompts, progress, warn))
+    concurrency = scenario.workload.concurrency
+    server, model, load, steps = asyncio.run(_send_all(specs, options, concurrency, base_url, prompts,
+                                                       progress, warn))
     settings = {
         "prompt_format": options.prompt_format,
         "vocab_size": options.vocab_size,
-        "max_concurrency": options.max_concurrency,
+        "max_concurrency": concurrency,
         "timeout_s": options.timeout_s,
         "exact_lengths": options.exact_lengths,
     }
@@ -133,11 +136,11 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     return BenchRun(meta, lines, report, records, shared, steps)
 
 
-async def _send_all(specs: list[RequestSpec], options: BenchOptions, base_url: str,
-                    prompts: PromptBuilder, progress: ProgressFn | None,
+async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency: int | None,
+                    base_url: str, prompts: PromptBuilder, progress: ProgressFn | None,
                     warn: Callable[[str], None] | None) -> tuple[ServerInfo, str, LoadRun, list[dict[str, Any]]]:
     async with CompletionClient(base_url, timeout_s=options.timeout_s, api_key=options.api_key,
-                                max_connections=options.max_concurrency) as client:
+                                max_connections=concurrency) as client:
         server = await client.probe()
         model = _pick_model(server, options.model, base_url)
         # A Kairos server logs its engine steps: keep those the run makes.
@@ -154,8 +157,7 @@ async def _send_all(specs: list[RequestSpec], options: BenchOptions, base_url: s
             body = completion_body(spec, model, prompts.prompt(spec), options.exact_lengths)
             return await client.stream(body)
 
-        load = await generate_load(specs, send, max_concurrency=options.max_concurrency,
-                                   on_end=on_end)
+        load = await generate_load(specs, send, max_concurrency=concurrency, on_end=on_end)
         steps = [] if first_step is None else await _run_steps(client, first_step, warn)
     return server, model, load, steps
 

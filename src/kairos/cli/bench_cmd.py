@@ -38,7 +38,7 @@ def bench(
     set_: Annotated[list[str] | None, typer.Option("--set", help="A workload.*, slo.* or seed field, KEY=VALUE (workload.output_len=128). Repeatable.")] = None,
     prompt_format: Annotated[str, typer.Option(help="token-ids (exact lengths; vLLM, SGLang, kairos serve) or text (about N words, for servers that take only text).")] = "token-ids",
     vocab_size: Annotated[int, typer.Option(help="Prompt token ids stay below this (and above vocab-size/32, where special tokens often sit).")] = 32000,
-    max_concurrency: Annotated[int | None, typer.Option(min=1, help="Most requests in flight. Default: no cap (open loop).")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "--max-concurrency", help="Closed loop: at most C requests in flight, each end sending the next due, as vllm bench --max-concurrency (whose name works too); sets workload.concurrency. Default: the scenario's (none: open loop).")] = None,
     timeout: Annotated[float, typer.Option(min=0.001, help="Per-request timeout in seconds; a request past it is recorded as failed.")] = DEFAULT_TIMEOUT_S,
     exact_lengths: Annotated[bool, typer.Option("--exact-lengths/--no-exact-lengths", help="Ask for exactly the workload's output length (ignore_eos, min_tokens); turn off for servers that reject those fields.")] = True,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", show_envvar=False, help="Bearer token for the server (default: $OPENAI_API_KEY).")] = None,
@@ -55,7 +55,8 @@ def bench(
     """Benchmark an OpenAI-compatible server (Kairos, vLLM, SGLang) with a workload."""
     overrides: dict[str, Any] = {}
     for key, value in (("workload.rate", rate), ("workload.num_requests", num_requests),
-                       ("workload.time_scale", time_scale), ("seed", seed)):
+                       ("workload.concurrency", concurrency), ("workload.time_scale", time_scale),
+                       ("seed", seed)):
         if value is not None:
             overrides[key] = value
     if workload is not None:
@@ -75,7 +76,7 @@ def bench(
 
     options = BenchOptions(
         url=url, model=model, prompt_format=prompt_format,  # type: ignore[arg-type]
-        vocab_size=vocab_size, max_concurrency=max_concurrency, timeout_s=timeout,
+        vocab_size=vocab_size, timeout_s=timeout,
         exact_lengths=exact_lengths, api_key=api_key,
         engine=EngineFacts(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                            tensor_parallel_size=tp, block_size=block_size,

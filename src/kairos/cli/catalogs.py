@@ -12,14 +12,14 @@ GIB = 1024**3
 
 def models_table() -> Table:
     table = Table(title="Models (use the name, a Hugging Face id, or a path to config.json)")
-    for col in ("name", "hugging face id", "params", "active", "layers", "heads (kv)",
+    for col in ("name", "hugging face id", "params", "active", "weights", "layers", "heads (kv)",
                 "KV / token", "max len"):
         table.add_column(col, justify="left" if col in ("name", "hugging face id") else "right")
     for name in list_models():
         m = load_model(name)
         table.add_row(
-            name, m.hf_id, f"{m.num_params / 1e9:.1f} B", f"{m.num_active_params / 1e9:.1f} B",
-            str(m.num_layers), f"{m.num_heads} ({m.num_kv_heads})",
+            name, m.hf_id, f"{m.num_params / 1e9:.1f} B", f"{m.num_active_params / 1e9:.1f} B", m.weights_dtype,
+            str(m.num_layers), f"{m.num_heads} ({'MLA' if m.is_mla else m.num_kv_heads})",
             f"{m.kv_bytes_per_token / 1024:.0f} KiB", f"{m.max_position_embeddings:,}",
         )
     return table

@@ -36,8 +36,9 @@ def simulate(
     workload: Annotated[Optional[str], typer.Option(help="'synthetic' or 'trace:PATH' (Azure CSV, Mooncake JSONL, BurstGPT CSV, Kairos JSONL).")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Synthetic arrival rate, requests (or sessions) per second.")] = None,
     num_requests: Annotated[Optional[int], typer.Option(help="Number of requests (a trace's first N arrivals).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Closed loop: at most C requests in flight, each end sending the next due (as vllm bench --max-concurrency).")] = None,
     time_scale: Annotated[Optional[float], typer.Option(help="Replay a trace k times faster.")] = None,
-    perf: Annotated[Optional[str], typer.Option(help="Step-time model: roofline, kernels, auto or calibrated:PROFILE.")] = None,
+    perf: Annotated[Optional[str], typer.Option(help="Step-time model: roofline, kernels, aiconfigurator, auto or calibrated:PROFILE.")] = None,
     policy: Annotated[Optional[str], typer.Option(help="Queue policy: fcfs or priority.")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Most requests running at once.")] = None,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(help="Token budget per step.")] = None,
@@ -53,6 +54,7 @@ def simulate(
     for key, value in (("model.name", model), ("hardware.gpu", gpu), ("hardware.tp", tp),
                        ("cluster.replicas", replicas), ("cluster.router", router),
                        ("workload.rate", rate), ("workload.num_requests", num_requests),
+                       ("workload.concurrency", concurrency),
                        ("workload.time_scale", time_scale), ("perf.model", perf),
                        ("engine.policy", policy), ("engine.max_num_seqs", max_num_seqs),
                        ("engine.max_num_batched_tokens", max_num_batched_tokens),
@@ -71,9 +73,12 @@ def simulate(
                            explain=explain)
     if not quiet:
         d = run.report["deployment"]
-        out.print(f"[bold]{d['model']}[/] on {d['replicas']} x {d['gpu']} (tp {d['tp']}), "
-                  f"{d['kv_blocks_per_replica']:,} KV blocks per replica, perf {d['perf']}, "
-                  f"{spec.workload.kind} workload")
+        for note in d["notes"]:
+            err.print(f"note: {note}", markup=False)
+        layout = f"tp {d['tp']}" + (f" x dp {d['dp']}" if d["dp"] > 1 else "") + (", ep" if d["ep"] else "")
+        out.print(f"[bold]{d['model']}[/] ({d['weights_dtype']}) on {d['replicas']} x {d['gpus_per_replica']} "
+                  f"{d['gpu']} ({layout}), {d['kv_blocks_per_replica']:,} KV blocks per replica, "
+                  f"perf {d['perf']}, {spec.workload.kind} workload")
         out.print(render_summary(run.report))
         if explain:
             out.print(explain_table(run.report["explain"]))

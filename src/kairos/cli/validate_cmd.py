@@ -12,7 +12,10 @@ from rich.table import Table
 from kairos.bench.run_format import load_measured_run
 from kairos.cli.consoles import err, out
 from kairos.cli.progress import LazyProgress
+from kairos.errors import KairosError, unknown_name_error
+from kairos.hardware import load_gpu
 from kairos.validate import replay_scenario, validate_run
+from kairos.validate.suite import PROMPTS_PER_CLIENT, SUITE_FILE, SUITE_NAMES, load_rows, run_suite
 
 VALIDATION_FILE = "validation.json"
 
@@ -23,15 +26,27 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(
-    against: Annotated[Path, typer.Option(help="Measured run directory (meta.json + requests.jsonl), from vLLM or `kairos bench`.")],
-    gpu: Annotated[Optional[str], typer.Option(help="GPU of the run; default: from meta.json's device name.")] = None,
+    against: Annotated[Optional[Path], typer.Option(help="Measured run directory (meta.json + requests.jsonl), from vLLM or `kairos bench`.")] = None,
+    suite: Annotated[Optional[str], typer.Option(help="Instead of one run, a suite of measured rows: 'aiconfigurator' (aiconfigurator-core's silicon_sample.csv; needs the kernels extra).")] = None,
+    backend: Annotated[str, typer.Option(help="Suite only: the serving framework whose rows are replayed.")] = "vllm",
+    gpu: Annotated[Optional[str], typer.Option(help="GPU of the run; default: from meta.json's device name. With --suite: comma-separated GPUs (h100,h200); default all.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model of the run; default: meta.json's model.")] = None,
-    perf: Annotated[str, typer.Option(help="Step-time model: auto, roofline, kernels or calibrated:PROFILE.")] = "auto",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {VALIDATION_FILE} here.")] = None,
+    perf: Annotated[str, typer.Option(help="Step-time model: auto, roofline, kernels, aiconfigurator or calibrated:PROFILE (--suite: default aiconfigurator).")] = "auto",
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Suite only: processes simulating rows at once; default one per CPU.")] = None,
+    prompts_per_client: Annotated[int, typer.Option(min=1, help="Suite only: requests each client sent (the benchmark's --num-prompts / concurrency; the rows do not record it).")] = PROMPTS_PER_CLIENT,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {VALIDATION_FILE} (a suite: {SUITE_FILE}) here.")] = None,
     machine_speed: Annotated[bool, typer.Option("--machine-speed/--no-machine-speed", help="Scale a calibrated profile to the machine's speed during the run, where the server timed its reference step (kairos serve --reference-step-ms) at calibration and in the run.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
 ) -> None:
-    """Compare a simulated replay of a measured run with what was measured (TTFT, TPOT, E2E)."""
+    """Compare a simulated replay of a measured run (or a suite of measured rows) with what was measured."""
+    if suite is not None:
+        if against is not None:
+            raise KairosError("give either --against RUN or --suite NAME, not both")
+        _validate_suite(suite, backend, gpu, "aiconfigurator" if perf == "auto" else perf, jobs,
+                        prompts_per_client, output, quiet)
+        return
+    if against is None:
+        raise KairosError("nothing to validate: give --against RUN_DIR or --suite aiconfigurator")
     run = load_measured_run(against)
     scenario = replay_scenario(run, gpu=gpu, model=model, perf=perf)
     with LazyProgress("replaying", err, enabled=not quiet) as progress:
@@ -49,6 +64,40 @@ def validate(
         path = output / VALIDATION_FILE
         path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
         out.print(f"wrote {path}", markup=False)
+
+
+def _validate_suite(name: str, backend: str, gpus: str | None, perf: str, jobs: int | None,
+                    prompts_per_client: int, output: Path | None, quiet: bool) -> None:
+    if name not in SUITE_NAMES:
+        raise unknown_name_error("suite", name, SUITE_NAMES)
+    wanted = [load_gpu(g.strip()).name for g in gpus.split(",")] if gpus else None
+    rows = load_rows(backend, wanted)
+    with LazyProgress(f"simulating {len(rows)} measured rows", err, enabled=not quiet) as progress:
+        result = run_suite(rows, perf, jobs, progress=progress, prompts_per_client=prompts_per_client)
+    if not quiet:
+        out.print(suite_table(result["summary"]))
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        path = output / SUITE_FILE
+        path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        out.print(f"wrote {path}", markup=False)
+
+
+def suite_table(summary: dict) -> Table:
+    """Rows simulated and median |error| by split, GPU and model."""
+    table = Table(title="Measured-silicon suite: simulated vs measured means")
+    for col in ("group", "rows", "simulated", "median |TTFT err|", "median |TPOT err|"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} %"
+
+    groups = [("all", summary["all"]), *summary["by_split"].items(), *summary["by_gpu"].items(),
+              *summary["by_model"].items()]
+    for name, stats in groups:
+        table.add_row(name, str(stats["rows"]), f"{stats['simulated']} ({stats['simulated_pct']:.0f} %)",
+                      pct(stats["ttft_ms"]["median_abs_error_pct"]), pct(stats["tpot_ms"]["median_abs_error_pct"]))
+    return table
 
 
 def speed_line(speed: dict) -> str:

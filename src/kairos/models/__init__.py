@@ -1,6 +1,17 @@
-"""Model architectures (dense and MoE) from Hugging Face configs, and a bundled catalog."""
+"""Model architectures (dense, MoE, MLA) from Hugging Face configs, their precision, and a bundled catalog."""
 
 from kairos.models.arch import ModelArch
-from kairos.models.catalog import list_models, load_model
+from kairos.models.catalog import ResolvedModel, catalog_config, list_known_hf_ids, list_models, load_model, resolve_model
+from kairos.models.precision import KV_CACHE_DTYPES, WEIGHTS_DTYPES
 
-__all__ = ["ModelArch", "list_models", "load_model"]
+__all__ = [
+    "KV_CACHE_DTYPES",
+    "WEIGHTS_DTYPES",
+    "ModelArch",
+    "ResolvedModel",
+    "catalog_config",
+    "list_known_hf_ids",
+    "list_models",
+    "load_model",
+    "resolve_model",
+]

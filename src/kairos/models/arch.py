@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from kairos.errors import KairosError
+from kairos.models.hf_config import arch_fields
+from kairos.models.precision import (
+    INT4_GROUP_SIZE,
+    QUANT_SCOPES,
+    UNQUANTIZED,
+    bits_per_weight,
+    check_kv_cache_dtype,
+    check_weights_dtype,
+)
 
-DENSE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
-MOE_MODEL_TYPES = frozenset({"mixtral", "qwen2_moe", "qwen3_moe"})
+ATTENTION_KINDS = ("gqa", "mla")
 
 
 @dataclass(frozen=True, slots=True)
 class ModelArch:
-    """A decoder-only transformer (dense or MoE) as far as serving cost is concerned.
+    """A decoder-only transformer (dense, MoE, GQA or MLA attention) as far as serving cost is concerned.
 
-    Every layer is assumed identical: attention with grouped KV heads, then either a
-    SwiGLU MLP of `intermediate_size` (dense) or `num_experts` SwiGLU experts of
-    `moe_intermediate_size` with top-`experts_per_token` routing plus
-    `num_shared_experts` always-on experts of `shared_expert_intermediate_size`.
-    Biases and per-head QK-norm weights (Qwen2, Qwen3) are left out: together they
-    are under 0.01% of the parameters.
+    Each layer is attention, then either a SwiGLU MLP of `intermediate_size` (dense
+    models, and the first `num_dense_layers` layers of a DeepSeek-style MoE) or
+    `num_experts` SwiGLU experts of `moe_intermediate_size` with top-`experts_per_token`
+    routing plus `num_shared_experts` always-on experts of `shared_expert_intermediate_size`.
+
+    Attention is grouped-query (`gqa`: K and V of `num_kv_heads` heads of `head_dim`
+    per token and layer) or DeepSeek's multi-head latent attention (`mla`: one latent
+    of `kv_lora_rank` + `qk_rope_head_dim` per token and layer, shared by all heads,
+    so `num_kv_heads` is 1 and `head_dim` is the query/key head size).
+    `num_sliding_layers` layers attend to a window of `sliding_window` tokens only
+    (gpt-oss); the KV figures count the full-attention layers alone, since the
+    window's KV is bounded and small (vLLM's hybrid allocator gives those layers a
+    window's worth of blocks per request).
+
+    Precision: linear layers are stored in `weights_dtype` (of `quant_scope`: every
+    linear, all but attention, or the routed experts only; int4 with one scale per
+    `int4_group_size` weights), the KV cache in `kv_cache_dtype`. `dtype_bytes` stays
+    the activation (16-bit) element size.
+
+    Biases, attention sinks and per-head or latent norm weights are left out: together
+    they are under 0.01% of the parameters.
     """
 
     name: str
@@ -40,17 +65,79 @@ class ModelArch:
     shared_expert_intermediate_size: int = 0
     dtype_bytes: int = 2
     hf_id: str = ""
+    num_dense_layers: int = 0
+    attention: str = "gqa"
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    num_sliding_layers: int = 0
+    sliding_window: int = 0
+    weights_dtype: str = "bf16"
+    kv_cache_dtype: str = "bf16"
+    quant_scope: str = "linear"
+    int4_group_size: int = INT4_GROUP_SIZE
+
+    def __post_init__(self) -> None:
+        # Precision names are case-insensitive; store them canonical (lower case).
+        object.__setattr__(self, "weights_dtype", check_weights_dtype(self.weights_dtype))
+        object.__setattr__(self, "kv_cache_dtype", check_kv_cache_dtype(self.kv_cache_dtype))
+        if self.attention not in ATTENTION_KINDS:
+            raise KairosError(f"unknown attention kind '{self.attention}' (accepted: {', '.join(ATTENTION_KINDS)})")
+        if self.quant_scope not in QUANT_SCOPES:
+            raise KairosError(f"unknown quant_scope '{self.quant_scope}' (accepted: {', '.join(QUANT_SCOPES)})")
+
+    # ---- precision ---------------------------------------------------------------
+
+    def with_precision(self, weights_dtype: str | None = None, kv_cache_dtype: str | None = None) -> ModelArch:
+        """The same architecture stored in other dtypes; None keeps the current one.
+
+        A new weights dtype applies to every linear layer (`quant_scope` 'linear'), as
+        quantizing a checkpoint online does.
+        """
+        changes: dict[str, Any] = {}
+        if weights_dtype is not None:
+            weights = check_weights_dtype(weights_dtype)
+            if weights != self.weights_dtype:
+                changes.update(weights_dtype=weights, quant_scope="linear")
+        if kv_cache_dtype is not None:
+            changes["kv_cache_dtype"] = check_kv_cache_dtype(kv_cache_dtype)
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def kv_dtype_bytes(self) -> int:
+        """Bytes per KV-cache element: 1 for fp8, else the model's 16-bit dtype."""
+        return 1 if self.kv_cache_dtype == "fp8" else self.dtype_bytes
+
+    # ---- parameters --------------------------------------------------------------
 
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
     @property
+    def is_mla(self) -> bool:
+        return self.attention == "mla"
+
+    @property
     def attention_params_per_layer(self) -> int:
-        """Q, K, V and output projection weights of one layer."""
+        """Attention projection weights of one layer (Q, K, V and output; MLA's down/up projections)."""
+        h = self.hidden_size
+        if self.is_mla:
+            q_width = self.num_heads * self.head_dim
+            q = h * self.q_lora_rank + self.q_lora_rank * q_width if self.q_lora_rank else h * q_width
+            kv_down = h * (self.kv_lora_rank + self.qk_rope_head_dim)
+            nope = self.head_dim - self.qk_rope_head_dim
+            kv_up = self.kv_lora_rank * self.num_heads * (nope + self.v_head_dim)
+            return q + kv_down + kv_up + self.num_heads * self.v_head_dim * h
         q_width = self.num_heads * self.head_dim
         kv_width = self.num_kv_heads * self.head_dim
-        return self.hidden_size * (q_width + 2 * kv_width) + q_width * self.hidden_size
+        return h * (q_width + 2 * kv_width) + q_width * h
+
+    @property
+    def dense_mlp_params(self) -> int:
+        """Weights of one dense SwiGLU MLP (gate, up and down projections)."""
+        return 3 * self.hidden_size * self.intermediate_size
 
     @property
     def expert_params(self) -> int:
@@ -65,22 +152,29 @@ class ModelArch:
     def router_params_per_layer(self) -> int:
         return self.hidden_size * self.num_experts
 
-    def _mlp_params_per_layer(self, experts: int) -> int:
-        if not self.is_moe:
-            return 3 * self.hidden_size * self.intermediate_size
-        return (
-            experts * self.expert_params
-            + self.router_params_per_layer
-            + self.shared_expert_params_per_layer
-        )
+    @property
+    def num_moe_layers(self) -> int:
+        """Layers with an MoE block (all but the leading dense ones; 0 for a dense model)."""
+        return self.num_layers - self.num_dense_layers if self.is_moe else 0
+
+    @property
+    def num_dense_mlp_layers(self) -> int:
+        return self.num_layers - self.num_moe_layers
 
     def _params(self, experts: int) -> int:
         norms_per_layer = 2 * self.hidden_size
-        per_layer = self.attention_params_per_layer + self._mlp_params_per_layer(experts) + norms_per_layer
         embeddings = self.vocab_size * self.hidden_size
         lm_head = 0 if self.tie_word_embeddings else embeddings
         final_norm = self.hidden_size
-        return self.num_layers * per_layer + embeddings + lm_head + final_norm
+        moe_per_layer = (
+            experts * self.expert_params + self.router_params_per_layer + self.shared_expert_params_per_layer
+        )
+        return (
+            self.num_layers * (self.attention_params_per_layer + norms_per_layer)
+            + self.num_dense_mlp_layers * self.dense_mlp_params
+            + self.num_moe_layers * moe_per_layer
+            + embeddings + lm_head + final_norm
+        )
 
     @property
     def num_params(self) -> int:
@@ -93,26 +187,81 @@ class ModelArch:
         return self._params(self.experts_per_token)
 
     @property
+    def quantized_params(self) -> int:
+        """Parameters stored in `weights_dtype`: the linear layers of `quant_scope` (0 if unquantized).
+
+        Embeddings, lm_head, norms and the MoE router stay in 16 bits, as in vLLM's
+        fp8, nvfp4 and mxfp4 checkpoints.
+        """
+        if self.weights_dtype in UNQUANTIZED:
+            return 0
+        params = self.num_moe_layers * self.num_experts * self.expert_params
+        if self.quant_scope != "experts":
+            params += (self.num_dense_mlp_layers * self.dense_mlp_params
+                       + self.num_moe_layers * self.shared_expert_params_per_layer)
+        if self.quant_scope == "linear":
+            params += self.num_layers * self.attention_params_per_layer
+        return params
+
+    @property
     def weight_bytes(self) -> int:
-        return self.num_params * self.dtype_bytes
+        """Bytes of all weights: quantized linear layers at their stored size, scales included."""
+        quantized = self.quantized_params
+        return (self.num_params - quantized) * self.dtype_bytes + self._quantized_bytes(quantized)
+
+    @property
+    def routed_expert_bytes(self) -> int:
+        """Bytes of every routed expert of every MoE layer (what expert parallelism splits), as stored."""
+        experts = self.num_moe_layers * self.num_experts * self.expert_params
+        if self.weights_dtype in UNQUANTIZED:
+            return experts * self.dtype_bytes
+        return self._quantized_bytes(experts)  # every quant_scope quantizes the routed experts
+
+    def _quantized_bytes(self, params: int) -> int:
+        return math.ceil(params * bits_per_weight(self.weights_dtype, self.int4_group_size) / 8)
+
+    # ---- KV cache ----------------------------------------------------------------
+
+    @property
+    def num_full_attention_layers(self) -> int:
+        """Layers whose KV grows with the context (all but the sliding-window ones)."""
+        return self.num_layers - self.num_sliding_layers
+
+    @property
+    def kv_elements_per_token_per_layer(self) -> int:
+        """KV-cache elements one token adds to one full-attention layer (all heads, before TP)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
 
     @property
     def kv_bytes_per_token(self) -> int:
-        """K and V of one token across all layers, for the whole model (all GPUs)."""
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
+        """KV of one token across the full-attention layers, for the whole model.
+
+        For MLA this is one copy of the latent, which every tensor-parallel rank holds.
+        """
+        return self.num_full_attention_layers * self.kv_elements_per_token_per_layer * self.kv_dtype_bytes
 
     def kv_heads_per_gpu(self, tp: int) -> int:
         """KV heads each tensor-parallel rank stores.
 
         Heads are split across ranks; when there are fewer KV heads than ranks, each
         rank keeps a replica of one head (vLLM's rule), so it is max(1, kv_heads // tp).
+        MLA's single latent "head" is replicated on every rank.
         """
         self.check_tp(tp)
         return max(1, self.num_kv_heads // tp)
 
     def kv_bytes_per_token_per_gpu(self, tp: int) -> int:
-        """K and V of one token across all layers held by one tensor-parallel rank."""
-        return 2 * self.num_layers * self.kv_heads_per_gpu(tp) * self.head_dim * self.dtype_bytes
+        """KV of one token across the full-attention layers held by one tensor-parallel rank.
+
+        MLA's latent is not sharded: vLLM replicates it on every rank.
+        """
+        if self.is_mla:
+            self.check_tp(tp)
+            return self.kv_bytes_per_token
+        per_layer = 2 * self.kv_heads_per_gpu(tp) * self.head_dim
+        return self.num_full_attention_layers * per_layer * self.kv_dtype_bytes
 
     def check_tp(self, tp: int) -> None:
         """Raise KairosError unless heads can be split over `tp` ranks as vLLM requires."""
@@ -122,6 +271,8 @@ class ModelArch:
             raise KairosError(
                 f"{self.name} has {self.num_heads} attention heads, not divisible by --tp {tp}"
             )
+        if self.is_mla:
+            return  # the latent KV is replicated, not split, so any tp that splits the heads works
         kv = self.num_kv_heads
         if (kv % tp) if kv >= tp else (tp % kv):
             raise KairosError(
@@ -132,56 +283,16 @@ class ModelArch:
     def from_hf_config(
         cls, config: dict[str, Any], name: str, hf_id: str = "", dtype_bytes: int = 2
     ) -> ModelArch:
-        """Build from a Hugging Face config.json dict (Llama, Mistral, Qwen2/3, Mixtral, Qwen2/3-MoE).
+        """Build from a Hugging Face config.json dict.
 
-        Not modelled: sliding-window attention (Mistral v0.1 is treated as full
-        attention, which overestimates its KV use past 4096 tokens) and Qwen-MoE's
-        `decoder_sparse_step`/`mlp_only_layers` (every released Qwen3-MoE model has an
-        MoE block in every layer).
+        Supported: Llama, Mistral, Qwen2/3 (dense); Mixtral, Qwen2/3-MoE, gpt-oss,
+        MiniMax-M2 (MoE); DeepSeek-V2/V3 and Kimi-K2/K2.5 (MLA + MoE). A
+        `quantization_config` sets `weights_dtype` (a KairosError names what cannot be
+        mapped); the KV cache stays 16-bit, as vLLM's default `--kv-cache-dtype auto`.
+
+        Not modelled: sliding windows without `layer_types` (Mistral v0.1 is treated
+        as full attention, which overestimates its KV use past 4096 tokens) and
+        Qwen-MoE's `decoder_sparse_step`/`mlp_only_layers` (every released Qwen3-MoE
+        model has an MoE block in every layer).
         """
-        model_type = config.get("model_type")
-        if model_type not in DENSE_MODEL_TYPES | MOE_MODEL_TYPES:
-            supported = ", ".join(sorted(DENSE_MODEL_TYPES | MOE_MODEL_TYPES))
-            raise KairosError(
-                f"model '{name}' has unsupported model_type '{model_type}' (supported: {supported})"
-            )
-
-        def field(key: str) -> Any:
-            if config.get(key) is None:
-                raise KairosError(f"config of model '{name}' lacks '{key}'")
-            return config[key]
-
-        hidden = int(field("hidden_size"))
-        heads = int(field("num_attention_heads"))
-        moe: dict[str, int] = {}
-        if model_type == "mixtral":
-            # Mixtral's intermediate_size is the width of each expert.
-            moe = dict(
-                num_experts=int(field("num_local_experts")),
-                experts_per_token=int(field("num_experts_per_tok")),
-                moe_intermediate_size=int(field("intermediate_size")),
-            )
-        elif model_type in MOE_MODEL_TYPES:
-            shared = int(config.get("shared_expert_intermediate_size") or 0)
-            moe = dict(
-                num_experts=int(field("num_experts")),
-                experts_per_token=int(field("num_experts_per_tok")),
-                moe_intermediate_size=int(field("moe_intermediate_size")),
-                num_shared_experts=1 if shared else 0,
-                shared_expert_intermediate_size=shared,
-            )
-        return cls(
-            name=name,
-            hidden_size=hidden,
-            num_layers=int(field("num_hidden_layers")),
-            num_heads=heads,
-            num_kv_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=int(config.get("head_dim") or hidden // heads),
-            intermediate_size=int(field("intermediate_size")),
-            vocab_size=int(field("vocab_size")),
-            max_position_embeddings=int(field("max_position_embeddings")),
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            dtype_bytes=dtype_bytes,
-            hf_id=hf_id,
-            **moe,
-        )
+        return cls(name=name, hf_id=hf_id, dtype_bytes=dtype_bytes, **arch_fields(config, name))

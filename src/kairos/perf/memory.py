@@ -6,8 +6,14 @@ Per GPU:
     reserve = RUNTIME_OVERHEAD_BYTES
               + max_num_batched_tokens * activation bytes per token
               + sampler buffers for min(max_num_seqs, max_num_batched_tokens) rows
-    blocks  = floor((budget - weight_bytes / tp - reserve)
+    weights = (weight_bytes - routed expert bytes) / tp + routed expert bytes / (tp * dp)
+    blocks  = floor((budget - weights - reserve)
                     / (block_size * kv_bytes_per_token_per_gpu(tp)))
+
+An MoE model's routed experts are spread over all tp x dp GPUs of a replica
+(expert-parallel or tensor-sharded alike); everything else is sharded by tp and
+copied on each data-parallel rank. The blocks are those of one engine (one
+data-parallel rank).
 
 vLLM measures the reserve by profiling a forward pass of max_num_batched_tokens
 tokens and a sampler pass of max_num_seqs rows; this module estimates the same peaks
@@ -21,6 +27,7 @@ import math
 from kairos.errors import KairosError
 from kairos.hardware import GPU
 from kairos.models import ModelArch
+from kairos.perf.parallel import Parallelism
 
 GIB = 1 << 30
 
@@ -76,17 +83,20 @@ def kv_cache_blocks(
     gpu_memory_utilization: float,
     max_num_batched_tokens: int,
     max_num_seqs: int = 256,
+    parallel: Parallelism | None = None,
 ) -> int:
     """KV-cache blocks of `block_size` tokens that fit on each GPU (see the module formula).
 
-    Raises KairosError naming the GiB missing per GPU and the smallest --tp that fits
-    when not even one block fits.
+    `parallel` adds data and expert parallelism to `tp` (the experts' share of the
+    weights is spread wider). Raises KairosError naming the GiB missing per GPU and
+    the smallest --tp that fits when not even one block fits.
     """
+    dp = parallel.dp if parallel is not None else 1
     if not 0 < gpu_memory_utilization <= 1:
         raise KairosError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
     if block_size < 1 or max_num_batched_tokens < 1 or max_num_seqs < 1:
         raise KairosError("block_size, max_num_batched_tokens and max_num_seqs must be positive")
-    sizing = (block_size, gpu_memory_utilization, max_num_batched_tokens, max_num_seqs)
+    sizing = (block_size, gpu_memory_utilization, max_num_batched_tokens, max_num_seqs, dp)
     blocks, shortfall = _fit(model, gpu, tp, *sizing)
     if blocks > 0:
         return blocks
@@ -95,10 +105,10 @@ def kv_cache_blocks(
         None,
     )
     hint = f"try --tp {fitting_tp}" if fitting_tp else f"no tensor-parallel size up to {TP_CANDIDATES[-1]} fits"
-    weights = model.weight_bytes / tp / GIB
+    weights = weight_bytes_per_gpu(model, tp, dp) / GIB
     reserve = reserved_bytes(model, tp, max_num_batched_tokens, max_num_seqs) / GIB
     offered = gpu_memory_utilization * gpu.memory_bytes / GIB
-    where = "one" if tp == 1 else f"each of {tp}"
+    where = "one" if tp * dp == 1 else f"each of {tp * dp}"
     raise KairosError(
         f"{model.name} needs {weights:.1f} GiB of weights and {reserve:.1f} GiB of runtime and "
         f"activations per GPU but {where} {gpu.name} offers {offered:.1f} GiB at "
@@ -114,17 +124,24 @@ def _fit(
     utilization: float,
     max_num_batched_tokens: int,
     max_num_seqs: int,
+    dp: int = 1,
 ) -> tuple[int, float]:
     """(blocks that fit per GPU, bytes per GPU missing for the first block when none does)."""
     free = (
         utilization * gpu.memory_bytes
-        - model.weight_bytes / tp
+        - weight_bytes_per_gpu(model, tp, dp)
         - reserved_bytes(model, tp, max_num_batched_tokens, max_num_seqs)
     )
     block_bytes = block_size * model.kv_bytes_per_token_per_gpu(tp)
     if free < block_bytes:
         return 0, block_bytes - free
     return math.floor(free / block_bytes), 0.0
+
+
+def weight_bytes_per_gpu(model: ModelArch, tp: int, dp: int = 1) -> float:
+    """Weight bytes on each GPU of a replica of tp x dp GPUs (routed experts spread over all)."""
+    experts = model.routed_expert_bytes
+    return (model.weight_bytes - experts) / tp + experts / (tp * dp)
 
 
 def _splits(model: ModelArch, tp: int) -> bool:

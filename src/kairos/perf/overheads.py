@@ -55,6 +55,11 @@ class WithOverheads:
         host = self.overheads.decode_step_s + self.overheads.per_request_s * num_decodes
         return self.inner.decode_window(num_decodes, decode_kv_sum, steps, decode_kv_max) + host
 
+    def rank_step_time(self, shapes: list[BatchShape]) -> float:
+        """A lockstep step of data-parallel ranks: the ranks' hosts work in parallel, so the
+        slowest one's host time adds to the GPU time of the whole step."""
+        return self.inner.rank_step_time(shapes) + max(self._host_time(s) for s in shapes)  # type: ignore[attr-defined]
+
     def idle_penalty(self, idle_s: float) -> float:
         return self.inner.idle_penalty(idle_s)
 

@@ -7,13 +7,19 @@ from dataclasses import dataclass, fields
 from kairos.errors import KairosError, unknown_name_error
 from kairos.hardware.gpu import GPU
 from kairos.models.arch import ModelArch
+from kairos.perf.aiconfigurator import SYSTEMS as AICONFIGURATOR_SYSTEMS
+from kairos.perf.aiconfigurator import AiconfiguratorModel
 from kairos.perf.base import StepTimeModel
 from kairos.perf.calibrated import CalibratedModel
 from kairos.perf.kernels import KernelModel, kernel_coverage
+from kairos.perf.kernels.database import systems_root
 from kairos.perf.overheads import EngineOverheads, WithOverheads
+from kairos.perf.parallel import Parallelism
 from kairos.perf.roofline import RooflineModel, RooflineParams
 
-PERF_MODELS = ("roofline", "kernels", "auto")
+PERF_MODELS = ("roofline", "kernels", "aiconfigurator", "auto")
+# Weight precisions the measured kernel composition (`kernels`) models.
+KERNEL_WEIGHTS = ("bf16", "fp16", "fp8", "fp8_block")
 # `calibrated:PATH` names a profile written by `kairos calibrate`.
 CALIBRATED_PREFIX = "calibrated:"
 
@@ -23,7 +29,8 @@ class ResolvedPerf:
     """The step-time model built for a scenario and the name of the one that runs."""
 
     model: StepTimeModel
-    used: str  # "roofline", "kernels" (what `auto` resolved to) or "calibrated"
+    used: str  # "roofline", "kernels", "aiconfigurator" (what `auto` resolved to) or "calibrated"
+    notes: tuple[str, ...] = ()  # where the model costs the deployment otherwise than it runs
 
 
 def is_calibrated(name: str) -> bool:
@@ -40,27 +47,49 @@ def load_calibrated(name: str) -> CalibratedModel | None:
 def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
                          roofline: dict[str, float] | None = None,
                          overheads: dict[str, float] | None = None,
-                         calibrated: CalibratedModel | None = None) -> ResolvedPerf:
+                         calibrated: CalibratedModel | None = None, parallel: Parallelism | None = None
+                         ) -> ResolvedPerf:
     """Build the step-time model `name` for `model` on `tp` GPUs of kind `gpu`, with engine overheads.
 
-    `auto` uses the measured kernel database where it covers the GPU (and the
-    `kernels` extra is installed), the roofline elsewhere. `calibrated:PATH` loads
+    `auto` uses the measured kernel composition where it covers the GPU, the
+    precision and the layout (and the `kernels` extra is installed), aiconfigurator-core's
+    estimator where that covers the GPU, the roofline elsewhere. `calibrated:PATH` loads
     a profile of whole measured steps, host time included, so it gets no overheads
-    (pass `calibrated` when the caller has loaded it already).
+    (pass `calibrated` when the caller has loaded it already). `parallel` adds data
+    and expert parallelism to `tp` (only `aiconfigurator` models an MoE model's
+    lockstep ranks and expert all-to-all).
     """
+    parallel = parallel or Parallelism(tp)
+    if parallel.tp != tp:
+        raise KairosError(f"tp {tp} and the parallelism's tp {parallel.tp} differ")
     if is_calibrated(name):
         path = name[len(CALIBRATED_PREFIX):]  # empty for a bare "calibrated"
         return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads, calibrated), "calibrated")
     if name not in PERF_MODELS:
         raise unknown_name_error("step-time model", name, (*PERF_MODELS, CALIBRATED_PREFIX + "PROFILE"))
-    used = name
-    if name == "auto":
-        used = "kernels" if kernel_coverage(gpu.name) else "roofline"
-    if used == "kernels":
-        inner: StepTimeModel = KernelModel(model, gpu, tp)
+    used = _auto(model, gpu, parallel) if name == "auto" else name
+    if used != "aiconfigurator" and model.is_moe and (parallel.dp > 1 or parallel.ep):
+        raise KairosError(f"--perf {name} models tensor parallelism only; an MoE model with data or expert "
+                          "parallelism needs --perf aiconfigurator (lockstep ranks, expert all-to-all)")
+    if used == "aiconfigurator":
+        inner: StepTimeModel = AiconfiguratorModel(model, gpu, parallel)
+    elif used == "kernels":
+        inner = KernelModel(model, gpu, tp)
     else:
         inner = RooflineModel(model, gpu, tp, _dataclass_from(RooflineParams, roofline, "roofline parameter"))
-    return ResolvedPerf(WithOverheads(inner, _dataclass_from(EngineOverheads, overheads, "engine overhead")), used)
+    return ResolvedPerf(WithOverheads(inner, _dataclass_from(EngineOverheads, overheads, "engine overhead")), used,
+                        tuple(getattr(inner, "notes", ())))
+
+
+def _auto(model: ModelArch, gpu: GPU, parallel: Parallelism) -> str:
+    """The measured kernel composition where it covers the GPU, the precision and the
+    layout; aiconfigurator-core's estimator where it covers the GPU; else the roofline."""
+    kernels_layout = model.weights_dtype in KERNEL_WEIGHTS and not (model.is_moe and (parallel.dp > 1 or parallel.ep))
+    if kernels_layout and kernel_coverage(gpu.name):
+        return "kernels"
+    if gpu.name in AICONFIGURATOR_SYSTEMS and systems_root() is not None:
+        return "aiconfigurator"
+    return "roofline"
 
 
 def _calibrated(path: str, model: ModelArch, tp: int, roofline: dict[str, float] | None,

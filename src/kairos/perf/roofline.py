@@ -13,6 +13,7 @@ import numpy as np
 
 from kairos.hardware import GPU
 from kairos.models import ModelArch
+from kairos.models.precision import bits_per_weight
 from kairos.perf.base import BatchShape, ComposedStepModel
 
 
@@ -72,21 +73,28 @@ class RooflineModel(ComposedStepModel):
         self.tp = tp
         self.params = params
 
-        # An FP8 checkpoint runs its GEMMs on the FP8 tensor cores when the GPU has them.
-        peak = gpu.fp8_flops if model.dtype_bytes == 1 and gpu.fp8_flops else gpu.bf16_flops
-        gemm_s = 1.0 / (peak * params.gemm_efficiency)
-        attn_s = 1.0 / (peak * params.attention_efficiency)
+        # FP8 weights run their GEMMs on the FP8 tensor cores where the GPU has them (W8A8);
+        # 4-bit weights are read at their stored size and, costed conservatively, computed
+        # at the 16-bit peak (weight-only kernels dequantize to 16 bits).
+        fp8 = model.weights_dtype in ("fp8", "fp8_block") and gpu.fp8_flops
+        gemm_s = 1.0 / ((gpu.fp8_flops if fp8 else gpu.bf16_flops) * params.gemm_efficiency)
+        attn_s = 1.0 / (gpu.bf16_flops * params.attention_efficiency)
         byte_s = 1.0 / (gpu.memory_bw * params.memory_efficiency)
         layers = model.num_layers
         d = model.dtype_bytes
+        quantized = float(bits_per_weight(model.weights_dtype, model.int4_group_size)) / 8
+        # Bytes per weight of the attention projections, the dense or shared MLPs, and the experts.
+        w_attn = quantized if model.quant_scope == "linear" else d
+        w_mlp = quantized if model.quant_scope in ("linear", "mlp") else d
         h = model.hidden_size
         q = model.num_heads // tp * model.head_dim
         kv = model.kv_heads_per_gpu(tp) * model.head_dim
 
-        def gemm(name: str, weights: float, act_per_token: float, count: int = layers) -> _LinearOp:
+        def gemm(name: str, weights: float, act_per_token: float, count: int = layers,
+                 weight_bytes: float = d) -> _LinearOp:
             """A GEMM with `weights` elements per GPU, reading+writing `act_per_token` elements."""
             return _LinearOp(
-                name, 2 * weights * count * gemm_s, weights * d * count * byte_s,
+                name, 2 * weights * count * gemm_s, weights * weight_bytes * count * byte_s,
                 act_per_token * d * count * byte_s,
             )
 
@@ -95,19 +103,19 @@ class RooflineModel(ComposedStepModel):
 
         ops = [
             streaming("embedding", 2 * h * d),
-            gemm("qkv_proj", h * (q + 2 * kv), h + q + 2 * kv),
-            gemm("o_proj", q * h, q + h),
+            gemm("qkv_proj", h * (q + 2 * kv), h + q + 2 * kv, weight_bytes=w_attn),
+            gemm("o_proj", q * h, q + h, weight_bytes=w_attn),
         ]
         if model.is_moe:
             # The router is replicated on every rank; its logits are fp32 (2 bf16 widths).
             ops.append(gemm("moe_router", h * model.num_experts, h + 2 * model.num_experts))
             if model.num_shared_experts:
                 width = model.num_shared_experts * model.shared_expert_intermediate_size / tp
-                ops.append(gemm("shared_experts", 3 * h * width, 2 * h + 6 * width))
+                ops.append(gemm("shared_experts", 3 * h * width, 2 * h + 6 * width, weight_bytes=w_mlp))
         else:
             width = model.intermediate_size / tp
             # gate_up reads h and writes 2i, SiLU-and-mul reads 2i and writes i, down reads i writes h.
-            ops.append(gemm("mlp", 3 * h * width, 2 * h + 6 * width))
+            ops.append(gemm("mlp", 3 * h * width, 2 * h + 6 * width, weight_bytes=w_mlp))
         # Two fused residual-add + RMSNorm per layer (each reads and writes x and the
         # residual) plus the final norm; replicated, not split by TP.
         ops.append(streaming("norms", (8 * h * layers + 4 * h) * d))
@@ -117,7 +125,7 @@ class RooflineModel(ComposedStepModel):
             k, experts = model.experts_per_token, model.num_experts
             width = model.moe_intermediate_size / tp
             self._expert_flop_s = 2 * k * 3 * h * width * layers * gemm_s
-            self._expert_weight_s = 3 * h * width * d * layers * byte_s
+            self._expert_weight_s = 3 * h * width * quantized * layers * byte_s
             self._expert_act_s = k * (2 * h + 6 * width) * d * layers * byte_s
             self._experts = experts
             self._expert_miss = 1.0 - k / experts
@@ -129,7 +137,7 @@ class RooflineModel(ComposedStepModel):
         # Attention: FLOPs 4 * q * (query, key) pairs; bytes: K and V of every attended
         # token once, plus per new token its K/V write, Q read and output write.
         self._attn_pair_s = 4 * q * layers * attn_s
-        self._attn_kv_s = 2 * kv * d * layers * byte_s
+        self._attn_kv_s = 2 * kv * model.kv_dtype_bytes * layers * byte_s
         self._attn_new_s = (2 * kv + 2 * q) * d * layers * byte_s
 
         self._allreduce_fixed_s = 0.0

@@ -12,14 +12,16 @@ from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
 from kairos.errors import KairosError
 from kairos.hardware import load_gpu
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
-from kairos.models import ModelArch, load_model
+from kairos.models import ModelArch, resolve_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.calibrated import CalibratedModel
 from kairos.perf.machine_speed import HostSpeed
+from kairos.perf.parallel import Parallelism
 from kairos.perf.registry import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.scenario.schema import Scenario
 from kairos.sim.executor import SimExecutor
 from kairos.sim.explain import StepSampler, explain_steps
+from kairos.sim.lockstep import LockstepCores
 from kairos.sim.replica import PrefixHasher, SimReplica
 from kairos.sim.runner import ProgressFn, Simulation
 from kairos.workload import RequestSpec, build_workload
@@ -42,9 +44,26 @@ class Deployment:
     device: str  # catalog GPU name, or the device a calibration profile measured
     tp: int
     replicas: int
-    kv_blocks: int
+    kv_blocks: int  # per engine (per data-parallel rank)
     max_model_len: int
     perf: ResolvedPerf
+    parallel: Parallelism = Parallelism()
+    notes: tuple[str, ...] = ()  # how the model name was resolved, and the like
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether each replica's data-parallel ranks step together (an MoE model's do)."""
+        return self.parallel.dp > 1 and self.model.is_moe
+
+    def describe(self) -> dict:
+        """The deployment section of report.json: what ran."""
+        return {
+            "model": self.model.name, "gpu": self.device, **self.parallel.describe(),
+            "gpus_per_replica": self.parallel.gpus, "replicas": self.replicas,
+            "kv_blocks_per_replica": self.kv_blocks * self.parallel.dp, "kv_blocks_per_engine": self.kv_blocks,
+            "weights_dtype": self.model.weights_dtype, "kv_cache_dtype": self.model.kv_cache_dtype,
+            "max_model_len": self.max_model_len, "perf": self.perf.used, "notes": list(self.notes),
+        }
 
 
 def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = None) -> Deployment:
@@ -53,8 +72,11 @@ def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = 
     `calibrated` is a profile already in memory, for a scenario whose perf model is
     a bare `calibrated` (else the profile is read from the `calibrated:PATH` file).
     """
-    tp = scenario.hardware.tp
+    hw = scenario.hardware
+    tp = hw.tp
+    parallel = Parallelism(tp, hw.dp, hw.ep)
     eng = scenario.engine
+    notes: list[str] = []
     calibrated = calibrated or load_calibrated(scenario.perf.model)
     if calibrated is not None and scenario.model.name == calibrated.profile["model"]:
         # The measured engine itself (e.g. a `kairos serve` preset the catalog does not
@@ -67,18 +89,24 @@ def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = 
                               "engine.num_gpu_blocks (`kairos validate` reads it from meta.json)")
         gpu, device, blocks = None, str(profile.get("device_name") or profile.get("device")), eng.num_gpu_blocks
     else:
-        model = load_model(scenario.model.name)
-        gpu = load_gpu(scenario.hardware.gpu)
+        resolved = resolve_model(scenario.model.name)
+        if resolved.note:
+            notes.append(resolved.note)
+        model = resolved.arch.with_precision(scenario.model.weights_dtype, scenario.model.kv_cache_dtype)
+        gpu = load_gpu(hw.gpu)
         model.check_tp(tp)
+        if parallel.ep and not model.is_moe:
+            raise KairosError(f"hardware.ep: {model.name} is a dense model, it has no experts to split")
         device = gpu.name
         blocks = eng.num_gpu_blocks or kv_cache_blocks(
             model, gpu, tp, eng.block_size, eng.gpu_memory_utilization,
-            eng.max_num_batched_tokens, eng.max_num_seqs,
+            eng.max_num_batched_tokens, eng.max_num_seqs, parallel=parallel,
         )
     max_len = scenario.model.max_model_len or model.max_position_embeddings
     perf = make_step_time_model(scenario.perf.model, model, gpu, tp, scenario.perf.roofline,
-                                scenario.perf.overheads, calibrated)
-    return Deployment(model, device, tp, scenario.cluster.replicas or 1, blocks, max_len, perf)
+                                scenario.perf.overheads, calibrated, parallel=parallel)
+    return Deployment(model, device, tp, scenario.cluster.replicas or 1, blocks, max_len, perf, parallel,
+                      (*notes, *perf.notes))
 
 
 def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
@@ -96,13 +124,21 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
                              eng.enable_chunked_prefill, eng.policy)
     itl = ItlCollector()
     hasher = PrefixHasher(eng.block_size)
-    replicas = [
-        SimReplica(i, EngineCore(config, KVCacheManager(deployment.kv_blocks, eng.block_size,
-                                                        eng.enable_prefix_caching),
-                                 itl=itl, check_invariants=check_invariants),
-                   SimExecutor(step_model, speed), hasher)
-        for i in range(deployment.replicas)
-    ]
+
+    def engine() -> EngineCore:
+        kv = KVCacheManager(deployment.kv_blocks, eng.block_size, eng.enable_prefix_caching)
+        return EngineCore(config, kv, itl=itl, check_invariants=check_invariants)
+
+    dp = deployment.parallel.dp
+    if deployment.lockstep:
+        if speed is not None:
+            raise KairosError("replaying a measured run's machine speed needs one engine per replica, not dp ranks")
+        cores: list = [LockstepCores([engine() for _ in range(dp)]) for _ in range(deployment.replicas)]
+    else:
+        # A dense model's data-parallel ranks are independent engines: the router spreads
+        # requests over all of them, as vLLM's internal load balancer does over its ranks.
+        cores = [engine() for _ in range(deployment.replicas * dp)]
+    replicas = [SimReplica(i, core, SimExecutor(step_model, speed), hasher) for i, core in enumerate(cores)]
     knobs: dict = dict(scenario.cluster.router_options)
     accepted = router_knobs(scenario.cluster.router)
     # Cache-aware routers must hash prompts exactly as the engines' prefix caches do.
@@ -114,7 +150,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
     latency = getattr(step_model, "request_latency_s", 0.0)
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress, explain=explain,
-                      request_latency_s=latency)
+                      request_latency_s=latency, concurrency=scenario.workload.concurrency)
 
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
@@ -134,13 +170,7 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     result = sim.run()
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     summary = summarize(result.records, result.itl, slo, result.prefix_cache_hit_rate)
-    extra = {
-        "deployment": {
-            "model": deployment.model.name, "gpu": deployment.device, "tp": deployment.tp,
-            "replicas": deployment.replicas, "kv_blocks_per_replica": deployment.kv_blocks,
-            "max_model_len": deployment.max_model_len, "perf": deployment.perf.used,
-        },
-    }
+    extra = {"deployment": deployment.describe()}
     if sampler is not None:
         extra["explain"] = explain_steps(sampler, deployment.perf.model)
     # Through JSON text: pydantic serialises infinite rates as "Infinity" there.

@@ -30,6 +30,11 @@ class ModelSection(_Section):
     max_model_len: int | None = Field(None, ge=1, description="Longest prompt + output accepted;"
                                       " longer requests are rejected. Default: the model's"
                                       " max_position_embeddings.")
+    weights_dtype: str | None = Field(None, description="Weight precision: bf16, fp16, fp8, nvfp4,"
+                                      " mxfp4 or int4 (weight-only). Default: the checkpoint's (its"
+                                      " quantization_config or an -FP8/-NVFP4... suffix), else bf16.")
+    kv_cache_dtype: str | None = Field(None, description="KV-cache precision: bf16, fp16 or fp8"
+                                       " (vLLM's --kv-cache-dtype; auto = the model's). Default auto.")
     _shorthand = _name_shorthand("name")
 
 
@@ -37,9 +42,20 @@ class HardwareSection(_Section):
     """GPUs of one replica and of the cluster."""
 
     gpu: str = Field("h100", description="GPU kind (`kairos gpus`). Default h100.")
-    tp: int = Field(1, ge=1, description="Tensor-parallel GPUs per replica. Default 1.")
+    tp: int = Field(1, ge=1, description="Tensor-parallel GPUs per engine. Default 1.")
+    dp: int = Field(1, ge=1, description="Data-parallel engines per replica (vLLM's"
+                    " --data-parallel-size): each its own scheduler and KV cache; an MoE model's"
+                    " step in lockstep. Default 1.")
+    ep: bool = Field(False, description="Expert parallelism (vLLM's --enable-expert-parallel): an"
+                     " MoE model's experts split over the replica's tp x dp GPUs. Default off.")
+    pp: int = Field(1, ge=1, le=1, description="Pipeline-parallel stages: not modelled, only 1 is"
+                    " accepted. Default 1.")
     count: int | None = Field(None, ge=1, description="Total GPUs; when set, cluster.replicas"
-                              " defaults to count / tp. Default: replicas x tp.")
+                              " defaults to count / (tp x dp). Default: replicas x tp x dp.")
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.dp
 
 
 class EngineSection(_Section):
@@ -82,9 +98,11 @@ class PerfSection(_Section):
     """How step times are predicted."""
 
     model: str = Field("roofline", description="Step-time model: roofline, kernels (measured"
-                       " kernel database, needs the `kernels` extra), auto (kernels where the"
-                       " database covers the GPU, else roofline) or calibrated:PROFILE (a"
-                       " profile from `kairos calibrate`). Default roofline.")
+                       " kernel database, needs the `kernels` extra), aiconfigurator"
+                       " (aiconfigurator-core's forward-pass estimator: TP, DP, EP, quantized"
+                       " kernels; same extra), auto (kernels where the database covers the GPU,"
+                       " else roofline) or calibrated:PROFILE (a profile from `kairos"
+                       " calibrate`). Default roofline.")
     roofline: dict[str, float] = Field(default_factory=dict, description="Overrides of roofline"
                                        " parameters (see docs/BENCHMARKS.md). Default none.")
     overheads: dict[str, float] = Field(default_factory=dict, description="Overrides of engine"
@@ -106,15 +124,16 @@ class Scenario(_Section):
 
     @model_validator(mode="after")
     def _replicas_match_count(self) -> Scenario:
-        count, tp = self.hardware.count, self.hardware.tp
+        count, per_replica = self.hardware.count, self.hardware.gpus_per_replica
+        what = f"tp {self.hardware.tp}" + (f" x dp {self.hardware.dp}" if self.hardware.dp > 1 else "")
         if count is not None:
-            if count % tp:
-                raise ValueError(f"hardware.count {count} is not a multiple of tp {tp}")
+            if count % per_replica:
+                raise ValueError(f"hardware.count {count} is not a multiple of {what}")
             if self.cluster.replicas is None:
-                self.cluster.replicas = count // tp
-            elif self.cluster.replicas * tp != count:
+                self.cluster.replicas = count // per_replica
+            elif self.cluster.replicas * per_replica != count:
                 raise ValueError(f"hardware.count {count} != cluster.replicas {self.cluster.replicas}"
-                                 f" x tp {tp}")
+                                 f" x {what}")
         if self.cluster.replicas is None:
             self.cluster.replicas = 1
         return self

@@ -7,6 +7,7 @@ import numpy as np
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.perf.base import BatchShape, StepTimeModel
 from kairos.perf.machine_speed import HostSpeed
+from kairos.sim.lockstep import LockstepStep
 
 
 def _step_time(model: StepTimeModel, shape: BatchShape) -> float:
@@ -31,8 +32,11 @@ class SimExecutor:
     def execute(self, out: SchedulerOutput) -> None:
         return None
 
-    def duration(self, out: SchedulerOutput, start: float) -> float:
-        """Seconds of the step `out` that starts at `start`."""
+    def duration(self, out: SchedulerOutput | LockstepStep, start: float) -> float:
+        """Seconds of the step `out` (one engine's, or data-parallel ranks' in lockstep) from `start`."""
+        if isinstance(out, LockstepStep):
+            # Only a replay of a measured run has a speed, and measured runs are one engine.
+            return self.model.rank_step_time(out.shapes)  # type: ignore[attr-defined]
         seconds = _step_time(self.model, out.shape)
         if self.speed is not None:
             seconds += self.speed.extra(start) * _step_time(self.speed.host, out.shape)

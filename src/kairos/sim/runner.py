@@ -51,12 +51,17 @@ class Simulation:
     shortage is one event (`fast_decode`); an arrival during such a window ends it
     with the step running at that moment. The outcome is exactly that of stepping
     one iteration at a time.
+
+    With `concurrency` C the workload is a closed loop (vLLM bench's
+    --max-concurrency): at most C requests are in flight, from their send to their
+    end; a request due while all C are busy is sent when one ends, and its record's
+    arrival (TTFT's start) is that send.
     """
 
     def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
                  progress: ProgressFn | None = None, explain: StepSampler | None = None,
-                 request_latency_s: float = 0.0) -> None:
+                 request_latency_s: float = 0.0, concurrency: int | None = None) -> None:
         self.replicas = replicas
         self.router = router
         self.max_model_len = max_model_len
@@ -67,6 +72,8 @@ class Simulation:
         # Front-end time between a client sending a request and the engine seeing it
         # (HTTP, parsing, tokenization): it counts in TTFT but the engine cannot use it.
         self.request_latency_s = request_latency_s
+        # Client slots left; infinite in an open loop, where nothing waits for one.
+        self._free_slots: float = math.inf if concurrency is None else concurrency
         self._deliveries: list[tuple[float, int, RequestSpec, RequestRecord]] = []
         self._open = sorted((s for s in specs if s.after is None), key=lambda s: s.arrival_s)
         self._next_open = 0
@@ -78,8 +85,10 @@ class Simulation:
         self._seq = 0
         # Arrivals created while running (follow-up turns): (time, seq, spec).
         self._arrivals: list[tuple[float, int, RequestSpec]] = []
-        # Step ends (and wake-ups of idle replicas): (time, seq, replica index, window id).
+        # Step ends (and wake-ups of idle replicas): (time, replica index, seq, window id).
+        # Equal times go in replica order, fused or not: see _cut_window.
         self._steps: list[tuple[float, int, int, int]] = []
+        self._last_step = (-math.inf, -1)  # (time, replica index) of the latest step end
         self._records: list[tuple[float, int, RequestRecord]] = []
         self._live: dict[int, tuple[Request, RequestRecord]] = {}
         self._ended = 0
@@ -100,12 +109,14 @@ class Simulation:
             if t_arrival == math.inf and t_deliver == math.inf and t_step == math.inf:
                 break
             if t_arrival <= t_deliver and t_arrival <= t_step:
-                self._arrive(*self._pop_arrival())
+                spec, due = self._pop_arrival()
+                # Held for a slot, a request goes when one frees: now, after it was due.
+                self._arrive(spec, max(due, self._now))
             elif t_deliver <= t_step:
                 t, _, spec, record = heapq.heappop(self._deliveries)
                 self._deliver(spec, record, t)
             else:
-                t, _, index, window_id = heapq.heappop(steps)
+                t, index, _, window_id = heapq.heappop(steps)
                 replica = self.replicas[index]
                 if window_id == replica.window_id:  # else a window cut short has moved its end
                     self._end_step(replica, t)
@@ -117,6 +128,8 @@ class Simulation:
         return self._result(events)
 
     def _next_arrival_time(self) -> float:
+        if self._free_slots <= 0:  # closed loop: whatever is due waits until a request ends
+            return math.inf
         t = self._open[self._next_open].arrival_s if self._next_open < len(self._open) else math.inf
         if self._arrivals and self._arrivals[0][0] < t:
             t = self._arrivals[0][0]
@@ -133,7 +146,9 @@ class Simulation:
 
     # ---- events ----------------------------------------------------------------------
     def _arrive(self, spec: RequestSpec, t: float) -> None:
+        """The client sends the request at `t`: it holds a slot until it ends."""
         self._now = t
+        self._free_slots -= 1
         record = RequestRecord.for_spec(spec, t)
         self._records.append((t, self._next_seq(), record))
         reason = self._reject_reason(spec)
@@ -167,8 +182,12 @@ class Simulation:
         ends = replica.in_flight_ends
         if replica.in_flight is None or len(ends) == 1:
             return
-        # Steps j+1 with j >= 1 start at ends[j-1]; keep those that start before t.
-        keep = 1 + int(np.searchsorted(ends[:-1], t, side="left"))
+        # Steps j+1 with j >= 1 start at ends[j-1]; keep those that start before t. A request
+        # sent at t by a step end at t (a follow-up turn, a freed concurrency slot) comes
+        # after the step ends of lower replicas at t: stepping has begun their next steps.
+        last_t, last_index = self._last_step
+        begun = last_t == t and replica.index < last_index
+        keep = 1 + int(np.searchsorted(ends[:-1], t, side="right" if begun else "left"))
         if keep < len(ends):
             replica.in_flight_ends = ends[:keep]
             replica.core.stats.busy_s -= float(ends[-1]) - float(ends[keep - 1])
@@ -187,6 +206,7 @@ class Simulation:
 
     def _end_step(self, replica: SimReplica, t: float) -> None:
         self._now = t
+        self._last_step = (t, replica.index)
         replica.waking = False
         out = replica.in_flight
         if out is not None:
@@ -229,11 +249,12 @@ class Simulation:
 
     def _push_step_end(self, replica: SimReplica, t: float) -> None:
         replica.window_id += 1
-        heapq.heappush(self._steps, (t, self._next_seq(), replica.index, replica.window_id))
+        heapq.heappush(self._steps, (t, replica.index, self._next_seq(), replica.window_id))
 
     def _end(self, request_id: str, t: float) -> None:
-        """A request ended (finished or rejected): release the turns that follow it."""
+        """A request ended (finished or rejected): free its slot, release the turns that follow it."""
         self._ended += 1
+        self._free_slots += 1
         for kid in self._followers.pop(request_id, ()):
             heapq.heappush(self._arrivals, (t + kid.think_s, self._next_seq(), kid))
 

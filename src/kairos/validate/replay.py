@@ -30,7 +30,12 @@ def replay_specs(run: MeasuredRun) -> list[RequestSpec]:
 
 def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | None = None,
                     perf: str = "auto") -> Scenario:
-    """A scenario with the engine settings meta.json records; `gpu`/`model` override it."""
+    """A scenario with the engine settings meta.json records; `gpu`/`model` override it.
+
+    A closed-loop run (`kairos bench --concurrency`, meta.json's `max_concurrency`)
+    is replayed behind the same gate: each request arrives when it was sent, and
+    waits for a slot where the simulated requests before it have not ended yet.
+    """
     meta = run.meta
     engine_kwargs: dict[str, Any] = meta.get("engine_kwargs") or {}
     kv: dict[str, Any] = meta.get("kv_cache") or {}
@@ -59,6 +64,9 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
         "engine": engine,
         "perf": {"model": perf},
     }
+    concurrency = (meta.get("kairos_bench") or {}).get("max_concurrency")
+    if concurrency is not None:
+        data["workload"] = {"concurrency": concurrency}
     return validate_scenario(data, f"{run.path}/meta.json")
 
 

@@ -3,8 +3,8 @@
 With no settings it is a synthetic chat workload: 600 requests, Poisson arrivals
 at 6 req/s, lognormal input (median 700 tokens, clipped to [16, 8192]) and output
 (median 200, clipped to [4, 2048]) lengths, and 4 shared system prompts of 256
-tokens. `num_requests`, `rate` and `time_scale` are plain fields so the CLI can
-override them.
+tokens. `num_requests`, `rate`, `concurrency` and `time_scale` are plain fields so
+the CLI can override them.
 """
 
 from __future__ import annotations
@@ -115,6 +115,16 @@ class WorkloadConfig(BaseModel):
     )
     sessions: SessionConfig | None = Field(
         None, description="Multi-turn sessions, or null for single requests. Default null."
+    )
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Closed loop, as `vllm bench serve --max-concurrency`: at most this many"
+        " requests in flight. A request is sent at its arrival time or, when every slot is"
+        " busy, as soon as one frees (a request ends: finished, failed or rejected); its"
+        " TTFT counts from the send. With rate .inf the first N go at t=0 and each end sends"
+        " the next. A session's follow-up turn also waits for a slot; none is held during"
+        " think time. Synthetic and trace workloads alike. Default null: open loop.",
     )
     # Traces.
     path: str | None = Field(None, description="Trace file to replay (kind: trace).")

@@ -26,7 +26,7 @@ from kairos.perf.kernels.database import (
     MessageCurve,
     Phase,
 )
-from kairos.perf.kernels.model import KernelModel
+from kairos.perf.kernels.model import KernelModel, gemm_dtype
 
 
 @dataclass
@@ -119,14 +119,14 @@ def operator_errors(model: ModelArch, tables: KernelTables, tp: int = 1) -> dict
     q = model.num_heads // tp * model.head_dim
     kv = model.kv_heads_per_gpu(tp) * model.head_dim
     h, width = model.hidden_size, model.intermediate_size // tp
-    grid = tables.gemm("bfloat16" if model.dtype_bytes == 2 else "fp8")
+    grid = tables.gemm(gemm_dtype(model))
     if grid is not None:
         shapes = {"qkv_proj": (q + 2 * kv, h), "o_proj": (h, q), "gate_up": (2 * width, h),
                   "down": (h, width), "lm_head": (-(-model.vocab_size // tp), h)}
         for label, (n, k) in shapes.items():
             curve = ops.gemm_curve(grid, n, k, 1, label, tables.system)
             errors[f"{label} GEMM, m axis"] = leave_one_out(curve.x, curve.y, "linear")
-    kv_dtype = "bfloat16" if model.dtype_bytes == 2 else "fp8"
+    kv_dtype = "fp8" if model.kv_cache_dtype == "fp8" else "bfloat16"
     heads, kv_heads = model.num_heads // tp, model.kv_heads_per_gpu(tp)
     found = ops.attention_grid(tables, "context", heads, kv_heads, model.head_dim, kv_dtype)
     if found is not None:

@@ -24,6 +24,7 @@ from functools import cache
 
 import numpy as np
 
+from kairos.errors import KairosError
 from kairos.hardware import GPU
 from kairos.models import ModelArch
 from kairos.perf.base import BatchShape, ComposedStepModel
@@ -34,6 +35,17 @@ from kairos.perf.roofline import RooflineModel
 
 # Activations between kernels stay bf16 even for FP8 checkpoints.
 ACT_BYTES = 2
+
+
+def gemm_dtype(model: ModelArch) -> str:
+    """The database's GEMM table for the model's weights: 16-bit or fp8; 4-bit weights have
+    kernels (and scopes) this composition does not model."""
+    if model.weights_dtype in ("bf16", "fp16"):
+        return "bfloat16"
+    if model.weights_dtype in ("fp8", "fp8_block"):
+        return "fp8"
+    raise KairosError(f"--perf kernels composes 16-bit and fp8 GEMMs only, not {model.weights_dtype} "
+                      f"weights: use --perf aiconfigurator")
 
 
 @cache
@@ -102,7 +114,7 @@ class KernelModel(ComposedStepModel):
         layers, h = model.num_layers, model.hidden_size
         q = model.num_heads // tp * model.head_dim
         kv = model.kv_heads_per_gpu(tp) * model.head_dim
-        dtype = "bfloat16" if model.dtype_bytes == 2 else "fp8"
+        dtype = gemm_dtype(model)
         grid = self.tables.gemm(dtype)
         memory = self.tables.memory()
 
@@ -187,7 +199,7 @@ class KernelModel(ComposedStepModel):
 
     def _attention(self, phase: Phase) -> tuple[AttentionGrid, int]:
         m, tp = self.model, self.tp
-        kv_dtype = "bfloat16" if m.dtype_bytes == 2 else "fp8"
+        kv_dtype = "fp8" if m.kv_cache_dtype == "fp8" else "bfloat16"
         found = ops.attention_grid(
             self.tables, phase, m.num_heads // tp, m.kv_heads_per_gpu(tp), m.head_dim, kv_dtype)
         if found is not None:

@@ -1,0 +1,53 @@
+"""The measured-silicon suite: rows read from aiconfigurator-core, replayed, summarised."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kairos.validate.suite import PROMPTS_PER_CLIENT, load_rows, row_requests, run_row, run_suite
+
+pytest.importorskip("aiconfigurator_core")
+
+
+def test_rows_carry_the_deployment_and_the_load():
+    rows = load_rows("vllm", ["h100", "h200"])
+    assert rows and all(r.gpu in ("h100", "h200") and r.backend == "vllm" for r in rows)
+    assert all(r.concurrency >= 1 and r.isl > 0 and r.osl > 0 and r.ttft_ms > 0 and r.tpot_ms > 0 for r in rows)
+    moe_dp = [r for r in rows if r.model == "MiniMaxAI/MiniMax-M2.5" and r.dp > 1]
+    assert moe_dp and all(r.ep and r.tp * r.dp >= 4 for r in moe_dp)
+
+
+def test_a_synchronized_wave_then_staggered_rounds():
+    row = next(r for r in load_rows("vllm", ["h100"]) if r.concurrency == 8)
+    specs, measured = row_requests(row)
+    wave, stagger = specs[:8], specs[8:16]
+    assert all(s.output_len == row.osl and s.request_id in measured for s in wave)
+    assert [s.output_len for s in stagger] == sorted(s.output_len for s in stagger)
+    assert stagger[-1].output_len == row.osl and stagger[0].output_len < row.osl
+    assert not measured & {s.request_id for s in stagger}
+    assert len(measured) == PROMPTS_PER_CLIENT * 8 and len(specs) == len(measured) + 8
+
+
+def test_a_row_is_simulated_and_compared():
+    row = min((r for r in load_rows("vllm", ["h100"]) if r.model == "Qwen/Qwen3-32B"),
+              key=lambda r: r.concurrency * (r.isl + r.osl))
+    entry = run_row(row)
+    assert entry["skipped"] is None
+    for metric in ("ttft_ms", "tpot_ms"):
+        cell = entry[metric]
+        assert cell["simulated"] > 0
+        assert cell["error_pct"] == pytest.approx(100 * (cell["simulated"] - cell["measured"]) / cell["measured"])
+
+
+def test_summary_counts_skipped_rows():
+    row = min((r for r in load_rows("vllm", ["h100"]) if r.model == "Qwen/Qwen3-32B"),
+              key=lambda r: r.concurrency * (r.isl + r.osl))
+    unknown = replace(row, id="unknown", model="no-org/no-such-model-xyz")
+    result = run_suite([row, unknown], jobs=1)
+    skipped = next(e for e in result["rows"] if e["id"] == "unknown")
+    assert "no-such-model" in skipped["skipped"]
+    overall = result["summary"]["all"]
+    assert (overall["rows"], overall["simulated"], overall["simulated_pct"]) == (2, 1, 50.0)
+    assert overall["tpot_ms"]["median_abs_error_pct"] >= 0
