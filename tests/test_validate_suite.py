@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
+from cli_helpers import kairos, one_line_error
 from kairos.validate.suite import PROMPTS_PER_CLIENT, load_rows, row_requests, run_row, run_suite
 
 pytest.importorskip("aiconfigurator_core")
@@ -51,3 +53,24 @@ def test_summary_counts_skipped_rows():
     overall = result["summary"]["all"]
     assert (overall["rows"], overall["simulated"], overall["simulated_pct"]) == (2, 1, 50.0)
     assert overall["tpot_ms"]["median_abs_error_pct"] >= 0
+
+
+def test_suite_command_errors_are_one_line(capsys):
+    assert "--against RUN_DIR or --suite" in one_line_error(capsys, "validate")
+    assert "unknown suite 'silicon'" in one_line_error(capsys, "validate", "--suite", "silicon")
+    assert "not both" in one_line_error(capsys, "validate", "--suite", "aiconfigurator", "--against", ".")
+    assert "no measured aggregated vllm rows" in one_line_error(capsys, "validate", "--suite", "aiconfigurator",
+                                                                 "--gpu", "rtx-4090")
+
+
+def test_suite_command_writes_suite_json(capsys, tmp_path, monkeypatch):
+    # Two small rows, so the command runs in a second: the CLI path, table and file.
+    rows = sorted((r for r in load_rows("vllm", ["h100"]) if r.model == "Qwen/Qwen3-32B"),
+                  key=lambda r: r.concurrency * (r.isl + r.osl))[:2]
+    monkeypatch.setattr("kairos.cli.validate_cmd.load_rows", lambda backend, gpus: rows)
+    code, out, _ = kairos(capsys, "validate", "--suite", "aiconfigurator", "--jobs", "1",
+                          "--prompts-per-client", "2", "-o", str(tmp_path))
+    assert code == 0 and "Measured-silicon suite" in out
+    result = json.loads((tmp_path / "suite.json").read_text())
+    assert [e["id"] for e in result["rows"]] == [r.id for r in rows]
+    assert result["prompts_per_client"] == 2 and result["summary"]["all"]["simulated"] == 2

@@ -60,10 +60,7 @@ def validate(
         if "engine_steps" in result:
             out.print(steps_table(result["engine_steps"]))
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        path = output / VALIDATION_FILE
-        path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
-        out.print(f"wrote {path}", markup=False)
+        _write_json(output / VALIDATION_FILE, result)
 
 
 def _validate_suite(name: str, backend: str, gpus: str | None, perf: str, jobs: int | None,
@@ -77,10 +74,13 @@ def _validate_suite(name: str, backend: str, gpus: str | None, perf: str, jobs: 
     if not quiet:
         out.print(suite_table(result["summary"]))
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        path = output / SUITE_FILE
-        path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
-        out.print(f"wrote {path}", markup=False)
+        _write_json(output / SUITE_FILE, result)
+
+
+def _write_json(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    out.print(f"wrote {path}", markup=False)
 
 
 def suite_table(summary: dict) -> Table:

@@ -1,7 +1,15 @@
 """Model architectures (dense, MoE, MLA) from Hugging Face configs, their precision, and a bundled catalog."""
 
 from kairos.models.arch import ModelArch
-from kairos.models.catalog import ResolvedModel, catalog_config, list_known_hf_ids, list_models, load_model, resolve_model
+from kairos.models.catalog import (
+    ResolvedModel,
+    aiconfigurator_model_configs,
+    catalog_config,
+    list_known_hf_ids,
+    list_models,
+    load_model,
+    resolve_model,
+)
 from kairos.models.precision import KV_CACHE_DTYPES, WEIGHTS_DTYPES
 
 __all__ = [
@@ -9,6 +17,7 @@ __all__ = [
     "WEIGHTS_DTYPES",
     "ModelArch",
     "ResolvedModel",
+    "aiconfigurator_model_configs",
     "catalog_config",
     "list_known_hf_ids",
     "list_models",

@@ -65,7 +65,7 @@ def _variant_keys() -> dict[str, str]:
     return keys
 
 
-def _aiconfigurator_folder() -> Traversable | None:
+def aiconfigurator_model_configs() -> Traversable | None:
     """aiconfigurator-core's model_configs folder, when the `kernels` extra is installed."""
     try:
         folder = resources.files("aiconfigurator_core") / "model_configs"
@@ -77,7 +77,7 @@ def _aiconfigurator_folder() -> Traversable | None:
 @cache
 def _aiconfigurator_ids() -> dict[str, str]:
     """Lower-case Hugging Face id -> id of every `<org>--<name>_config.json` aiconfigurator-core ships."""
-    folder = _aiconfigurator_folder()
+    folder = aiconfigurator_model_configs()
     ids = {}
     for item in folder.iterdir() if folder else []:
         stem = item.name.removesuffix("_config.json")
@@ -192,7 +192,7 @@ def _aiconfigurator_arch(hf_id: str) -> ModelArch:
     NVIDIA ModelOpt checkpoints keep their quantization in a separate
     hf_quant_config.json (as vLLM reads it); it is merged in when config.json has none.
     """
-    folder = _aiconfigurator_folder()
+    folder = aiconfigurator_model_configs()
     assert folder is not None  # only ids listed from the folder get here
     stem = hf_id.replace("/", "--", 1)
     config = json.loads((folder / f"{stem}_config.json").read_text())

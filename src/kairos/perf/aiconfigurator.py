@@ -23,14 +23,13 @@ import os
 import tempfile
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from kairos.errors import KairosError
 from kairos.hardware import GPU
-from kairos.models import ModelArch, catalog_config
+from kairos.models import ModelArch, aiconfigurator_model_configs, catalog_config
 from kairos.perf.base import BatchShape
 from kairos.perf.parallel import Parallelism
 
@@ -82,19 +81,11 @@ def aiconfigurator_system(gpu: GPU) -> str:
     return system
 
 
-def _model_configs() -> Path | None:
-    try:
-        folder = resources.files("aiconfigurator_core") / "model_configs"
-    except ModuleNotFoundError:
-        return None
-    return Path(str(folder))
-
-
 def model_path_for(model: ModelArch, config: dict | None = None) -> str:
     """What aiconfigurator-core is told the model is: an id it ships a config for, or a
     folder holding `config` (default: the catalog's config.json; aiconfigurator reads
     local folders)."""
-    configs = _model_configs()
+    configs = aiconfigurator_model_configs()
     if configs is None:
         raise KairosError(EXTRA_MESSAGE)
     if model.hf_id and (configs / f"{model.hf_id.replace('/', '--')}_config.json").is_file():

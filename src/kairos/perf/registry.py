@@ -51,9 +51,8 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
                          ) -> ResolvedPerf:
     """Build the step-time model `name` for `model` on `tp` GPUs of kind `gpu`, with engine overheads.
 
-    `auto` uses the measured kernel composition where it covers the GPU, the
-    precision and the layout (and the `kernels` extra is installed), aiconfigurator-core's
-    estimator where that covers the GPU, the roofline elsewhere. `calibrated:PATH` loads
+    `auto` picks by what each covers and where it was closer to measured serving
+    (`_auto`; both need the `kernels` extra), the roofline elsewhere. `calibrated:PATH` loads
     a profile of whole measured steps, host time included, so it gets no overheads
     (pass `calibrated` when the caller has loaded it already). `parallel` adds data
     and expert parallelism to `tp` (only `aiconfigurator` models an MoE model's
@@ -67,7 +66,7 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
         return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads, calibrated), "calibrated")
     if name not in PERF_MODELS:
         raise unknown_name_error("step-time model", name, (*PERF_MODELS, CALIBRATED_PREFIX + "PROFILE"))
-    used = _auto(model, gpu, parallel) if name == "auto" else name
+    used = _auto(model, gpu) if name == "auto" else name
     if used != "aiconfigurator" and model.is_moe and (parallel.dp > 1 or parallel.ep):
         raise KairosError(f"--perf {name} models tensor parallelism only; an MoE model with data or expert "
                           "parallelism needs --perf aiconfigurator (lockstep ranks, expert all-to-all)")
@@ -81,11 +80,14 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
                         tuple(getattr(inner, "notes", ())))
 
 
-def _auto(model: ModelArch, gpu: GPU, parallel: Parallelism) -> str:
-    """The measured kernel composition where it covers the GPU, the precision and the
-    layout; aiconfigurator-core's estimator where it covers the GPU; else the roofline."""
-    kernels_layout = model.weights_dtype in KERNEL_WEIGHTS and not (model.is_moe and (parallel.dp > 1 or parallel.ep))
-    if kernels_layout and kernel_coverage(gpu.name):
+def _auto(model: ModelArch, gpu: GPU) -> str:
+    """For a dense 16-bit or fp8 model the measured kernel composition, where it covers the
+    GPU; else aiconfigurator-core's estimator, where that covers the GPU; else the roofline.
+
+    On the measured-silicon suite's development rows both were as close on dense models,
+    and the composition simulates about 15 times faster (decode windows in numpy); on MoE
+    models aiconfigurator-core was closer (docs/BENCHMARKS.md)."""
+    if not model.is_moe and model.weights_dtype in KERNEL_WEIGHTS and kernel_coverage(gpu.name):
         return "kernels"
     if gpu.name in AICONFIGURATOR_SYSTEMS and systems_root() is not None:
         return "aiconfigurator"

@@ -40,6 +40,8 @@ from pathlib import Path
 from kairos.errors import KairosError
 from kairos.models import resolve_model
 from kairos.perf.aiconfigurator import SYSTEMS
+from kairos.scenario.run import build_simulation, resolve_deployment
+from kairos.scenario.schema import Scenario
 from kairos.workload.spec import RequestSpec
 
 SUITE_NAMES = ("aiconfigurator",)
@@ -53,6 +55,9 @@ ENGINE_DEFAULTS = {"max_num_seqs": 1024, "max_num_batched_tokens": 8192}
 # aiconfigurator's quantisation mode of the GEMMs -> Kairos weight precision.
 WEIGHT_DTYPES = {"": "bf16", "bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "fp8_static": "fp8",
                  "nvfp4": "nvfp4", "w4a16_mxfp4": "mxfp4", "int4_wo": "int4"}
+# Weight precisions that a row's quantisation label does not tell apart.
+PRECISION_FAMILY = {"bf16": "16-bit", "fp16": "16-bit", "fp8": "fp8", "fp8_block": "fp8",
+                    "nvfp4": "fp4", "mxfp4": "fp4", "int4": "int4"}
 _GPU_OF_SYSTEM = {system: gpu for gpu, system in SYSTEMS.items()}
 _CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
 
@@ -126,17 +131,18 @@ def _row(raw: dict[str, str], gpu: str) -> SuiteRow:
     )
 
 
-def row_scenario(row: SuiteRow, perf: str):
+def row_scenario(row: SuiteRow, perf: str) -> Scenario:
     """The deployment of `row` as a scenario (KairosError where Kairos cannot express it);
     its workload is built by `row_requests`."""
-    from kairos.scenario.schema import Scenario
-
     weights = WEIGHT_DTYPES.get(row.weights_mode)
     if weights is None:
         raise KairosError(f"weight quantisation '{row.weights_mode}' has no Kairos precision")
-    # vLLM serves a quantized checkpoint as it is stored (the row's label is the family:
-    # gpt-oss's MXFP4 experts are labelled nvfp4); a 16-bit one is quantized online.
-    if resolve_model(row.model).arch.weights_dtype not in ("bf16", "fp16"):
+    # A row's label names a family of formats: where the checkpoint is stored in one of
+    # that family (gpt-oss's MXFP4 experts labelled nvfp4, a block-fp8 checkpoint labelled
+    # fp8), vLLM serves it as stored; otherwise it served another checkpoint of the model
+    # (an NVFP4 republish) or quantized a 16-bit one online, in the label's format.
+    checkpoint = resolve_model(row.model).arch.weights_dtype
+    if PRECISION_FAMILY[checkpoint] == PRECISION_FAMILY[weights]:
         weights = None
     return Scenario.model_validate({
         "model": {"name": row.model, "weights_dtype": weights},
@@ -164,8 +170,6 @@ def row_requests(row: SuiteRow, prompts_per_client: int = PROMPTS_PER_CLIENT
 
 def run_row(row: SuiteRow, perf: str = "aiconfigurator", prompts_per_client: int = PROMPTS_PER_CLIENT) -> dict:
     """Simulate one row: its entry of suite.json (`skipped` says why where it could not run)."""
-    from kairos.scenario.run import build_simulation, resolve_deployment
-
     entry: dict = {"id": row.id, "gpu": row.gpu, "model": row.model, "isl": row.isl, "osl": row.osl,
                    "concurrency": row.concurrency, "tp": row.tp, "dp": row.dp, "ep": row.ep,
                    "weights": row.weights_mode or "bf16", "backend_version": row.backend_version,
