@@ -69,3 +69,21 @@ def test_unmodelled_parallelism_is_an_error():
         resolve_deployment(load_scenario(None, {"model.name": "qwen3-30b-a3b", "hardware.dp": 2}))
     with pytest.raises((KairosError, ValidationError)):
         load_scenario(None, {"hardware.pp": 2})
+
+
+def test_internal_balancer_weighs_waiting_four_times_running():
+    from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+    from kairos.sim.lockstep import LockstepCores
+    from kairos.workload.spec import RequestSpec
+
+    cores = [EngineCore(SchedulerConfig(8, 256, True, "fcfs"), KVCacheManager(64, 16, False)) for _ in range(2)]
+    group = LockstepCores(cores)
+    spec = lambda i: RequestSpec(f"r{i}", 0.0, 32, 4)  # noqa: E731
+    ranks = [cores.index(next(c for c in cores if any(r.request_id == f"r{i}" for r in c.scheduler.waiting)))
+             for i in range(4) if group.add_request(spec(i), 0.0)]
+    assert ranks == [0, 1, 0, 1]  # ties go to the lower rank, then the emptier one
+    step = group.schedule(0.0)  # both ranks admit their two: running now
+    assert [len(out.scheduled) for out in step.outs] == [2, 2]
+    group.add_request(spec(4), 0.0)
+    group.add_request(spec(5), 0.0)  # rank 0: 4 x 1 waiting + 2 running = 6 > rank 1's 2
+    assert [core.num_waiting for core in cores] == [1, 1]

@@ -61,15 +61,15 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
     parallel = parallel or Parallelism(tp)
     if parallel.tp != tp:
         raise KairosError(f"tp {tp} and the parallelism's tp {parallel.tp} differ")
-    if is_calibrated(name):
-        path = name[len(CALIBRATED_PREFIX):]  # empty for a bare "calibrated"
-        return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads, calibrated), "calibrated")
-    if name not in PERF_MODELS:
+    if name not in PERF_MODELS and not is_calibrated(name):
         raise unknown_name_error("step-time model", name, (*PERF_MODELS, CALIBRATED_PREFIX + "PROFILE"))
-    used = _auto(model, gpu) if name == "auto" else name
+    used = "calibrated" if is_calibrated(name) else _auto(model, gpu) if name == "auto" else name
     if used != "aiconfigurator" and model.is_moe and (parallel.dp > 1 or parallel.ep):
         raise KairosError(f"--perf {name} models tensor parallelism only; an MoE model with data or expert "
                           "parallelism needs --perf aiconfigurator (lockstep ranks, expert all-to-all)")
+    if used == "calibrated":
+        path = name[len(CALIBRATED_PREFIX):]  # empty for a bare "calibrated"
+        return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads, calibrated), "calibrated")
     if used == "aiconfigurator":
         inner: StepTimeModel = AiconfiguratorModel(model, gpu, parallel)
     elif used == "kernels":
