@@ -115,15 +115,18 @@ def _calibrated(path: str, model: ModelArch, tp: int, roofline: dict[str, float]
     return calibrated
 
 
-def _cost_shape(model: ModelArch) -> tuple[int, ...]:
+def _cost_shape(model: ModelArch) -> tuple[int | str, ...]:
     """The fields of an architecture that change step times."""
     return (model.hidden_size, model.num_layers, model.num_heads, model.num_kv_heads, model.head_dim,
             model.intermediate_size, model.vocab_size, model.num_experts, model.experts_per_token,
-            model.moe_intermediate_size, model.num_shared_experts, model.shared_expert_intermediate_size)
+            model.moe_intermediate_size, model.num_shared_experts, model.shared_expert_intermediate_size,
+            model.attention, model.kv_lora_rank, model.qk_rope_head_dim, model.num_dense_layers,
+            model.num_sliding_layers, model.weights_dtype, model.quant_scope, model.kv_cache_dtype)
 
 
 def _describe(model: ModelArch) -> str:
-    return f"hidden {model.hidden_size}, {model.num_layers} layers, vocab {model.vocab_size}"
+    return (f"hidden {model.hidden_size}, {model.num_layers} layers, vocab {model.vocab_size}, "
+            f"{model.weights_dtype} weights, {model.kv_cache_dtype} KV cache")
 
 
 def _dataclass_from(cls, overrides: dict[str, float] | None, what: str):
