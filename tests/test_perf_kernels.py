@@ -22,7 +22,7 @@ from kairos.perf.kernels import database, ops
 from kairos.perf.kernels.loo import decode_shape, operator_errors, prefill_shape, step_check
 from kairos.perf.kernels.model import open_database
 
-COVERED = ["a100-80gb", "b200", "h100", "h200", "l40s", "rtx-pro-6000"]
+COVERED = ["a100-80gb", "b200", "b300", "gb200", "h100", "h200", "l40s", "rtx-pro-6000"]
 
 
 def kernels(model: str = "llama-3.1-8b", gpu: str = "h100", tp: int = 1) -> KernelModel:
@@ -49,7 +49,7 @@ def test_coverage_maps_catalog_names_to_database_systems() -> None:
 
 
 def test_uncovered_gpu_error_names_the_covered_ones() -> None:
-    covered = "covered: a100-80gb, b200, h100, h200, l40s, rtx-pro-6000"
+    covered = "covered: a100-80gb, b200, b300, gb200, h100, h200, l40s, rtx-pro-6000"
     with pytest.raises(KairosError, match=rf"rtx-4090.*{re.escape(covered)}"):
         kernels(gpu="rtx-4090")
 

@@ -31,22 +31,10 @@ from kairos.errors import KairosError
 from kairos.hardware import GPU
 from kairos.models import ModelArch, aiconfigurator_model_configs, catalog_config
 from kairos.perf.base import BatchShape
+from kairos.perf.kernels.database import SYSTEMS
 from kairos.perf.parallel import Parallelism
 
 EXTRA_MESSAGE = "--perf aiconfigurator needs the optional extra: pip install 'kairos[kernels]'"
-
-# Kairos catalog GPU -> aiconfigurator system. The RTX PRO 6000 system was measured
-# on the Server Edition: the same GB202 part, memory and clocks as the Workstation one.
-SYSTEMS = {
-    "a100-80gb": "a100_sxm",
-    "b200": "b200_sxm",
-    "b300": "b300_sxm",
-    "gb200": "gb200",
-    "h100": "h100_sxm",
-    "h200": "h200_sxm",
-    "l40s": "l40s",
-    "rtx-pro-6000": "rtx_pro_6000_server",
-}
 
 # Kairos weight precision -> aiconfigurator's quantisation mode of (GEMMs, fused MoE).
 # gpt-oss's mxfp4 experts run vLLM's W4A16 MXFP4 MoE kernels.

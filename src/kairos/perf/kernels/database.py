@@ -46,6 +46,8 @@ EXTRA_MESSAGE = "the kernels step-time model needs the optional extra: pip insta
 SYSTEMS = {
     "a100-80gb": "a100_sxm",
     "b200": "b200_sxm",
+    "b300": "b300_sxm",
+    "gb200": "gb200",
     "h100": "h100_sxm",
     "h200": "h200_sxm",
     "l40s": "l40s",
