@@ -42,13 +42,16 @@ class Deployment:
 
     model: ModelArch
     device: str  # catalog GPU name, or the device a calibration profile measured
-    tp: int
+    parallel: Parallelism
     replicas: int
     kv_blocks: int  # per engine (per data-parallel rank)
     max_model_len: int
     perf: ResolvedPerf
-    parallel: Parallelism = Parallelism()
     notes: tuple[str, ...] = ()  # how the model name was resolved, and the like
+
+    @property
+    def tp(self) -> int:
+        return self.parallel.tp
 
     @property
     def lockstep(self) -> bool:
@@ -105,7 +108,7 @@ def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = 
     max_len = scenario.model.max_model_len or model.max_position_embeddings
     perf = make_step_time_model(scenario.perf.model, model, gpu, tp, scenario.perf.roofline,
                                 scenario.perf.overheads, calibrated, parallel=parallel)
-    return Deployment(model, device, tp, scenario.cluster.replicas or 1, blocks, max_len, perf, parallel,
+    return Deployment(model, device, parallel, scenario.cluster.replicas or 1, blocks, max_len, perf,
                       (*notes, *perf.notes))
 
 
