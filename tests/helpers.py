@@ -46,4 +46,4 @@ def simulate(specs, *, num_blocks=2000, block_size=16, replicas=1, router="round
         for i in range(replicas)
     ]
     return Simulation(specs, reps, make_router(router, seed=0), max_model_len=max_model_len,
-                      itl=itl, fast_decode=fast, request_latency_s=request_latency_s).run()
+                      itl=itl, fast_decode=fast, request_latency=lambda _: request_latency_s).run()

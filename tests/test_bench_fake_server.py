@@ -33,12 +33,19 @@ class Received:
 class FakeServer:
     """Streams `max_tokens` tokens: the first chunk after `ttft_s`, then one chunk of
     `tokens_per_chunk` tokens every `itl_s * tokens_per_chunk` seconds. Each token's text
-    is `token_text`, sent unescaped as vLLM sends non-ASCII text."""
+    is `token_text`, sent unescaped as vLLM sends non-ASCII text.
+
+    Like vLLM, /metrics reports each request's prefill time, which is here
+    `prefill_s_per_token` per prompt token, on top of a front-end time of `ttft_s` +
+    `front_end_s_per_token` per prompt token."""
 
     def __init__(self, *, ttft_s: float = 0.02, itl_s: float = 0.005, tokens_per_chunk: int = 1,
                  usage: bool = True, plan: Callable[[int, dict], str] | None = None,
-                 token_text: str = " tok") -> None:
+                 token_text: str = " tok", prefill_s_per_token: float = 0.0,
+                 front_end_s_per_token: float = 0.0) -> None:
         self.ttft_s, self.itl_s, self.tokens_per_chunk = ttft_s, itl_s, tokens_per_chunk
+        self.prefill_s_per_token, self.front_end_s_per_token = prefill_s_per_token, front_end_s_per_token
+        self.prefill_sum_s, self.prefill_count = 0.0, 0
         self.token_text = token_text
         self.usage = usage
         self.plan = plan or (lambda index, body: OK)
@@ -96,6 +103,11 @@ class FakeServer:
         if method == "GET" and path == "/version":
             await _send_json(writer, 200, {"version": "fake-1.0"})
             return True
+        if method == "GET" and path == "/metrics":
+            await _send_text(writer, f"vllm:request_prefill_time_seconds_sum{{engine=\"0\"}} {self.prefill_sum_s}\n"
+                                     f"vllm:request_prefill_time_seconds_count{{engine=\"0\"}} {self.prefill_count}\n"
+                                     f"vllm:request_queue_time_seconds_sum{{engine=\"0\"}} 0.0\n")
+            return True
         if method != "POST" or path != "/v1/completions":
             await _send_json(writer, 404, {"error": {"message": f"no route {path}"}})
             return True
@@ -119,7 +131,10 @@ class FakeServer:
         options = request.get("stream_options") or {}
         continuous = self.usage and options.get("continuous_usage_stats")
         sent = 0
-        await asyncio.sleep(self.ttft_s)
+        prefill_s = self.prefill_s_per_token * prompt_tokens
+        await asyncio.sleep(self.ttft_s + self.front_end_s_per_token * prompt_tokens + prefill_s)
+        self.prefill_sum_s += prefill_s
+        self.prefill_count += 1
         while sent < total:
             count = min(self.tokens_per_chunk, total - sent)
             if sent:
@@ -149,6 +164,13 @@ class FakeServer:
 async def _send_event(writer: asyncio.StreamWriter, data: str) -> None:
     payload = f"data: {data}\n\n".encode()
     writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+    await writer.drain()
+
+
+async def _send_text(writer: asyncio.StreamWriter, text: str) -> None:
+    body = text.encode()
+    writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                 + body)
     await writer.drain()
 
 

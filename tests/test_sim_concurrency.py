@@ -36,7 +36,7 @@ def closed_loop(specs: Sequence[RequestSpec], concurrency: int | None, *, fast: 
                                      check_invariants=True), SimExecutor(LinearModel()), hasher)
             for i in range(replicas)]
     return Simulation(specs, reps, make_router(router, seed=0), max_model_len=max_model_len, itl=itl,
-                      fast_decode=fast, request_latency_s=request_latency_s,
+                      fast_decode=fast, request_latency=lambda _: request_latency_s,
                       concurrency=concurrency).run()
 
 

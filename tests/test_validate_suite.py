@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 
 from cli_helpers import kairos, one_line_error
-from kairos.validate.suite import PROMPTS_PER_CLIENT, load_rows, row_requests, run_row, run_suite
+from kairos.errors import KairosError
+from kairos.validate.suite import (PROMPTS_PER_CLIENT, attach_peer, load_peer, load_rows, row_requests, run_row,
+                                  run_suite)
 
 pytest.importorskip("aiconfigurator_core")
 
@@ -74,3 +76,48 @@ def test_suite_command_writes_suite_json(capsys, tmp_path, monkeypatch):
     result = json.loads((tmp_path / "suite.json").read_text())
     assert [e["id"] for e in result["rows"]] == [r.id for r in rows]
     assert result["prompts_per_client"] == 2 and result["summary"]["all"]["simulated"] == 2
+
+
+def _small_rows(n: int):
+    return sorted((r for r in load_rows("vllm", ["h100"]) if r.model == "Qwen/Qwen3-32B"),
+                  key=lambda r: r.concurrency * (r.isl + r.osl))[:n]
+
+
+def test_a_peer_estimate_stands_beside_ours(tmp_path):
+    first, second = _small_rows(2)
+    result = run_suite([first, second], jobs=1, prompts_per_client=2)
+    estimates = {first.id: {"ttft_ms": 2 * first.ttft_ms, "tpot_ms": first.tpot_ms},
+                 second.id: {"skipped": "no data for this system"}}
+    attach_peer(result, "peer 1.0", estimates)
+    answered, skipped = result["rows"]
+    assert answered["aiconfigurator"]["ttft_ms"] == {"estimated": 2 * first.ttft_ms, "error_pct": pytest.approx(100.0)}
+    assert answered["aiconfigurator"]["tpot_ms"]["error_pct"] == pytest.approx(0.0)
+    assert skipped["aiconfigurator"] == {"skipped": "no data for this system"}
+    both = result["summary"]["all"]["head_to_head"]
+    assert both["rows"] == 1 and result["peer"] == "peer 1.0"
+    assert both["aiconfigurator_ttft_ms"]["median_abs_error_pct"] == pytest.approx(100.0)
+    assert both["kairos_tpot_ms"]["median_abs_error_pct"] == pytest.approx(abs(answered["tpot_ms"]["error_pct"]))
+
+
+def test_peer_files_are_checked(tmp_path):
+    path = tmp_path / "peer.json"
+    path.write_text(json.dumps({"source": "x", "rows": {"1": {"ttft_ms": -1, "tpot_ms": 2}}}))
+    with pytest.raises(KairosError, match="positive numbers"):
+        load_peer(path)
+    path.write_text("{")
+    with pytest.raises(KairosError, match="cannot read peer estimates"):
+        load_peer(path)
+
+
+def test_suite_command_with_a_peer(capsys, tmp_path, monkeypatch):
+    rows = _small_rows(1)
+    monkeypatch.setattr("kairos.cli.validate_cmd.load_rows", lambda backend, gpus: rows)
+    peer = tmp_path / "peer.json"
+    peer.write_text(json.dumps({"source": "aiconfigurator 0.12.0 estimate",
+                                "rows": {rows[0].id: {"ttft_ms": 10.0, "tpot_ms": 5.0}}}))
+    code, out, _ = kairos(capsys, "validate", "--suite", "aiconfigurator", "--jobs", "1", "--prompts-per-client", "2",
+                          "--peer", str(peer), "-o", str(tmp_path))
+    assert code == 0 and "peer: aiconfigurator 0.12.0 estimate" in out
+    entry = json.loads((tmp_path / "suite.json").read_text())["rows"][0]
+    assert entry["aiconfigurator"]["tpot_ms"]["estimated"] == 5.0
+    assert "--peer goes with --suite" in one_line_error(capsys, "validate", "--peer", str(peer))

@@ -15,7 +15,8 @@ from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError, unknown_name_error
 from kairos.hardware import load_gpu
 from kairos.validate import replay_scenario, validate_run
-from kairos.validate.suite import PROMPTS_PER_CLIENT, SUITE_FILE, SUITE_NAMES, load_rows, run_suite
+from kairos.validate.suite import (PROMPTS_PER_CLIENT, SUITE_FILE, SUITE_NAMES, attach_peer, load_peer, load_rows,
+                                  run_suite)
 
 VALIDATION_FILE = "validation.json"
 
@@ -34,6 +35,7 @@ def validate(
     perf: Annotated[str, typer.Option(help="Step-time model: auto, roofline, kernels, aiconfigurator or calibrated:PROFILE (--suite: default aiconfigurator).")] = "auto",
     jobs: Annotated[Optional[int], typer.Option(min=1, help="Suite only: processes simulating rows at once; default one per CPU.")] = None,
     prompts_per_client: Annotated[int, typer.Option(min=1, help="Suite only: requests each client sent (the benchmark's --num-prompts / concurrency; the rows do not record it).")] = PROMPTS_PER_CLIENT,
+    peer: Annotated[Optional[Path], typer.Option(help="Suite only: a peer's estimates of the same rows (benchmarks/aiconfigurator_peer/estimate.py), put beside ours.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {VALIDATION_FILE} (a suite: {SUITE_FILE}) here.")] = None,
     machine_speed: Annotated[bool, typer.Option("--machine-speed/--no-machine-speed", help="Scale a calibrated profile to the machine's speed during the run, where the server timed its reference step (kairos serve --reference-step-ms) at calibration and in the run.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
@@ -43,8 +45,10 @@ def validate(
         if against is not None:
             raise KairosError("give either --against RUN or --suite NAME, not both")
         _validate_suite(suite, backend, gpu, "aiconfigurator" if perf == "auto" else perf, jobs,
-                        prompts_per_client, output, quiet)
+                        prompts_per_client, peer, output, quiet)
         return
+    if peer is not None:
+        raise KairosError("--peer goes with --suite")
     if against is None:
         raise KairosError("nothing to validate: give --against RUN_DIR or --suite aiconfigurator")
     run = load_measured_run(against)
@@ -64,15 +68,20 @@ def validate(
 
 
 def _validate_suite(name: str, backend: str, gpus: str | None, perf: str, jobs: int | None,
-                    prompts_per_client: int, output: Path | None, quiet: bool) -> None:
+                    prompts_per_client: int, peer: Path | None, output: Path | None, quiet: bool) -> None:
     if name not in SUITE_NAMES:
         raise unknown_name_error("suite", name, SUITE_NAMES)
     wanted = [load_gpu(g.strip()).name for g in gpus.split(",")] if gpus else None
     rows = load_rows(backend, wanted)
+    estimates = load_peer(peer) if peer is not None else None  # a bad file fails before the long run
     with LazyProgress(f"simulating {len(rows)} measured rows", err, enabled=not quiet) as progress:
         result = run_suite(rows, perf, jobs, progress=progress, prompts_per_client=prompts_per_client)
+    if estimates is not None:
+        result = attach_peer(result, *estimates)
     if not quiet:
         out.print(suite_table(result["summary"]))
+        if estimates is not None:
+            out.print(f"peer: {result['peer']}; its errors and ours on the rows both answered", markup=False)
     if output is not None:
         _write_json(output / SUITE_FILE, result)
 
@@ -86,17 +95,27 @@ def _write_json(path: Path, result: dict) -> None:
 def suite_table(summary: dict) -> Table:
     """Rows simulated and median |error| by split, GPU and model."""
     table = Table(title="Measured-silicon suite: simulated vs measured means")
-    for col in ("group", "rows", "simulated", "median |TTFT err|", "median |TPOT err|"):
+    peer = "head_to_head" in summary["all"]
+    columns = ["group", "rows", "simulated", "median |TTFT err|", "median |TPOT err|"]
+    if peer:
+        columns += ["both answered", "TTFT: ours / peer", "TPOT: ours / peer"]
+    for col in columns:
         table.add_column(col, justify="left" if col == "group" else "right")
 
-    def pct(value: float | None) -> str:
+    def pct(cell: dict | None) -> str:
+        value = None if cell is None else cell["median_abs_error_pct"]
         return "-" if value is None else f"{value:.1f} %"
 
     groups = [("all", summary["all"]), *summary["by_split"].items(), *summary["by_gpu"].items(),
               *summary["by_model"].items()]
     for name, stats in groups:
-        table.add_row(name, str(stats["rows"]), f"{stats['simulated']} ({stats['simulated_pct']:.0f} %)",
-                      pct(stats["ttft_ms"]["median_abs_error_pct"]), pct(stats["tpot_ms"]["median_abs_error_pct"]))
+        cells = [name, str(stats["rows"]), f"{stats['simulated']} ({stats['simulated_pct']:.0f} %)",
+                 pct(stats["ttft_ms"]), pct(stats["tpot_ms"])]
+        if peer:
+            both = stats.get("head_to_head", {})
+            cells += [str(both.get("rows", 0))] + [
+                f"{pct(both.get(f'kairos_{m}'))} / {pct(both.get(f'aiconfigurator_{m}'))}" for m in ("ttft_ms", "tpot_ms")]
+        table.add_row(*cells)
     return table
 
 

@@ -15,6 +15,7 @@ from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
 from kairos.models import ModelArch, resolve_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.calibrated import CalibratedModel
+from kairos.perf.front_end import FrontEnd, load_front_end
 from kairos.perf.machine_speed import HostSpeed
 from kairos.perf.parallel import Parallelism
 from kairos.perf.registry import ResolvedPerf, load_calibrated, make_step_time_model
@@ -47,6 +48,7 @@ class Deployment:
     kv_blocks: int  # per engine (per data-parallel rank)
     max_model_len: int
     perf: ResolvedPerf
+    front_end: FrontEnd | None = None  # the API server's time per request, where modelled
     notes: tuple[str, ...] = ()  # how the model name was resolved, and the like
 
     @property
@@ -65,7 +67,8 @@ class Deployment:
             "gpus_per_replica": self.parallel.gpus, "replicas": self.replicas,
             "kv_blocks_per_replica": self.kv_blocks * self.parallel.dp, "kv_blocks_per_engine": self.kv_blocks,
             "weights_dtype": self.model.weights_dtype, "kv_cache_dtype": self.model.kv_cache_dtype,
-            "max_model_len": self.max_model_len, "perf": self.perf.used, "notes": list(self.notes),
+            "max_model_len": self.max_model_len, "perf": self.perf.used,
+            "front_end": None if self.front_end is None else self.front_end.name, "notes": list(self.notes),
         }
 
 
@@ -108,8 +111,15 @@ def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = 
     max_len = scenario.model.max_model_len or model.max_position_embeddings
     perf = make_step_time_model(scenario.perf.model, model, gpu, tp, scenario.perf.roofline,
                                 scenario.perf.overheads, calibrated, parallel=parallel)
+    front_end = None
+    if eng.front_end is not None:
+        if calibrated is not None:
+            raise KairosError("engine.front_end: a calibrated profile carries the front-end time it measured")
+        front_end, note = load_front_end(eng.front_end)
+        if note:
+            notes.append(note)
     return Deployment(model, device, parallel, scenario.cluster.replicas or 1, blocks, max_len, perf,
-                      (*notes, *perf.notes))
+                      front_end, (*notes, *perf.notes))
 
 
 def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
@@ -149,11 +159,12 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
         knobs.update(prefix_block_keys=hasher.hashes, block_size=eng.block_size)
         knobs.setdefault("max_tracked_blocks", deployment.kv_blocks)
     router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
-    # Only a profile measured through a server's API knows its front-end latency.
-    latency = getattr(step_model, "request_latency_s", 0.0)
+    # A profile measured through a server's API knows its own front-end time.
+    front_end = deployment.front_end or FrontEnd("calibrated", "", getattr(step_model, "request_latency_s", 0.0),
+                                                 0.0, "the profile's fit")
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress, explain=explain,
-                      request_latency_s=latency, concurrency=scenario.workload.concurrency)
+                      request_latency=front_end.latency_s, concurrency=scenario.workload.concurrency)
 
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,

@@ -73,6 +73,9 @@ class EngineSection(_Section):
     num_gpu_blocks: int | None = Field(None, ge=1, description="KV blocks per replica, overriding"
                                        " the size derived from memory. Default: derived.")
     policy: str = Field("fcfs", description="Queue policy: fcfs or priority. Default fcfs.")
+    front_end: str | None = Field(None, description="API server whose own time per request counts in"
+                                  " TTFT: 'vllm' (newest measured version) or 'vllm==0.18.0' (nearest"
+                                  " measured version). Default: none, the engine alone.")
 
 
 class ClusterSection(_Section):

@@ -61,7 +61,7 @@ class Simulation:
     def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
                  progress: ProgressFn | None = None, explain: StepSampler | None = None,
-                 request_latency_s: float = 0.0, concurrency: int | None = None) -> None:
+                 request_latency: Callable[[int], float] | None = None, concurrency: int | None = None) -> None:
         self.replicas = replicas
         self.router = router
         self.max_model_len = max_model_len
@@ -70,8 +70,9 @@ class Simulation:
         self.progress = progress
         self.explain = explain
         # Front-end time between a client sending a request and the engine seeing it
-        # (HTTP, parsing, tokenization): it counts in TTFT but the engine cannot use it.
-        self.request_latency_s = request_latency_s
+        # (HTTP, parsing, tokenization), by prompt length: it counts in TTFT but the
+        # engine cannot use it.
+        self.request_latency = request_latency
         # Client slots left; infinite in an open loop, where nothing waits for one.
         self._free_slots: float = math.inf if concurrency is None else concurrency
         self._deliveries: list[tuple[float, int, RequestSpec, RequestRecord]] = []
@@ -155,8 +156,10 @@ class Simulation:
         if reason is not None:
             record.rejected_reason = reason
             self._end(spec.request_id, t)
-        elif self.request_latency_s:
-            heapq.heappush(self._deliveries, (t + self.request_latency_s, self._next_seq(), spec, record))
+            return
+        latency = self.request_latency(spec.prompt_len) if self.request_latency is not None else 0.0
+        if latency > 0:
+            heapq.heappush(self._deliveries, (t + latency, self._next_seq(), spec, record))
         else:
             self._deliver(spec, record, t)
 

@@ -6,7 +6,8 @@ GPU, parallelism, precision, ISL/OSL and client concurrency with the mean TTFT a
 TPOT it measured. `kairos validate --suite aiconfigurator` replays every aggregated
 row of a backend as a closed-loop workload of that concurrency (fixed ISL and OSL,
 random prompts, so no prefix hits) on the engine's default settings for the GPU,
-and compares the simulated means with the measured ones.
+behind the engine's API front-end (kairos.perf.front_end, nearest measured version), and
+compares the simulated means with the measured ones.
 
 A row records its concurrency C but not how many prompts the benchmark sent; the
 common convention is `--num-prompts` = 10 x C (`PROMPTS_PER_CLIENT`), all due at
@@ -20,11 +21,17 @@ the other rounds each client sends one unmeasured request whose output is 1/C,
 The means cover the wave and the staggered rounds, as the benchmark's do.
 
 H100 and H200 rows are the development set; B200, B300 and GB200 rows the test set.
+
+A peer's estimates of the same rows (aiconfigurator's own serving estimate, written
+by benchmarks/aiconfigurator_peer/estimate.py) can stand beside ours: each row
+gains the peer's numbers and errors, and the summary compares the two on the rows
+both answered.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -40,6 +47,7 @@ from pathlib import Path
 from kairos.errors import KairosError
 from kairos.models import resolve_model
 from kairos.perf.aiconfigurator import SYSTEMS
+from kairos.perf.front_end import measured_front_ends
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.scenario.schema import Scenario
 from kairos.workload.spec import RequestSpec
@@ -147,11 +155,18 @@ def row_scenario(row: SuiteRow, perf: str) -> Scenario:
     return Scenario.model_validate({
         "model": {"name": row.model, "weights_dtype": weights},
         "hardware": {"gpu": row.gpu, "tp": row.tp, "dp": row.dp, "ep": row.ep},
-        "engine": {**ENGINE_DEFAULTS, "enable_prefix_caching": False},
+        "engine": {**ENGINE_DEFAULTS, "enable_prefix_caching": False, "front_end": _front_end(row)},
         "workload": {"kind": "synthetic", "concurrency": row.concurrency, "rate": math.inf,
                      "input_len": row.isl, "output_len": row.osl, "prefixes": None},
         "perf": perf,
     })
+
+
+def _front_end(row: SuiteRow) -> str | None:
+    """The row's engine front-end, where one of its versions was measured."""
+    if row.backend not in {f.engine for f in measured_front_ends()}:
+        return None
+    return f"{row.backend}=={row.backend_version}" if row.backend_version else row.backend
 
 
 def row_requests(row: SuiteRow, prompts_per_client: int = PROMPTS_PER_CLIENT
@@ -193,7 +208,7 @@ def run_row(row: SuiteRow, perf: str = "aiconfigurator", prompts_per_client: int
                                              for r in measured if r.output_tokens > 1)}
     for metric, value in (("ttft_ms", row.ttft_ms), ("tpot_ms", row.tpot_ms)):
         entry[metric] = {"measured": value, "simulated": simulated[metric],
-                         "error_pct": 100.0 * (simulated[metric] - value) / value}
+                         "error_pct": _error_pct(simulated[metric], value)}
     entry["perf"] = deployment.perf.used
     return entry
 
@@ -214,8 +229,47 @@ def run_suite(rows: list[SuiteRow], perf: str = "aiconfigurator", jobs: int | No
             "rows": entries, "summary": summarize(entries)}
 
 
+def load_peer(path: Path) -> tuple[str, dict[str, dict]]:
+    """A peer's estimates: its name and {row id: {"ttft_ms", "tpot_ms"} | {"skipped"}}."""
+    try:
+        data = json.loads(path.read_text())
+        source, rows = str(data["source"]), data["rows"]
+        for row_id, estimate in rows.items():
+            if estimate.get("skipped") is None and not all(
+                    math.isfinite(float(estimate[m])) and float(estimate[m]) > 0 for m in ("ttft_ms", "tpot_ms")):
+                raise ValueError(f"row {row_id}: ttft_ms and tpot_ms must be positive numbers")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise KairosError(f"cannot read peer estimates {path}: {err}") from err
+    return source, rows
+
+
+def attach_peer(result: dict, source: str, estimates: dict[str, dict]) -> dict:
+    """`result` (run_suite's) with the peer's estimate and error on each row it answered,
+    and a summary of both on the rows both answered."""
+    for entry in result["rows"]:
+        estimate = estimates.get(entry["id"])
+        if estimate is None:
+            continue
+        if estimate.get("skipped") is not None or entry["skipped"] is not None:
+            entry["aiconfigurator"] = {"skipped": estimate.get("skipped") or "not simulated by Kairos"}
+            continue
+        entry["aiconfigurator"] = {metric: {"estimated": float(estimate[metric]),
+                                            "error_pct": _error_pct(float(estimate[metric]),
+                                                                    entry[metric]["measured"])}
+                                   for metric in ("ttft_ms", "tpot_ms")}
+        entry["aiconfigurator"]["skipped"] = None
+    result["peer"] = source
+    result["summary"] = summarize(result["rows"])
+    return result
+
+
+def _error_pct(value: float, measured: float) -> float:
+    return 100.0 * (value - measured) / measured
+
+
 def summarize(entries: list[dict]) -> dict:
-    """Rows simulated and median / mean |error| of TTFT and TPOT, by split, GPU and model."""
+    """Rows simulated and median / mean |error| of TTFT and TPOT, by split, GPU and model;
+    where a peer's estimates are attached, both on the rows both answered."""
     def group(key: Callable[[dict], str]) -> dict[str, dict]:
         keys = sorted({key(e) for e in entries})
         return {k: _stats([e for e in entries if key(e) == k]) for k in keys}
@@ -233,8 +287,18 @@ def _stats(entries: list[dict]) -> dict:
     stats: dict = {"rows": len(entries), "simulated": len(done),
                    "simulated_pct": 100.0 * len(done) / len(entries) if entries else 0.0}
     for metric in ("ttft_ms", "tpot_ms"):
-        errors = [abs(e[metric]["error_pct"]) for e in done]
-        stats[metric] = {"median_abs_error_pct": statistics.median(errors) if errors else None,
-                         "mean_abs_error_pct": statistics.fmean(errors) if errors else None}
+        stats[metric] = _abs_errors([e[metric]["error_pct"] for e in done])
+    both = [e for e in done if "aiconfigurator" in e and e["aiconfigurator"]["skipped"] is None]
+    if both:
+        stats["head_to_head"] = {"rows": len(both), **{
+            f"{who}_{metric}": _abs_errors([(e if who == "kairos" else e["aiconfigurator"])[metric]["error_pct"]
+                                            for e in both])
+            for who in ("kairos", "aiconfigurator") for metric in ("ttft_ms", "tpot_ms")}}
     return stats
+
+
+def _abs_errors(errors: list[float]) -> dict:
+    magnitudes = [abs(e) for e in errors]
+    return {"median_abs_error_pct": statistics.median(magnitudes) if magnitudes else None,
+            "mean_abs_error_pct": statistics.fmean(magnitudes) if magnitudes else None}
 
