@@ -103,12 +103,25 @@ def test_bench_writes_a_measured_run_and_report(capsys, tmp_path):
     assert 9 <= summary["itl_ms"]["p50"] < 30
     assert report["bench"]["url"] == server.url and report["bench"]["failed"] == 0
     assert set(report["scenario"]) == {"workload", "slo", "seed"}
+    # What the client cannot see and this server does not publish is null, and says so.
+    assert summary["queue_ms"] is None and summary["preemptions"] is None
+    assert summary["prefix_cache_hit_rate"] is None and "not measured" in out
     with (run_dir / "requests.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 6
 
     run = load_measured_run(run_dir)  # the files round-trip through the reader
     assert [r.request_id for r in run.requests] == [line["request_id"] for line in lines]
     assert all(r.completed and r.output_tokens == 8 for r in run.requests)
+
+
+def test_the_servers_counters_give_prefix_hits_and_preemptions(capsys, tmp_path):
+    with FakeServer(ttft_s=0.0, itl_s=0.001, prefix_hit_fraction=0.25) as server:
+        code, _, err = kairos(capsys, "bench", "--url", server.url, "--num-requests", "5", "--rate", "100",
+                              "--set", "workload.input_len=32", "--set", "workload.output_len=4",
+                              "-o", str(tmp_path / "run"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "report.json").read_text())["summary"]
+    assert summary["prefix_cache_hit_rate"] == pytest.approx(0.25) and summary["preemptions"] == 5
 
 
 @pytest.mark.skipif(not SHARED_RUN.exists(), reason="shared data not present")

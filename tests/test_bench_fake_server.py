@@ -37,15 +37,18 @@ class FakeServer:
 
     Like vLLM, /metrics reports each request's prefill time, which is here
     `prefill_s_per_token` per prompt token, on top of a front-end time of `ttft_s` +
-    `front_end_s_per_token` per prompt token."""
+    `front_end_s_per_token` per prompt token; with `prefix_hit_fraction`, it also counts
+    that share of every prompt as prefix-cache hits, and one preemption per request."""
 
     def __init__(self, *, ttft_s: float = 0.02, itl_s: float = 0.005, tokens_per_chunk: int = 1,
                  usage: bool = True, plan: Callable[[int, dict], str] | None = None,
                  token_text: str = " tok", prefill_s_per_token: float = 0.0,
-                 front_end_s_per_token: float = 0.0) -> None:
+                 front_end_s_per_token: float = 0.0, prefix_hit_fraction: float | None = None) -> None:
         self.ttft_s, self.itl_s, self.tokens_per_chunk = ttft_s, itl_s, tokens_per_chunk
         self.prefill_s_per_token, self.front_end_s_per_token = prefill_s_per_token, front_end_s_per_token
         self.prefill_sum_s, self.prefill_count = 0.0, 0
+        self.prefix_hit_fraction = prefix_hit_fraction
+        self.prompt_tokens_total = 0
         self.token_text = token_text
         self.usage = usage
         self.plan = plan or (lambda index, body: OK)
@@ -106,7 +109,8 @@ class FakeServer:
         if method == "GET" and path == "/metrics":
             await _send_text(writer, f"vllm:request_prefill_time_seconds_sum{{engine=\"0\"}} {self.prefill_sum_s}\n"
                                      f"vllm:request_prefill_time_seconds_count{{engine=\"0\"}} {self.prefill_count}\n"
-                                     f"vllm:request_queue_time_seconds_sum{{engine=\"0\"}} 0.0\n")
+                                     f"vllm:request_queue_time_seconds_sum{{engine=\"0\"}} 0.0\n"
+                                     + self._counters())
             return True
         if method != "POST" or path != "/v1/completions":
             await _send_json(writer, 404, {"error": {"message": f"no route {path}"}})
@@ -122,6 +126,13 @@ class FakeServer:
             await asyncio.sleep(3600)
         return await self._stream(writer, request, action)
 
+    def _counters(self) -> str:
+        if self.prefix_hit_fraction is None:
+            return ""
+        return (f"vllm:prefix_cache_queries_total{{engine=\"0\"}} {self.prompt_tokens_total}\n"
+                f"vllm:prefix_cache_hits_total{{engine=\"0\"}} {self.prefix_hit_fraction * self.prompt_tokens_total}\n"
+                f"vllm:num_preemptions_total{{engine=\"0\"}} {self.prefill_count}\n")
+
     async def _stream(self, writer: asyncio.StreamWriter, request: dict, action: str) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
@@ -135,6 +146,7 @@ class FakeServer:
         await asyncio.sleep(self.ttft_s + self.front_end_s_per_token * prompt_tokens + prefill_s)
         self.prefill_sum_s += prefill_s
         self.prefill_count += 1
+        self.prompt_tokens_total += prompt_tokens
         while sent < total:
             count = min(self.tokens_per_chunk, total - sent)
             if sent:

@@ -105,12 +105,15 @@ def build_meta(load: LoadRun, lines: list[RequestLine], *, model: str, url: str,
 
 
 def build_bench_report(load: LoadRun, lines: list[RequestLine], scenario: dict[str, Any],
-                       slo: SLO | None, bench: dict[str, Any]) -> tuple[dict[str, Any],
-                                                                       list[RequestRecord]]:
+                       slo: SLO | None, bench: dict[str, Any], counters: dict[str, Any]
+                       ) -> tuple[dict[str, Any], list[RequestRecord]]:
     """report.json's content and the records behind it, as `kairos simulate` builds them.
 
     Records come from the measured lines (the same path `kairos validate` reads
     back), so the report agrees with the files. ITL covers completed requests.
+    What a client cannot see is the server's word (`counters`: prefix-cache hit
+    rate and preemptions from its /metrics) or null: not measured, as the queue
+    time always is.
     """
     records = [measured.to_record(sent.spec.slo)
                for measured, sent in zip(measure(lines), load.sent)]
@@ -119,7 +122,7 @@ def build_bench_report(load: LoadRun, lines: list[RequestLine], scenario: dict[s
         if line.error is None:
             for gap in sent.result.token_gaps():
                 itl.add(gap)
-    summary = summarize(records, itl, slo)
+    summary = {**summarize(records, itl, slo), **counters, "queue_ms": None}
     short = sum(1 for line, sent in zip(lines, load.sent)
                 if line.error is None and line.output_toks < sent.spec.output_len)
     block = {

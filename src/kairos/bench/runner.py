@@ -26,6 +26,7 @@ from kairos.bench.results import (
     request_lines,
 )
 from kairos.bench.run_format import RequestLine, write_measured_run
+from kairos.bench.server_counters import ServerCounters, run_counters
 from kairos.bench.stream import StreamResult
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord, write_report
@@ -108,8 +109,8 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     prompts = PromptBuilder(options.prompt_format, options.vocab_size, scenario.seed)
     raise_open_file_limit()
     concurrency = scenario.workload.concurrency
-    server, model, load, steps = asyncio.run(_send_all(specs, options, concurrency, base_url, prompts,
-                                                       progress, warn))
+    server, model, load, steps, counters = asyncio.run(_send_all(specs, options, concurrency, base_url, prompts,
+                                                                 progress, warn))
     settings = {
         "prompt_format": options.prompt_format,
         "vocab_size": options.vocab_size,
@@ -129,7 +130,7 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
                       bench={**settings, **sections})
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     bench = {"url": base_url, "model": model, "server_version": server.version, **settings}
-    report, records = build_bench_report(load, lines, sections, slo, bench)
+    report, records = build_bench_report(load, lines, sections, slo, bench, counters)
     # Prompts sent as given token ids share what their ids share; spans describe the rest.
     shared = {sent.spec.request_id: sent.spec.shared for sent in load.sent
               if sent.spec.shared and sent.spec.prompt_token_ids is None}
@@ -138,13 +139,15 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
 
 async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency: int | None,
                     base_url: str, prompts: PromptBuilder, progress: ProgressFn | None,
-                    warn: Callable[[str], None] | None) -> tuple[ServerInfo, str, LoadRun, list[dict[str, Any]]]:
+                    warn: Callable[[str], None] | None
+                    ) -> tuple[ServerInfo, str, LoadRun, list[dict[str, Any]], dict[str, Any]]:
     async with CompletionClient(base_url, timeout_s=options.timeout_s, api_key=options.api_key,
                                 max_connections=concurrency) as client:
         server = await client.probe()
         model = _pick_model(server, options.model, base_url)
         # A Kairos server logs its engine steps: keep those the run makes.
         first_step = await _steps_logged(client) if server.engine is not None else None
+        before = ServerCounters.parse(await client.get_text("/metrics"))
         ended = 0
 
         def on_end() -> None:
@@ -158,8 +161,9 @@ async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency
             return await client.stream(body)
 
         load = await generate_load(specs, send, max_concurrency=concurrency, on_end=on_end)
+        counters = run_counters(before, ServerCounters.parse(await client.get_text("/metrics")))
         steps = [] if first_step is None else await _run_steps(client, first_step, warn)
-    return server, model, load, steps
+    return server, model, load, steps, counters
 
 
 async def _steps_logged(client: CompletionClient) -> int | None:

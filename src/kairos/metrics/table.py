@@ -8,6 +8,8 @@ from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 
+# A measured run's report holds null where the client could not see a figure.
+NOT_MEASURED = "not measured"
 _LATENCY_ROWS: tuple[tuple[str, str], ...] = (
     ("TTFT", "ttft_ms"),
     ("TPOT", "tpot_ms"),
@@ -49,8 +51,9 @@ def _headline(summary: dict[str, Any]) -> Table:
         f"{goodput['requests_per_s']:,.2f} req/s   "
         f"SLO attainment {_percent(goodput['slo_attainment'])}",
     )
-    table.add_row("Preemptions", f"{summary['preemptions']:,}")
-    table.add_row("Prefix cache hits", _percent(summary["prefix_cache_hit_rate"]))
+    preemptions, hit_rate = summary["preemptions"], summary["prefix_cache_hit_rate"]
+    table.add_row("Preemptions", NOT_MEASURED if preemptions is None else f"{preemptions:,}")
+    table.add_row("Prefix cache hits", NOT_MEASURED if hit_rate is None else _percent(hit_rate))
     return table
 
 
@@ -61,7 +64,10 @@ def _latencies(summary: dict[str, Any]) -> Table:
         table.add_column(key, justify="right")
     for label, key in _LATENCY_ROWS:
         stats = summary[key]
-        table.add_row(label, *(f"{stats[s]:,.2f}" for s in ("mean", "p50", "p90", "p99")))
+        if stats is None:
+            table.add_row(label, *[NOT_MEASURED] * 4)
+        else:
+            table.add_row(label, *(f"{stats[s]:,.2f}" for s in ("mean", "p50", "p90", "p99")))
     return table
 
 
