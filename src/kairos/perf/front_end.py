@@ -14,10 +14,11 @@ per prompt token.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 
-from kairos.errors import KairosError, unknown_name_error
+from kairos.errors import unknown_name_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,8 @@ def measured_front_ends() -> list[FrontEnd]:
 
 def load_front_end(spec: str) -> tuple[FrontEnd, str | None]:
     """The front-end `spec` names, 'ENGINE' (its newest measured version) or
-    'ENGINE==VERSION' (that version, else the nearest measured one, with a note)."""
+    'ENGINE==VERSION' (that version, else the nearest measured release, or the newest for
+    a version that is no release number, with a note)."""
     engine, _, version = spec.partition("==")
     known = measured_front_ends()
     versions = [f for f in known if f.engine == engine.strip()]
@@ -61,8 +63,10 @@ def load_front_end(spec: str) -> tuple[FrontEnd, str | None]:
     version = version.strip()
     if not version:
         return versions[-1], None
-    if not version[0].isdigit():
-        raise KairosError(f"front-end '{spec}': the version must be a release number, e.g. {versions[-1].name}")
+    if not re.fullmatch(r"\d+(\.\d+)*", version):  # a nightly build, say: no order to place it in
+        newest = versions[-1]
+        return newest, (f"front-end time of {engine.strip()} {version} not measured and not a release "
+                        f"number: using the newest measured, {newest.version}'s ({newest.request_s * 1e3:.2f} ms per request)")
     wanted = _version_key(version)
     nearest = min(versions, key=lambda f: (abs(_distance(_version_key(f.version), wanted)), _version_key(f.version)))
     if nearest.version == version:
