@@ -160,11 +160,12 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
         knobs.setdefault("max_tracked_blocks", deployment.kv_blocks)
     router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
     # A profile measured through a server's API knows its own front-end time.
-    front_end = deployment.front_end or FrontEnd("calibrated", "", getattr(step_model, "request_latency_s", 0.0),
-                                                 0.0, "the profile's fit")
+    fitted_latency_s = getattr(step_model, "request_latency_s", 0.0)
+    request_latency = (deployment.front_end.latency_s if deployment.front_end is not None
+                       else (lambda _: fitted_latency_s) if fitted_latency_s else None)
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress, explain=explain,
-                      request_latency=front_end.latency_s, concurrency=scenario.workload.concurrency)
+                      request_latency=request_latency, concurrency=scenario.workload.concurrency)
 
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
