@@ -26,11 +26,12 @@ def register(app: typer.Typer) -> None:
 def calibrate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Profile JSON to write (use it as --perf calibrated:PROFILE).")],
     model: Annotated[str | None, typer.Option(help="tiny, small or medium (random-init presets), or a local Hugging Face model directory.")] = None,
-    url: Annotated[str | None, typer.Option(help="Calibrate a running `kairos serve` through its API instead (its step log), HTTP overhead included.")] = None,
+    url: Annotated[str | None, typer.Option(help="Calibrate a running server through its API instead, HTTP overhead included: `kairos serve` from its step log; a server without one (vLLM) from probes timed by its Prometheus /metrics, which needs --model-config, --max-num-seqs and --max-num-batched-tokens.")] = None,
+    model_config: Annotated[Path | None, typer.Option(help="With --url to a server without a step log (vLLM): the served model's config.json (or its directory); vLLM does not publish the architecture.")] = None,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1.")] = "cpu",
-    block_size: Annotated[int, typer.Option(min=1, help="Tokens per KV cache block.")] = 16,
-    max_num_batched_tokens: Annotated[int, typer.Option(min=1, help="Token budget per engine step; the largest prefill chunk measured.")] = 2048,
-    max_num_seqs: Annotated[int, typer.Option(min=1, help="Most requests running at once; caps the decode batches measured.")] = 256,
+    block_size: Annotated[int | None, typer.Option(min=1, help="Tokens per KV cache block (default 16; with --url, the server's).")] = None,
+    max_num_batched_tokens: Annotated[int | None, typer.Option(min=1, help="Token budget per engine step; the largest prefill chunk measured (default 2048). With --url to vLLM: the server's --max-num-batched-tokens (required).")] = None,
+    max_num_seqs: Annotated[int | None, typer.Option(min=1, help="Most requests running at once; caps the decode batches measured (default 256). With --url to vLLM: the server's --max-num-seqs (required).")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed steps per grid point (after one warm-up step; the median is kept), or with --url passes over the grid of loads, each in a shuffled order.")] = 3,
     quick: Annotated[bool, typer.Option("--quick", help="A small grid (seconds for the tiny model): for smoke tests, not for accuracy.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads while measuring (default: torch's default); match what serving uses.")] = None,
@@ -38,15 +39,26 @@ def calibrate(
 ) -> None:
     """Measure the real engine's step time over a grid of batch shapes and fit a calibrated step-time model."""
     if (model is None) == (url is None):
-        raise KairosError("give either --model (measure an engine in this process) or --url (a running kairos serve)")
+        raise KairosError("give either --model (measure an engine in this process) or --url (a running server)")
     if url is not None:
+        from kairos.bench.blackbox_calibration import calibrate_blackbox, has_step_log
+        from kairos.bench.client import normalize_url
         from kairos.bench.served_calibration import calibrate_served
 
-        with LazyProgress("calibration loads", err, enabled=not quiet) as progress:
-            profile = calibrate_served(url.rstrip("/").removesuffix("/v1"), quick=quick, passes=repeats,
-                                       progress=progress)
+        base_url = normalize_url(url)
+        if has_step_log(base_url):
+            with LazyProgress("calibration loads", err, enabled=not quiet) as progress:
+                profile = calibrate_served(base_url, quick=quick, passes=repeats, progress=progress)
+        else:
+            with LazyProgress("calibration probes", err, enabled=not quiet) as progress:
+                profile = calibrate_blackbox(base_url, model_config=model_config, max_num_seqs=max_num_seqs,
+                                             max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
+                                             quick=quick, passes=repeats, progress=progress)
         _write(output, profile, quiet)
         return
+    if model_config is not None:
+        raise KairosError("--model-config goes with --url (a server without a step log); with --model the "
+                          "model's own config is read")
     try:
         from kairos.serve.calibrate import calibrate as measure
         from kairos.serve.loader import load_model
@@ -55,8 +67,8 @@ def calibrate(
         raise KairosError(f"kairos calibrate needs the engine extra ({exc.name} is missing): "
                           "pip install 'kairos[engine]'") from None
     loaded = load_model(model, device)
-    config = RunnerConfig(block_size=block_size, max_num_seqs=max_num_seqs,
-                          max_num_batched_tokens=max_num_batched_tokens)
+    config = RunnerConfig(block_size=block_size or 16, max_num_seqs=max_num_seqs or 256,
+                          max_num_batched_tokens=max_num_batched_tokens or 2048)
     with LazyProgress("measuring steps", err, enabled=not quiet) as progress:
         profile = measure(loaded, config, repeats=repeats, quick=quick, threads=threads, progress=progress)
     _write(output, profile, quiet)
@@ -72,7 +84,9 @@ def calibrate(
 def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(profile, indent=1, allow_nan=False) + "\n")
-    if not quiet:
+    if not quiet and profile["measurement"].get("method") == "black-box":
+        _print_blackbox(profile)
+    elif not quiet:
         took = profile["measurement"]["wall_time_s"]
         out.print(f"[bold]{profile['model']}[/] on {profile['device']} ({profile['device_name']}, "
                   f"{profile['torch_threads']} torch threads): {len(profile['points'])} steps in {took:.1f} s")
@@ -85,6 +99,26 @@ def _write(output: Path, profile: dict[str, Any], quiet: bool) -> None:
         if http is not None:  # measured through a server's API
             out.print(f"front-end latency {profile['request_latency_s'] * 1e3:.2f} ms per request "
                       f"(of which outside the server's TTFT: {http * 1e3:.2f} ms)")
+
+
+def _print_blackbox(profile: dict[str, Any]) -> None:
+    measured = profile["measurement"]
+    out.print(f"[bold]{profile['model']}[/] served by {measured['server']} at {profile['device']}: "
+              f"{len(profile['points'])} step shapes from {measured['probes']} probes in "
+              f"{measured['wall_time_s']:.1f} s (black box: probes timed by /metrics)")
+    out.print(fit_table(profile))
+    out.print(fit_summary(profile))
+    out.print("by kind: " + "; ".join(f"{kind} ({e['points']}) median {e['median_abs_error_pct']:.1f} %, "
+                                      f"max {e['max_abs_error_pct']:.1f} %"
+                                      for kind, e in profile["fit_by_kind"].items()))
+    front = measured["front_end"]
+    out.print(f"front-end time {profile['request_latency_s'] * 1e3:.2f} ms per request "
+              f"(+ {front['per_input_token_s'] * 1e6:.2f} us per prompt token, not simulated; "
+              f"{front['samples']} idle requests)")
+    for line in measured["skipped"]:
+        err.print(f"skipped: {line}", markup=False)
+    for line in measured["warnings"]:
+        err.print(f"warning: {line}", markup=False)
 
 
 # What one unit of each term counts, for the coefficient table.
