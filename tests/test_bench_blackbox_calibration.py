@@ -21,7 +21,7 @@ from kairos.cli.errors import run_app
 from kairos.cli.main import app
 from kairos.perf.base import BatchShape
 from kairos.perf.calibrated import CalibratedModel, load_profile
-from test_bench_fake_server import _send_event, _send_json, _send_text
+from test_bench_fake_server import _send_event, _send_json, _send_text, read_request
 
 MODEL = "fake-vllm"
 MAX_MODEL_LEN = 2048
@@ -196,15 +196,10 @@ class FakeVLLM:
             writer.close()
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        start = await reader.readline()
-        if not start:
+        request = await read_request(reader)
+        if request is None:
             return False
-        method, path, _ = start.decode().split(" ", 2)
-        headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode().partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", 0)))
+        method, path, body = request
         if method == "GET" and path == "/v1/models":
             await _send_json(writer, 200, {"object": "list", "data": [
                 {"id": MODEL, "object": "model", "max_model_len": MAX_MODEL_LEN}]})

@@ -90,15 +90,10 @@ class FakeServer:
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request; False when the connection must close."""
-        start = await reader.readline()
-        if not start:
+        request = await read_request(reader)
+        if request is None:
             return False
-        method, path, _ = start.decode().split(" ", 2)
-        headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode().partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", 0)))
+        method, path, body = request
         if method == "GET" and path == "/v1/models":
             await _send_json(writer, 200, {"object": "list", "data": [
                 {"id": MODEL, "object": "model", "max_model_len": MAX_MODEL_LEN}]})
@@ -171,6 +166,19 @@ class FakeServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:
+    """Method, path and body of the next HTTP/1.1 request on a connection (None: it closed)."""
+    start = await reader.readline()
+    if not start:
+        return None
+    method, path, _ = start.decode().split(" ", 2)
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return method, path, await reader.readexactly(int(headers.get("content-length", 0)))
 
 
 async def _send_event(writer: asyncio.StreamWriter, data: str) -> None:
