@@ -122,6 +122,9 @@ def test_the_servers_counters_give_prefix_hits_and_preemptions(capsys, tmp_path)
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "report.json").read_text())["summary"]
     assert summary["prefix_cache_hit_rate"] == pytest.approx(0.25) and summary["preemptions"] == 5
+    # meta.json keeps them, for `kairos validate` to compare with the simulation's.
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["kairos_bench"]["server_counters"] == {"prefix_cache_hit_rate": pytest.approx(0.25), "preemptions": 5}
 
 
 @pytest.mark.skipif(not SHARED_RUN.exists(), reason="shared data not present")

@@ -84,3 +84,29 @@ def _simulated_cached_tokens(run) -> int:
     sim = build_simulation(scenario, resolve_deployment(scenario), replay_specs(run))
     return sum(record.cached_tokens for record in sim.run().records)
 
+
+
+def test_validation_compares_the_servers_prefix_hits_and_preemptions(tmp_path):
+    """Counters `kairos bench` read from the server are set against the replay's own."""
+    from kairos.bench import RequestLine, load_measured_run, write_measured_run
+    from kairos.validate.replay import replay_scenario, validate_run
+    from kairos.workload.spec import Span
+
+    lines = [RequestLine(f"r{i}", 512, 8, None, 10.0 + i, None, 10.1 + i, 10.2 + i) for i in range(4)]
+    meta = {"schema_version": 1, "model": "llama-3.1-8b",
+            "engine_kwargs": {"max_num_seqs": 8, "max_num_batched_tokens": 2048},
+            "kv_cache": {"block_size": 16, "enable_prefix_caching": True},
+            "hardware": {"device_name": "NVIDIA GeForce RTX 4090"}}
+    shared = {line.request_id: (Span(1, 0, 256),) for line in lines}
+    write_measured_run(tmp_path / "bare", meta, lines, shared)
+    run = load_measured_run(tmp_path / "bare")
+    assert "server_counters" not in validate_run(run, replay_scenario(run))
+
+    meta["kairos_bench"] = {"server_counters": {"prefix_cache_hit_rate": 0.5, "preemptions": 2}}
+    write_measured_run(tmp_path / "counted", meta, lines, shared)
+    run = load_measured_run(tmp_path / "counted")
+    counters = validate_run(run, replay_scenario(run))["server_counters"]
+    # 3 of the 4 requests find their 256 of 512 prompt tokens cached: 37.5 %.
+    assert counters["prefix_cache_hit_rate"] == {"measured": 0.5, "simulated": pytest.approx(0.375),
+                                                 "error_points": pytest.approx(-12.5)}
+    assert counters["preemptions"] == {"measured": 2, "simulated": 0}

@@ -127,7 +127,7 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     meta = build_meta(load, lines, model=model, url=base_url, server_version=server.version,
                       max_model_len=max_model_len if isinstance(max_model_len, int) else None,
                       facts=options.engine.completed_from(server.engine),
-                      bench={**settings, **sections})
+                      bench={**settings, **sections, **_measured_counters(counters)})
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     bench = {"url": base_url, "model": model, "server_version": server.version, **settings}
     report, records = build_bench_report(load, lines, sections, slo, bench, counters)
@@ -135,6 +135,14 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     shared = {sent.spec.request_id: sent.spec.shared for sent in load.sent
               if sent.spec.shared and sent.spec.prompt_token_ids is None}
     return BenchRun(meta, lines, report, records, shared, steps)
+
+
+def _measured_counters(counters: dict[str, Any]) -> dict[str, Any]:
+    """meta.json's record of the server's counters over the run, where they were read."""
+    if counters.get("prefix_cache_hit_rate") is None:
+        return {}
+    return {"server_counters": {"prefix_cache_hit_rate": counters["prefix_cache_hit_rate"],
+                                "preemptions": counters["preemptions"]}}
 
 
 async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency: int | None,

@@ -61,6 +61,8 @@ def validate(
         if "machine_speed" in result:
             out.print(speed_line(result["machine_speed"]), markup=False)
         out.print(validation_table(result))
+        if "server_counters" in result:
+            out.print(counters_line(result["server_counters"]), markup=False)
         if "engine_steps" in result:
             out.print(steps_table(result["engine_steps"]))
     if output is not None:
@@ -141,6 +143,19 @@ def validation_table(result: dict) -> Table:
             table.add_row(metric.removesuffix("_ms").upper(), stat, f"{cell['measured']:,.2f}",
                           f"{cell['simulated']:,.2f}", f"{cell['error_pct']:+.1f} %")
     return table
+
+
+def counters_line(counters: dict) -> str:
+    """The server's prefix-cache hit rate and preemptions against the simulation's, in one line."""
+    parts = []
+    if "prefix_cache_hit_rate" in counters:
+        cell = counters["prefix_cache_hit_rate"]
+        parts.append(f"prefix-cache hit rate {cell['measured']:.1%} measured, {cell['simulated']:.1%} simulated "
+                     f"({cell['error_points']:+.1f} points)")
+    if "preemptions" in counters:
+        cell = counters["preemptions"]
+        parts.append(f"preemptions {cell['measured']:,} measured, {cell['simulated']:,} simulated")
+    return "; ".join(parts)
 
 
 def steps_table(steps: dict) -> Table:

@@ -34,6 +34,24 @@ def compare_runs(run: MeasuredRun, simulated: list[RequestRecord]) -> dict:
     })
 
 
+def compare_counters(meta: dict, hit_rate: float, preemptions: int) -> dict:
+    """The server's prefix-cache hit rate and preemptions over the run against the simulation's.
+
+    Measured where `kairos bench` read the server's /metrics counters (meta.json's
+    kairos_bench.server_counters); {} otherwise. The hit rate's error is in
+    percentage points, as a rate's is.
+    """
+    measured = (meta.get("kairos_bench") or {}).get("server_counters") or {}
+    out: dict = {}
+    if measured.get("prefix_cache_hit_rate") is not None:
+        rate = float(measured["prefix_cache_hit_rate"])
+        out["prefix_cache_hit_rate"] = {"measured": rate, "simulated": hit_rate,
+                                        "error_points": 100.0 * (hit_rate - rate)}
+    if measured.get("preemptions") is not None:
+        out["preemptions"] = {"measured": int(measured["preemptions"]), "simulated": preemptions}
+    return round_floats(out)
+
+
 def _compare(measured: list[float], simulated: list[float]) -> dict:
     if not measured:
         return {}

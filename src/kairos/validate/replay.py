@@ -15,7 +15,7 @@ from kairos.metrics import RequestRecord
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.scenario.schema import Scenario
-from kairos.validate.compare import compare_runs
+from kairos.validate.compare import compare_counters, compare_runs
 from kairos.validate.steps import step_time_errors
 from kairos.workload.spec import RequestSpec
 
@@ -96,8 +96,12 @@ def validate_run(run: MeasuredRun, scenario: Scenario, progress: Callable[[int, 
                 calibrated = CalibratedModel(at_speed(calibrated.profile, speed["factor"]))
     deployment = resolve_deployment(scenario, calibrated)
     sim = build_simulation(scenario, deployment, replay_specs(run), progress=progress, speed=host_speed)
-    simulated: list[RequestRecord] = sim.run().records
+    outcome = sim.run()
+    simulated: list[RequestRecord] = outcome.records
     result = compare_runs(run, simulated)
+    counters = compare_counters(run.meta, outcome.prefix_cache_hit_rate, outcome.preemptions)
+    if counters:
+        result["server_counters"] = counters
     result["gpu"] = deployment.device
     result["perf"] = deployment.perf.used
     result["model"] = deployment.model.name
