@@ -102,7 +102,9 @@ def test_validation_compares_the_servers_prefix_hits_and_preemptions(tmp_path):
     run = load_measured_run(tmp_path / "bare")
     assert "server_counters" not in validate_run(run, replay_scenario(run))
 
-    meta["kairos_bench"] = {"server_counters": {"prefix_cache_hit_rate": 0.5, "preemptions": 2}}
+    phases = {"queue_ms": 1.0, "prefill_ms": 50.0, "decode_ms": 100.0, "requests": 4, "steps": 40}
+    meta["kairos_bench"] = {"server_counters": {"prefix_cache_hit_rate": 0.5, "preemptions": 2,
+                                                "engine_phases": phases}}
     write_measured_run(tmp_path / "counted", meta, lines, shared)
     run = load_measured_run(tmp_path / "counted")
     counters = validate_run(run, replay_scenario(run))["server_counters"]
@@ -110,3 +112,9 @@ def test_validation_compares_the_servers_prefix_hits_and_preemptions(tmp_path):
     assert counters["prefix_cache_hit_rate"] == {"measured": 0.5, "simulated": pytest.approx(0.375),
                                                  "error_points": pytest.approx(-12.5)}
     assert counters["preemptions"] == {"measured": 2, "simulated": 0}
+    assert 0 < validate_run(run, replay_scenario(run))["simulated_busy_share"] < 1
+    # The engine's own time per request in each phase: every finished request, one prefill step each.
+    simulated = counters["engine_phases"]
+    assert simulated["requests"] == {"measured": 4, "simulated": 4, "error_pct": 0.0}
+    assert simulated["prefill_ms"]["simulated"] > 0 and simulated["queue_ms"]["simulated"] >= 0
+    assert simulated["steps"]["simulated"] >= 4 * 8

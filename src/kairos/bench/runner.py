@@ -26,7 +26,7 @@ from kairos.bench.results import (
     request_lines,
 )
 from kairos.bench.run_format import RequestLine, write_measured_run
-from kairos.bench.server_counters import ServerCounters, run_counters
+from kairos.bench.server_counters import ServerCounters, engine_phases, run_counters
 from kairos.bench.stream import StreamResult
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord, write_report
@@ -109,8 +109,8 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     prompts = PromptBuilder(options.prompt_format, options.vocab_size, scenario.seed)
     raise_open_file_limit()
     concurrency = scenario.workload.concurrency
-    server, model, load, steps, counters = asyncio.run(_send_all(specs, options, concurrency, base_url, prompts,
-                                                                 progress, warn))
+    server, model, load, steps, (counters, phases) = asyncio.run(
+        _send_all(specs, options, concurrency, base_url, prompts, progress, warn))
     settings = {
         "prompt_format": options.prompt_format,
         "vocab_size": options.vocab_size,
@@ -127,7 +127,7 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     meta = build_meta(load, lines, model=model, url=base_url, server_version=server.version,
                       max_model_len=max_model_len if isinstance(max_model_len, int) else None,
                       facts=options.engine.completed_from(server.engine),
-                      bench={**settings, **sections, **_measured_counters(counters)})
+                      bench={**settings, **sections, **_measured_counters(counters, phases)})
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     bench = {"url": base_url, "model": model, "server_version": server.version, **settings}
     report, records = build_bench_report(load, lines, sections, slo, bench, counters)
@@ -137,18 +137,21 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     return BenchRun(meta, lines, report, records, shared, steps)
 
 
-def _measured_counters(counters: dict[str, Any]) -> dict[str, Any]:
+def _measured_counters(counters: dict[str, Any], phases: dict[str, float] | None) -> dict[str, Any]:
     """meta.json's record of the server's counters over the run, where they were read."""
     if counters.get("prefix_cache_hit_rate") is None:
         return {}
-    return {"server_counters": {"prefix_cache_hit_rate": counters["prefix_cache_hit_rate"],
-                                "preemptions": counters["preemptions"]}}
+    record = {"prefix_cache_hit_rate": counters["prefix_cache_hit_rate"], "preemptions": counters["preemptions"]}
+    if phases is not None:
+        record["engine_phases"] = phases
+    return {"server_counters": record}
 
 
 async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency: int | None,
                     base_url: str, prompts: PromptBuilder, progress: ProgressFn | None,
                     warn: Callable[[str], None] | None
-                    ) -> tuple[ServerInfo, str, LoadRun, list[dict[str, Any]], dict[str, Any]]:
+                    ) -> tuple[ServerInfo, str, LoadRun, list[dict[str, Any]],
+                               tuple[dict[str, Any], dict[str, float] | None]]:
     async with CompletionClient(base_url, timeout_s=options.timeout_s, api_key=options.api_key,
                                 max_connections=concurrency) as client:
         server = await client.probe()
@@ -169,9 +172,9 @@ async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency
             return await client.stream(body)
 
         load = await generate_load(specs, send, max_concurrency=concurrency, on_end=on_end)
-        counters = run_counters(before, ServerCounters.parse(await client.get_text("/metrics")))
+        after = ServerCounters.parse(await client.get_text("/metrics"))
         steps = [] if first_step is None else await _run_steps(client, first_step, warn)
-    return server, model, load, steps, counters
+    return server, model, load, steps, (run_counters(before, after), engine_phases(before, after))
 
 
 async def _steps_logged(client: CompletionClient) -> int | None:

@@ -155,6 +155,12 @@ def counters_line(counters: dict) -> str:
     if "preemptions" in counters:
         cell = counters["preemptions"]
         parts.append(f"preemptions {cell['measured']:,} measured, {cell['simulated']:,} simulated")
+    phases = counters.get("engine_phases", {})
+    if phases:
+        parts.append("engine's own time per request, measured/simulated: " + ", ".join(
+            f"{key.removesuffix('_ms')} {phases[key]['measured']:,.1f}/{phases[key]['simulated']:,.1f} ms"
+            for key in ("queue_ms", "prefill_ms", "decode_ms") if key in phases)
+            + (f", steps {phases['steps']['measured']:,}/{phases['steps']['simulated']:,}" if "steps" in phases else ""))
     return "; ".join(parts)
 
 

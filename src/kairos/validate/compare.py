@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from kairos.bench.run_format import MeasuredRun
@@ -34,15 +36,21 @@ def compare_runs(run: MeasuredRun, simulated: list[RequestRecord]) -> dict:
     })
 
 
-def compare_counters(meta: dict, hit_rate: float, preemptions: int) -> dict:
-    """The server's prefix-cache hit rate and preemptions over the run against the simulation's.
+def compare_counters(meta: dict, hit_rate: float, preemptions: int, phases: dict[str, float]) -> dict:
+    """The server's prefix-cache hit rate, preemptions and engine phase times over the run
+    against the simulation's (`phases`: as `simulated_phases` gives them).
 
-    Measured where `kairos bench` read the server's /metrics counters (meta.json's
+    Measured where `kairos bench` read the server's /metrics (meta.json's
     kairos_bench.server_counters); {} otherwise. The hit rate's error is in
     percentage points, as a rate's is.
     """
     measured = (meta.get("kairos_bench") or {}).get("server_counters") or {}
     out: dict = {}
+    if measured.get("engine_phases"):
+        out["engine_phases"] = {
+            key: {"measured": value, "simulated": phases[key],
+                  **({"error_pct": 100.0 * (phases[key] - value) / value} if value else {})}
+            for key, value in measured["engine_phases"].items() if key in phases}
     if measured.get("prefix_cache_hit_rate") is not None:
         rate = float(measured["prefix_cache_hit_rate"])
         out["prefix_cache_hit_rate"] = {"measured": rate, "simulated": hit_rate,
@@ -50,6 +58,24 @@ def compare_counters(meta: dict, hit_rate: float, preemptions: int) -> dict:
     if measured.get("preemptions") is not None:
         out["preemptions"] = {"measured": int(measured["preemptions"]), "simulated": preemptions}
     return round_floats(out)
+
+
+def simulated_phases(records: list[RequestRecord], request_latency: Callable[[int], float] | None,
+                     steps: int) -> dict[str, float]:
+    """The simulation's mean engine time per finished request in each phase, as vLLM's
+    histograms time them (queue from reaching the engine, after the front-end's latency)."""
+    done = [r for r in records if r.finished and r.first_scheduled_s is not None and r.first_token_s is not None]
+    if not done:
+        return {}
+    latency = request_latency or (lambda _: 0.0)
+    n = len(done)
+    return {
+        "queue_ms": 1e3 * sum(r.first_scheduled_s - r.arrival_s - latency(r.input_tokens) for r in done) / n,
+        "prefill_ms": 1e3 * sum(r.first_token_s - r.first_scheduled_s for r in done) / n,
+        "decode_ms": 1e3 * sum(r.finish_s - r.first_token_s for r in done) / n,
+        "requests": n,
+        "steps": steps,
+    }
 
 
 def _compare(measured: list[float], simulated: list[float]) -> dict:

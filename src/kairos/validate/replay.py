@@ -15,7 +15,7 @@ from kairos.metrics import RequestRecord
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.scenario.schema import Scenario
-from kairos.validate.compare import compare_counters, compare_runs
+from kairos.validate.compare import compare_counters, compare_runs, simulated_phases
 from kairos.validate.steps import step_time_errors
 from kairos.workload.spec import RequestSpec
 
@@ -99,9 +99,14 @@ def validate_run(run: MeasuredRun, scenario: Scenario, progress: Callable[[int, 
     outcome = sim.run()
     simulated: list[RequestRecord] = outcome.records
     result = compare_runs(run, simulated)
-    counters = compare_counters(run.meta, outcome.prefix_cache_hit_rate, outcome.preemptions)
+    phases = simulated_phases(simulated, sim.request_latency, sum(rep["steps"] for rep in outcome.replicas))
+    counters = compare_counters(run.meta, outcome.prefix_cache_hit_rate, outcome.preemptions, phases)
     if counters:
         result["server_counters"] = counters
+    # How loaded the run was, as the twin sees it: its engines' busy share of the run.
+    if outcome.end_s > 0 and outcome.replicas:
+        busy = sum(rep["busy_s"] for rep in outcome.replicas) / len(outcome.replicas)
+        result["simulated_busy_share"] = round(busy / outcome.end_s, 4)
     result["gpu"] = deployment.device
     result["perf"] = deployment.perf.used
     result["model"] = deployment.model.name

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Kairos's twin of real vLLM on this machine: serve a preset's shape with vLLM (CPU), calibrate it
+# black-box (`kairos calibrate --url`), load it with `kairos bench` in four cases and replay each
+# with the calibrated profile (`kairos validate`). Writes OUT_DIR/summary.json:
+#   {"cases": {NAME: {"ttft_ms": err_pct, "tpot_ms": err_pct, "e2e_ms": err_pct,
+#                     "prefix_cache_hit_rate": {...}, "preemptions": {...}, "busy_share": ...,
+#                     "measured": {...}, "simulated": {...}}}, "bars": {...}, "settings": {...}}
+# (error = 100 x (simulated - measured) / measured, on the means; the hit rate's in points).
+#
+# Cases (300 requests each; lognormal prompts median 200, outputs median 64, as benchmarks/vllm_cpu/e2e.sh):
+#   light       Poisson at LIGHT_RATE, no shared prompts (the engine about 30 % busy)
+#   busy        Poisson at BUSY_RATE, no shared prompts (about 80 % busy)
+#   overloaded  Poisson at OVERLOAD_RATE on a server restarted with SMALL_BLOCKS KV blocks: queues, preemptions
+#   prefix      Poisson at PREFIX_RATE, each prompt after one of 4 shared 512-token system prompts
+#
+# Usage: benchmarks/vllm_fidelity.sh OUT_DIR      (Kairos's venv active; vLLM's from benchmarks/vllm_cpu/setup.sh)
+# Environment: PRESET (small), PORT (8800), NUM_REQUESTS (300), NUM_BLOCKS (4096), SMALL_BLOCKS (160; vLLM needs max_model_len, 4,096 tokens, to fit),
+#              LIGHT_RATE (4), BUSY_RATE (10), OVERLOAD_RATE (20), PREFIX_RATE (10), CASES (all four),
+#              CALIBRATE_REPEATS (3), MAX_NUM_SEQS (64), MAX_NUM_BATCHED_TOKENS (512), BLOCK_SIZE (32).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
+OUT=$1
+PRESET=${PRESET:-small} PORT=${PORT:-8800} N=${NUM_REQUESTS:-300}
+BLOCKS=${NUM_BLOCKS:-4096} SMALL_BLOCKS=${SMALL_BLOCKS:-160}
+SEQS=${MAX_NUM_SEQS:-64} BATCHED=${MAX_NUM_BATCHED_TOKENS:-512} BLOCK=${BLOCK_SIZE:-32}
+CASES=${CASES:-light busy overloaded prefix}
+declare -A RATE=([light]=${LIGHT_RATE:-4} [busy]=${BUSY_RATE:-10} [overloaded]=${OVERLOAD_RATE:-20}
+                 [prefix]=${PREFIX_RATE:-10})
+URL=http://127.0.0.1:$PORT
+command -v kairos > /dev/null || { echo "kairos not found: activate Kairos's venv (. .venv/bin/activate)" >&2; exit 1; }
+for name in $CASES; do
+    [ -n "${RATE[$name]:-}" ] || { echo "unknown case '$name' (light, busy, overloaded, prefix)" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then PIN=(taskset -c 0); else PIN=(); fi
+
+MODEL=$OUT/model/$PRESET
+python "$HERE/vllm_cpu/make_model.py" "$PRESET" "$MODEL"
+VOCAB=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$MODEL/config.json")
+LENGTHS=(--set 'workload.input_len={kind: lognormal, median: 200, sigma: 0.6, min: 16, max: 1024}'
+         --set 'workload.output_len={kind: lognormal, median: 64, sigma: 0.6, min: 4, max: 256}')
+
+start() {  # start NUM_BLOCKS: a vLLM server with that KV capacity
+    "$HERE/vllm_cpu/serve.sh" start "$MODEL" --port "$PORT" --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCHED" \
+        --num-blocks "$1" --block-size "$BLOCK" --log "$OUT/serve-$1.log" --pid-file "$OUT/serve.pid"
+}
+stop() { "$HERE/vllm_cpu/serve.sh" stop --pid-file "$OUT/serve.pid"; }
+trap 'stop 2> /dev/null || true' EXIT
+
+run_case() {  # run_case NAME NUM_BLOCKS: bench the running server, then replay the run
+    local name=$1 blocks=$2 prefixes='workload.prefixes=null'
+    [ "$name" = prefix ] && prefixes='workload.prefixes={num: 4, length: 512}'
+    rm -rf "$OUT/$name"
+    "${PIN[@]}" kairos bench --url "$URL" --num-requests "$N" --rate "${RATE[$name]}" --seed 1 --vocab-size "$VOCAB" \
+        "${LENGTHS[@]}" --set "$prefixes" --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCHED" \
+        --block-size "$BLOCK" --num-gpu-blocks "$blocks" --prefix-caching -q -o "$OUT/$name/run"
+    kairos validate --against "$OUT/$name/run" --perf "calibrated:$OUT/profile.json" -o "$OUT/$name"
+}
+
+wanted() { [[ " $CASES " == *" $1 "* ]]; }
+if wanted light || wanted busy || wanted prefix || [ ! -f "$OUT/profile.json" ]; then
+    start "$BLOCKS"
+    [ -f "$OUT/profile.json" ] || "${PIN[@]}" kairos calibrate --url "$URL" --model-config "$MODEL" \
+        --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCHED" --repeats "${CALIBRATE_REPEATS:-3}" \
+        -o "$OUT/profile.json"
+    for name in light busy prefix; do wanted "$name" && run_case "$name" "$BLOCKS"; done
+    stop
+fi
+if wanted overloaded; then
+    start "$SMALL_BLOCKS"
+    run_case overloaded "$SMALL_BLOCKS"
+    stop
+fi
+trap - EXIT
+
+python "$HERE/vllm_fidelity_summary.py" "$OUT" $CASES
