@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start and stop a real vLLM (CPU) server on this machine, pinned like benchmarks/twin_fidelity.sh pins
-# `kairos serve`: the engine's compute (vLLM's worker process, one OpenMP thread) on core 1 alone; the
-# HTTP front-end, vLLM's EngineCore (scheduler) process and your load generator on core 0.
+# `kairos serve`: the engine (vLLM's EngineCore process, the scheduler, and its worker process, the model
+# runner with one OpenMP thread) on core 1; the HTTP front-end (API server) and your load generator on core 0.
+# The EngineCore and the worker take turns (one schedules while the other waits, then the other way
+# round), so they share a core at little cost, as the scheduler and the model runner of kairos serve do.
 #
 # Usage:
 #   benchmarks/vllm_cpu/serve.sh start MODEL_DIR [options] [-- extra vllm args]
@@ -21,7 +23,8 @@
 #       --timeout S                 seconds to wait for /health (600; the first start compiles ~1 min)
 #   benchmarks/vllm_cpu/serve.sh stop   [--port N | --pid-file FILE]   (stops the whole process group)
 #   benchmarks/vllm_cpu/serve.sh status [--port N | --pid-file FILE]
-# Environment: VLLM_VENV (benchmarks/vllm_cpu/.venv), FRONT_CPUS (0), ENGINE_CPUS (1).
+# Environment: VLLM_VENV (benchmarks/vllm_cpu/.venv), FRONT_CPUS (0), ENGINE_CPUS (1),
+#              ENGINE_CORE_CPUS (ENGINE_CPUS; FRONT_CPUS keeps the scheduler beside the API server).
 # MODEL_DIR comes from make_model.py; weights are random (--load-format dummy), prompts are token ids.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +32,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 VENV=${VLLM_VENV:-$HERE/.venv}
 FRONT_CPUS=${FRONT_CPUS:-0}
 ENGINE_CPUS=${ENGINE_CPUS:-1}
+ENGINE_CORE_CPUS=${ENGINE_CORE_CPUS:-$ENGINE_CPUS}
 die() { echo "serve.sh: $*" >&2; exit 1; }
 
 CMD=${1:-}; [ $# -gt 0 ] && shift
@@ -120,7 +124,8 @@ else
     ARGS+=(--kv-cache-memory-bytes 268435456)  # 256 MiB, kairos serve's default on CPU
 fi
 # vLLM binds its worker's OpenMP threads (one per listed CPU) to VLLM_CPU_OMP_THREADS_BIND; every other
-# thread and process (API server, EngineCore) keeps the launcher's affinity, set by taskset.
+# thread and process (API server, EngineCore) keeps the launcher's affinity, set by taskset, until the
+# EngineCore is moved to ENGINE_CORE_CPUS once the server is up.
 if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
     PIN=(taskset -c "$FRONT_CPUS"); ENVS+=("VLLM_CPU_OMP_THREADS_BIND=$ENGINE_CPUS")
 else
@@ -145,5 +150,11 @@ until curl -sf "$URL/health" > /dev/null 2>&1; do
     fi
     sleep 1
 done
+if [ ${#PIN[@]} -gt 0 ] && [ "$ENGINE_CORE_CPUS" != "$FRONT_CPUS" ]; then
+    CORES=$(ps -o pid=,comm= -g "$PID" | awk '$2 ~ /^VLLM::EngineCor/ {print $1}')
+    [ -n "$CORES" ] || die "no VLLM::EngineCore process in group $PID to pin (ps -g $PID)"
+    for CORE in $CORES; do taskset -a -cp "$ENGINE_CORE_CPUS" "$CORE" > /dev/null; done
+    echo "pinned VLLM::EngineCore ($CORES) to CPU $ENGINE_CORE_CPUS"
+fi
 echo "vLLM ready at $URL after $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $START }") s (model ${NAME:-$(basename "$MODEL")})"
 grep -E "KV cache size|num_gpu_blocks|Maximum concurrency" "$LOG" | sed 's/^/  /' || true
