@@ -8,14 +8,16 @@
 # (error = 100 x (simulated - measured) / measured, on the means; the hit rate's in points).
 #
 # Cases (300 requests each; lognormal prompts median 200, outputs median 64, as benchmarks/vllm_cpu/e2e.sh):
-#   light       Poisson at LIGHT_RATE, no shared prompts (the engine about 30 % busy)
-#   busy        Poisson at BUSY_RATE, no shared prompts (about 80 % busy)
-#   overloaded  Poisson at OVERLOAD_RATE on a server restarted with SMALL_BLOCKS KV blocks: queues, preemptions
-#   prefix      Poisson at PREFIX_RATE, each prompt after one of 4 shared 512-token system prompts
+#   light       Poisson, no shared prompts, the engine about 30 % busy
+#   busy        Poisson, no shared prompts, about 80 % busy
+#   overloaded  Poisson at twice busy's rate on a server restarted with SMALL_BLOCKS KV blocks: queues, preemptions
+#   prefix      Poisson at busy's rate, each prompt after one of 4 shared 512-token system prompts
+# The rates for 30 % and 80 % come from the calibrated profile (benchmarks/vllm_fidelity_rates.py), so
+# the loads follow the machine's speed; LIGHT_RATE, BUSY_RATE, OVERLOAD_RATE, PREFIX_RATE override them.
 #
 # Usage: benchmarks/vllm_fidelity.sh OUT_DIR      (Kairos's venv active; vLLM's from benchmarks/vllm_cpu/setup.sh)
 # Environment: PRESET (small), PORT (8800), NUM_REQUESTS (300), NUM_BLOCKS (4096), SMALL_BLOCKS (160; vLLM needs max_model_len, 4,096 tokens, to fit),
-#              LIGHT_RATE (4), BUSY_RATE (10), OVERLOAD_RATE (20), PREFIX_RATE (10), CASES (all four),
+#              LIGHT_RATE, BUSY_RATE, OVERLOAD_RATE, PREFIX_RATE, CASES (all four),
 #              CALIBRATE_REPEATS (3), MAX_NUM_SEQS (64), MAX_NUM_BATCHED_TOKENS (512), BLOCK_SIZE (32).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,12 +27,11 @@ PRESET=${PRESET:-small} PORT=${PORT:-8800} N=${NUM_REQUESTS:-300}
 BLOCKS=${NUM_BLOCKS:-4096} SMALL_BLOCKS=${SMALL_BLOCKS:-160}
 SEQS=${MAX_NUM_SEQS:-64} BATCHED=${MAX_NUM_BATCHED_TOKENS:-512} BLOCK=${BLOCK_SIZE:-32}
 CASES=${CASES:-light busy overloaded prefix}
-declare -A RATE=([light]=${LIGHT_RATE:-4} [busy]=${BUSY_RATE:-10} [overloaded]=${OVERLOAD_RATE:-20}
-                 [prefix]=${PREFIX_RATE:-10})
+declare -A RATE=([light]=${LIGHT_RATE:-} [busy]=${BUSY_RATE:-} [overloaded]=${OVERLOAD_RATE:-} [prefix]=${PREFIX_RATE:-})
 URL=http://127.0.0.1:$PORT
 command -v kairos > /dev/null || { echo "kairos not found: activate Kairos's venv (. .venv/bin/activate)" >&2; exit 1; }
 for name in $CASES; do
-    [ -n "${RATE[$name]:-}" ] || { echo "unknown case '$name' (light, busy, overloaded, prefix)" >&2; exit 2; }
+    [ -v "RATE[$name]" ] || { echo "unknown case '$name' (light, busy, overloaded, prefix)" >&2; exit 2; }
 done
 mkdir -p "$OUT"
 if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then PIN=(taskset -c 0); else PIN=(); fi
@@ -58,16 +59,27 @@ run_case() {  # run_case NAME NUM_BLOCKS: bench the running server, then replay 
     kairos validate --against "$OUT/$name/run" --perf "calibrated:$OUT/profile.json" -o "$OUT/$name"
 }
 
+set_rates() {  # the rates not given, from the profile
+    read -r light busy < <(python "$HERE/vllm_fidelity_rates.py" "$OUT/profile.json" 0.3 0.8)
+    RATE[light]=${RATE[light]:-$light}
+    RATE[busy]=${RATE[busy]:-$busy}
+    RATE[overloaded]=${RATE[overloaded]:-$(python -c "print(round(2 * $busy, 2))")}
+    RATE[prefix]=${RATE[prefix]:-$busy}
+    echo "rates (req/s): light ${RATE[light]}, busy ${RATE[busy]}, overloaded ${RATE[overloaded]}, prefix ${RATE[prefix]}"
+}
+
 wanted() { [[ " $CASES " == *" $1 "* ]]; }
 if wanted light || wanted busy || wanted prefix || [ ! -f "$OUT/profile.json" ]; then
     start "$BLOCKS"
     [ -f "$OUT/profile.json" ] || "${PIN[@]}" kairos calibrate --url "$URL" --model-config "$MODEL" \
         --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCHED" --repeats "${CALIBRATE_REPEATS:-3}" \
         -o "$OUT/profile.json"
+    set_rates
     for name in light busy prefix; do wanted "$name" && run_case "$name" "$BLOCKS"; done
     stop
 fi
 if wanted overloaded; then
+    [ -n "${RATE[overloaded]}" ] || set_rates
     start "$SMALL_BLOCKS"
     run_case overloaded "$SMALL_BLOCKS"
     stop
