@@ -34,6 +34,29 @@ def admit(core: EngineCore, s: RequestSpec, now: float) -> Request:
     return req
 
 
+def test_prefix_cache_counters_count_nothing_when_caching_is_off():
+    # KVCacheManager.record_prefix_cache_stats returns early when the prefix cache
+    # lookup is disabled: vllm:prefix_cache_queries stays 0.
+    kv = KVCacheManager(100, BS, enable_prefix_caching=False)
+    core = EngineCore(SchedulerConfig(), kv)
+    run_to_end(core, spec("a", 100, 3), 0.0)
+    assert (kv.stats.queries, kv.stats.hits) == (0, 0)
+
+
+def test_resumed_request_is_not_counted_again_in_prefix_cache_counters():
+    # PrefixCacheStats.record puts a preempted request's lookup in preempted_*,
+    # which vllm:prefix_cache_queries/hits do not include.
+    kv = KVCacheManager(100, BS)
+    core = EngineCore(SchedulerConfig(), kv)
+    req = core.add_request(spec("a", 100, 5), 0.0)
+    core.update(core.schedule(0.0), 0.1)
+    core.scheduler.running.remove(req)
+    core.scheduler._preempt(req)
+    out = core.schedule(0.2)
+    assert out.scheduled == [(req, 101 - 96)]  # resumed with its own 6 blocks cached
+    assert (kv.stats.queries, kv.stats.hits) == (100, 0)
+
+
 def test_priority_victim_among_equal_ranks_is_the_first_running_request():
     # vLLM picks max(running, key=(priority, arrival_time)): among requests of the
     # same priority that arrived together the first in running order is preempted,

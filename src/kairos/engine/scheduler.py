@@ -150,8 +150,11 @@ class Scheduler:
                 if req.first_scheduled_s is None:
                     req.first_scheduled_s = now
                     req.cached_tokens = hit_tokens
-                    kv.stats.queries += req.prompt_len
-                    kv.stats.hits += hit_tokens
+                    # vllm:prefix_cache_queries/hits count a request's first admission only
+                    # (a resumed one counts apart) and nothing when the cache is off.
+                    if kv.enable_prefix_caching:
+                        kv.stats.queries += req.prompt_len
+                        kv.stats.hits += hit_tokens
                 running.append(req)
                 scheduled.append((req, num_new))
                 budget -= num_new
