@@ -4,6 +4,18 @@ Blocks are in one of three states: in use (ref count > 0), cached (free but
 holding content registered under its hash, so a later request can reuse it),
 or free (no content worth keeping). Allocation takes free blocks first and then
 evicts cached blocks least recently released first, as vLLM's free queue does.
+
+As in vLLM (v1/core/block_pool.py), every full block a request computed is
+cached, its unique content and generated tokens included, and a block whose
+content another block already holds is cached too (a duplicate): a lookup gets
+the oldest copy and the next one takes over when it is evicted. Shared content
+is registered when it is allocated, before it is computed, so a request
+admitted later in the same step hits it; content only its own request can hit
+(a simulated request's unique tokens) is registered when that request releases
+its blocks, which no lookup can tell apart and which costs the simulator nothing
+per step.
+Deviation from vLLM: content registered at allocation that a preemption leaves
+uncomputed is forgotten (vLLM keeps it cached and would serve hits on unwritten KV).
 """
 
 from __future__ import annotations
@@ -48,7 +60,10 @@ class KVCacheManager:
         self._cached_free = CachedFreeLru(num_blocks)
         self._hashed = np.zeros(num_blocks, dtype=bool)
         self._hash_of = np.zeros(num_blocks, dtype=np.uint64)
+        # Content hash -> the oldest block holding it; later copies, oldest first, in _dups.
         self._by_hash: dict[int, int] = {}
+        self._dups: dict[int, list[int]] = {}
+        self._num_dups = 0
         self._num_used = 0
         self._tables: dict[int, list[int]] = {}
         # Per request: how many of its leading blocks have been offered to the prefix cache.
@@ -68,7 +83,7 @@ class KVCacheManager:
     @property
     def num_cached_blocks(self) -> int:
         """Blocks holding registered content, in use or not."""
-        return len(self._by_hash)
+        return len(self._by_hash) + self._num_dups
 
     def usage(self) -> float:
         """Fraction of blocks in use by running requests."""
@@ -168,22 +183,20 @@ class KVCacheManager:
             self._ref[new] = 1
         if count > take:
             evicted = self._cached_free.pop_oldest(count - take)
-            by_hash = self._by_hash
-            for h in self._hash_of[evicted].tolist():
-                del by_hash[h]
-            self._hashed[evicted] = False
+            self._forget(evicted)
             self._ref[evicted] = 1
             table.extend(evicted.tolist())
         self._num_used += count
 
     def free(self, req: Request, preempted: bool = False) -> None:
-        """Release `req`'s blocks. A preempted request keeps its content cached for its resume."""
+        """Release `req`'s blocks; every full block it computed stays cached (vLLM caches them all)."""
         table = self._tables.pop(req.uid, None)
         if table is None:
             return
-        if preempted and self.enable_prefix_caching:
-            computed_blocks = req.num_computed // self.block_size
-            self._unregister_uncomputed(req, table, computed_blocks)
+        if self.enable_prefix_caching:
+            computed_blocks = min(req.num_computed // self.block_size, len(table))
+            if preempted:
+                self._unregister_uncomputed(req, table, computed_blocks)
             self._register(req, table, computed_blocks)
         self._registered.pop(req.uid, None)
         # Reverse order: a sequence's tail blocks become the first to be evicted.
@@ -204,38 +217,64 @@ class KVCacheManager:
         tokens that were never written; only blocks no one else holds are dropped.
         """
         registered = self._registered.get(req.uid, 0)
-        for j in range(computed_blocks, min(registered, len(table))):
-            block = table[j]
-            h = req.block_hashes[j]
-            if self._ref[block] == 1 and self._by_hash.get(h) == block:
-                del self._by_hash[h]
-                self._hashed[block] = False
-        if registered > computed_blocks:
-            self._registered[req.uid] = computed_blocks
+        if registered <= computed_blocks:
+            return
+        blocks = np.asarray(table[computed_blocks:registered], dtype=np.int64)
+        self._forget(blocks[(self._ref[blocks] == 1) & self._hashed[blocks]])
+        self._registered[req.uid] = computed_blocks
 
     def _register(self, req: Request, table: list[int], upto: int) -> None:
         """Offer `req`'s full blocks [registered, upto) to the prefix cache."""
         done = self._registered.get(req.uid, 0)
         if upto <= done:
             return
-        hashes = extend_hashes(req, upto, self.block_size)
+        hashes = extend_hashes(req, upto, self.block_size)[done:upto]
+        own = table[done:upto]
         by_hash = self._by_hash
-        # Keep the first copy of a content; a duplicate block stays unregistered.
-        fresh = [(h, b) for h, b in zip(hashes[done:upto], table[done:upto]) if h not in by_hash]
-        if fresh:
-            new_hashes, new_blocks = zip(*fresh)
-            by_hash.update(fresh)
-            blocks = np.asarray(new_blocks, dtype=np.int64)
-            self._hash_of[blocks] = np.asarray(new_hashes, dtype=np.uint64)
-            self._hashed[blocks] = True
+        dups = [(h, b) for h, b in zip(hashes, own) if h in by_hash]
+        if dups:
+            # Content another block already holds: cached as a later copy, as vLLM's
+            # BlockHashToBlockMap.insert does; lookups keep getting the oldest copy.
+            for h, b in dups:
+                self._dups.setdefault(h, []).append(b)
+            self._num_dups += len(dups)
+            held = {h for h, _ in dups}
+            by_hash.update((h, b) for h, b in zip(hashes, own) if h not in held)
+        else:
+            by_hash.update(zip(hashes, own))
+        blocks = np.asarray(own, dtype=np.int64)
+        self._hash_of[blocks] = np.asarray(hashes, dtype=np.uint64)
+        self._hashed[blocks] = True
         self._registered[req.uid] = upto
+
+    def _forget(self, blocks: np.ndarray) -> None:
+        """Take blocks' content out of the prefix cache; a later copy of the same content takes over."""
+        by_hash = self._by_hash
+        hashes = self._hash_of[blocks].tolist()
+        if not self._num_dups:
+            for h in hashes:
+                del by_hash[h]
+        else:
+            dups = self._dups
+            for b, h in zip(blocks.tolist(), hashes):
+                copies = dups.get(h)
+                if by_hash[h] == b:
+                    if copies:
+                        by_hash[h] = copies.pop(0)
+                        self._num_dups -= 1
+                    else:
+                        del by_hash[h]
+                else:
+                    copies.remove(b)
+                    self._num_dups -= 1
+                if copies is not None and not copies:
+                    del dups[h]
+        self._hashed[blocks] = False
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content that no request is using (as vLLM's reset_prefix_cache)."""
         idle = self._cached_free.pop_oldest(len(self._cached_free))
-        for h in self._hash_of[idle].tolist():
-            del self._by_hash[h]
-        self._hashed[idle] = False
+        self._forget(idle)
         self._free.extend(idle.tolist())
 
     def check_invariants(self, full: bool = True) -> None:
@@ -258,5 +297,9 @@ class KVCacheManager:
         lru = self._cached_free.blocks()
         assert len(lru) == cached
         assert all(self._ref[b] == 0 and self._hashed[b] for b in lru)
-        assert int(self._hashed.sum()) == len(self._by_hash)
+        assert int(self._hashed.sum()) == len(self._by_hash) + self._num_dups
+        assert self._num_dups == sum(len(copies) for copies in self._dups.values())
         assert all(self._hash_of[b] == h and self._hashed[b] for h, b in self._by_hash.items())
+        assert all(copies and h in self._by_hash and self._by_hash[h] not in copies
+                   and all(self._hash_of[b] == h and self._hashed[b] for b in copies)
+                   for h, copies in self._dups.items())
