@@ -10,10 +10,11 @@ cached, its unique content and generated tokens included, and a block whose
 content another block already holds is cached too (a duplicate): a lookup gets
 the oldest copy and the next one takes over when it is evicted. Shared content
 is registered when it is allocated, before it is computed, so a request
-admitted later in the same step hits it; content only its own request can hit
+admitted later in the same step hits it. Content only its own request can hit
 (a simulated request's unique tokens) is registered when that request releases
-its blocks, which no lookup can tell apart and which costs the simulator nothing
-per step.
+its blocks, which no lookup can tell apart: indexed by hash if it was preempted
+(it looks them up when it resumes), else only marked cached, which puts the
+blocks in the LRU where vLLM has them without a hash-index entry no one reads.
 Deviation from vLLM: content registered at allocation that a preemption leaves
 uncomputed is forgotten (vLLM keeps it cached and would serve hits on unwritten KV).
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kairos.engine.block_hash import extend_hashes, shareable_blocks
-from kairos.engine.block_pool import CachedFreeLru
+from kairos.engine.block_pool import SMALL_POP, CachedFreeLru
 from kairos.engine.request import Request
 
 
@@ -58,7 +59,10 @@ class KVCacheManager:
         # Free blocks with no registered content; pop() hands out the lowest id first.
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))
         self._cached_free = CachedFreeLru(num_blocks)
+        # Cached: holds content and goes to the LRU when released. Indexed: found by hash.
         self._hashed = np.zeros(num_blocks, dtype=bool)
+        self._indexed = np.zeros(num_blocks, dtype=bool)
+        self._num_cached = 0
         self._hash_of = np.zeros(num_blocks, dtype=np.uint64)
         # Content hash -> the oldest block holding it; later copies, oldest first, in _dups.
         self._by_hash: dict[int, int] = {}
@@ -83,7 +87,7 @@ class KVCacheManager:
     @property
     def num_cached_blocks(self) -> int:
         """Blocks holding registered content, in use or not."""
-        return len(self._by_hash) + self._num_dups
+        return self._num_cached
 
     def usage(self) -> float:
         """Fraction of blocks in use by running requests."""
@@ -181,11 +185,18 @@ class KVCacheManager:
             del free[-take:]
             table.extend(new)
             self._ref[new] = 1
-        if count > take:
+        if count - take > SMALL_POP:
             evicted = self._cached_free.pop_oldest(count - take)
             self._forget(evicted)
             self._ref[evicted] = 1
             table.extend(evicted.tolist())
+        elif count > take:
+            few = self._cached_free.pop_few(count - take)
+            self._forget_few(few)
+            ref = self._ref
+            for block in few:
+                ref[block] = 1
+            table.extend(few)
         self._num_used += count
 
     def free(self, req: Request, preempted: bool = False) -> None:
@@ -197,7 +208,15 @@ class KVCacheManager:
             computed_blocks = min(req.num_computed // self.block_size, len(table))
             if preempted:
                 self._unregister_uncomputed(req, table, computed_blocks)
-            self._register(req, table, computed_blocks)
+                self._register(req, table, computed_blocks)
+            else:
+                self._register(req, table, min(computed_blocks, shareable_blocks(req, self.block_size)))
+                # The rest only this request could hit, and it is done: cached, not indexed.
+                done = self._registered.get(req.uid, 0)
+                if computed_blocks > done:
+                    own = np.asarray(table[done:computed_blocks], dtype=np.int64)
+                    self._hashed[own] = True
+                    self._num_cached += len(own)
         self._registered.pop(req.uid, None)
         # Reverse order: a sequence's tail blocks become the first to be evicted.
         blocks = np.asarray(table[::-1], dtype=np.int64)
@@ -245,31 +264,48 @@ class KVCacheManager:
         blocks = np.asarray(own, dtype=np.int64)
         self._hash_of[blocks] = np.asarray(hashes, dtype=np.uint64)
         self._hashed[blocks] = True
+        self._indexed[blocks] = True
+        self._num_cached += len(blocks)
         self._registered[req.uid] = upto
 
     def _forget(self, blocks: np.ndarray) -> None:
-        """Take blocks' content out of the prefix cache; a later copy of the same content takes over."""
-        by_hash = self._by_hash
-        hashes = self._hash_of[blocks].tolist()
+        """Take cached blocks' content out of the prefix cache; a later copy of the same content takes over."""
+        indexed = blocks[self._indexed[blocks]]
+        hashes = self._hash_of[indexed].tolist()
         if not self._num_dups:
+            by_hash = self._by_hash
             for h in hashes:
                 del by_hash[h]
         else:
-            dups = self._dups
-            for b, h in zip(blocks.tolist(), hashes):
-                copies = dups.get(h)
-                if by_hash[h] == b:
-                    if copies:
-                        by_hash[h] = copies.pop(0)
-                        self._num_dups -= 1
-                    else:
-                        del by_hash[h]
-                else:
-                    copies.remove(b)
-                    self._num_dups -= 1
-                if copies is not None and not copies:
-                    del dups[h]
+            for b, h in zip(indexed.tolist(), hashes):
+                self._unindex(b, h)
+        self._indexed[indexed] = False
         self._hashed[blocks] = False
+        self._num_cached -= len(blocks)
+
+    def _forget_few(self, blocks: list[int]) -> None:
+        """_forget for a few blocks, element by element."""
+        indexed, hashed, hash_of = self._indexed, self._hashed, self._hash_of
+        for b in blocks:
+            if indexed.item(b):
+                self._unindex(b, hash_of.item(b))
+                indexed[b] = False
+            hashed[b] = False
+        self._num_cached -= len(blocks)
+
+    def _unindex(self, block: int, h: int) -> None:
+        """Drop `block` from the hash index; the oldest later copy of its content takes its place."""
+        copies = self._dups.get(h)
+        if copies is None:
+            del self._by_hash[h]
+            return
+        if self._by_hash[h] == block:
+            self._by_hash[h] = copies.pop(0)
+        else:
+            copies.remove(block)
+        self._num_dups -= 1
+        if not copies:
+            del self._dups[h]
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content that no request is using (as vLLM's reset_prefix_cache)."""
@@ -297,9 +333,11 @@ class KVCacheManager:
         lru = self._cached_free.blocks()
         assert len(lru) == cached
         assert all(self._ref[b] == 0 and self._hashed[b] for b in lru)
-        assert int(self._hashed.sum()) == len(self._by_hash) + self._num_dups
+        assert int(self._hashed.sum()) == self._num_cached
+        assert not (self._indexed & ~self._hashed).any(), "an indexed block is not cached"
+        assert int(self._indexed.sum()) == len(self._by_hash) + self._num_dups
         assert self._num_dups == sum(len(copies) for copies in self._dups.values())
-        assert all(self._hash_of[b] == h and self._hashed[b] for h, b in self._by_hash.items())
+        assert all(self._hash_of[b] == h and self._indexed[b] for h, b in self._by_hash.items())
         assert all(copies and h in self._by_hash and self._by_hash[h] not in copies
-                   and all(self._hash_of[b] == h and self._hashed[b] for b in copies)
+                   and all(self._hash_of[b] == h and self._indexed[b] for b in copies)
                    for h, copies in self._dups.items())
