@@ -6,19 +6,16 @@ or free (no content worth keeping). Allocation takes free blocks first and then
 evicts cached blocks least recently released first, as vLLM's free queue does.
 
 As in vLLM (v1/core/block_pool.py), every full block a request computed is
-cached, its unique content and generated tokens included, and a block whose
-content another block already holds is cached too (a duplicate): a lookup gets
-the oldest copy and the next one takes over when it is evicted. Shared content
-is registered when it is allocated, before it is computed, so a request
-admitted later in the same step hits it. Content only its own request can hit
-(a simulated request's unique tokens) is registered when that request releases
-its blocks, which no lookup can tell apart: indexed by hash if it was preempted
-(it looks them up when it resumes), else only marked cached, which puts the
-blocks in the LRU where vLLM has them without a hash-index entry no one reads.
-Deviation from vLLM: content registered at allocation that a preemption leaves
-uncomputed is forgotten (vLLM keeps it cached and would serve hits on unwritten KV).
+cached, its own tokens and generated ones included, and so is a second block
+holding content already cached (a duplicate): lookups get the oldest copy, and
+the next takes over when it is evicted. Shared content is registered when it is
+allocated, before it is computed, so a request admitted later in the same step
+hits it. Content only its own request can hit (a simulated request's unique
+tokens) is registered when the request releases its blocks, which no lookup can
+tell apart: indexed by hash if it was preempted (it looks it up on resuming),
+else only marked cached, which puts it in the LRU where vLLM has it.
+Deviation: content registered at allocation that a preemption leaves uncomputed is dropped (vLLM would serve hits on unwritten KV).
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
