@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kairos.engine.block_pool import _COMPACT_AT, CachedFreeLru
+from kairos.engine.block_pool import _COMPACT_AT, SMALL_POP, CachedFreeLru
 
 
 def test_lru_order_survives_heavy_reuse_and_compaction():
@@ -16,3 +16,12 @@ def test_lru_order_survives_heavy_reuse_and_compaction():
     assert lru.blocks() == [0, 3, 2, 1]
     assert lru.pop_oldest(3).tolist() == [0, 3, 2]
     assert lru.blocks() == [1] and 1 in lru and 0 not in lru
+
+
+def test_few_and_bulk_evictions_take_the_same_oldest_blocks():
+    lru = CachedFreeLru(32)
+    lru.push(np.arange(20))
+    lru.remove(np.array([0, 3, 11]))  # prefix hits: their stale entries are skipped
+    assert lru.pop_oldest(SMALL_POP + 2).tolist() == [1, 2, 4, 5, 6, 7, 8, 9, 10, 12]
+    assert lru.pop_few(2) == [13, 14]
+    assert lru.pop_oldest(2).tolist() == [15, 16] and lru.blocks() == [17, 18, 19]

@@ -10,6 +10,9 @@ import numpy as np
 
 # Compact the LRU list once this many dead entries sit at its front.
 _COMPACT_AT = 1 << 16
+# Evictions of at most this many blocks (a decode crossing into a new block) run in plain
+# Python: cheaper than numpy's per-call cost.
+SMALL_POP = 8
 
 
 class CachedFreeLru:
@@ -53,6 +56,8 @@ class CachedFreeLru:
         """Remove and return the `count` least recently released blocks."""
         if count <= 0:
             return np.empty(0, dtype=np.int64)
+        if count <= SMALL_POP:
+            return np.array(self.pop_few(count), dtype=np.int64)
         taken: list[np.ndarray] = []
         need = count
         entries = self._entries
@@ -77,6 +82,27 @@ class CachedFreeLru:
             self._base += self._head
             self._head = 0
         return blocks
+
+    def pop_few(self, count: int) -> list[int]:
+        """pop_oldest for at most SMALL_POP blocks, as a list: a plain scan."""
+        if count > self._size:
+            raise AssertionError("evicting more blocks than the LRU holds")
+        entries, pos = self._entries, self._pos
+        head, base = self._head, self._base
+        taken: list[int] = []
+        while len(taken) < count:
+            block = entries[head]
+            if pos.item(block) == base + head:
+                taken.append(block)
+                pos[block] = -1
+            head += 1
+        self._head = head
+        self._size -= count
+        if head >= _COMPACT_AT and head * 2 >= len(entries):
+            del entries[:head]
+            self._base += head
+            self._head = 0
+        return taken
 
     def _compact(self) -> None:
         """Rewrite the list with live entries only (blocks hit and freed again pile up stale ones)."""

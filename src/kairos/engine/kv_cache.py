@@ -4,8 +4,18 @@ Blocks are in one of three states: in use (ref count > 0), cached (free but
 holding content registered under its hash, so a later request can reuse it),
 or free (no content worth keeping). Allocation takes free blocks first and then
 evicts cached blocks least recently released first, as vLLM's free queue does.
-"""
 
+As in vLLM (v1/core/block_pool.py), every full block a request computed is
+cached, its own tokens and generated ones included, and so is a second block
+holding content already cached (a duplicate): lookups get the oldest copy, and
+the next takes over when it is evicted. Shared content is registered when it is
+allocated, before it is computed, so a request admitted later in the same step
+hits it. Content only its own request can hit (a simulated request's unique
+tokens) is registered when the request releases its blocks, which no lookup can
+tell apart: indexed by hash if it was preempted (it looks it up on resuming),
+else only marked cached, which puts it in the LRU where vLLM has it.
+Deviation: content registered at allocation that a preemption leaves uncomputed is dropped (vLLM would serve hits on unwritten KV).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kairos.engine.block_hash import extend_hashes, shareable_blocks
-from kairos.engine.block_pool import CachedFreeLru
+from kairos.engine.block_pool import SMALL_POP, CachedFreeLru
 from kairos.engine.request import Request
 
 
@@ -46,9 +56,15 @@ class KVCacheManager:
         # Free blocks with no registered content; pop() hands out the lowest id first.
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))
         self._cached_free = CachedFreeLru(num_blocks)
+        # Cached: holds content and goes to the LRU when released. Indexed: found by hash.
         self._hashed = np.zeros(num_blocks, dtype=bool)
+        self._indexed = np.zeros(num_blocks, dtype=bool)
+        self._num_cached = 0
         self._hash_of = np.zeros(num_blocks, dtype=np.uint64)
+        # Content hash -> the oldest block holding it; later copies, oldest first, in _dups.
         self._by_hash: dict[int, int] = {}
+        self._dups: dict[int, list[int]] = {}
+        self._num_dups = 0
         self._num_used = 0
         self._tables: dict[int, list[int]] = {}
         # Per request: how many of its leading blocks have been offered to the prefix cache.
@@ -68,7 +84,7 @@ class KVCacheManager:
     @property
     def num_cached_blocks(self) -> int:
         """Blocks holding registered content, in use or not."""
-        return len(self._by_hash)
+        return self._num_cached
 
     def usage(self) -> float:
         """Fraction of blocks in use by running requests."""
@@ -166,25 +182,38 @@ class KVCacheManager:
             del free[-take:]
             table.extend(new)
             self._ref[new] = 1
-        if count > take:
+        if count - take > SMALL_POP:
             evicted = self._cached_free.pop_oldest(count - take)
-            by_hash = self._by_hash
-            for h in self._hash_of[evicted].tolist():
-                del by_hash[h]
-            self._hashed[evicted] = False
+            self._forget(evicted)
             self._ref[evicted] = 1
             table.extend(evicted.tolist())
+        elif count > take:
+            few = self._cached_free.pop_few(count - take)
+            self._forget_few(few)
+            ref = self._ref
+            for block in few:
+                ref[block] = 1
+            table.extend(few)
         self._num_used += count
 
     def free(self, req: Request, preempted: bool = False) -> None:
-        """Release `req`'s blocks. A preempted request keeps its content cached for its resume."""
+        """Release `req`'s blocks; every full block it computed stays cached (vLLM caches them all)."""
         table = self._tables.pop(req.uid, None)
         if table is None:
             return
-        if preempted and self.enable_prefix_caching:
-            computed_blocks = req.num_computed // self.block_size
-            self._unregister_uncomputed(req, table, computed_blocks)
-            self._register(req, table, computed_blocks)
+        if self.enable_prefix_caching:
+            computed_blocks = min(req.num_computed // self.block_size, len(table))
+            if preempted:
+                self._unregister_uncomputed(req, table, computed_blocks)
+                self._register(req, table, computed_blocks)
+            else:
+                self._register(req, table, min(computed_blocks, shareable_blocks(req, self.block_size)))
+                # The rest only this request could hit, and it is done: cached, not indexed.
+                done = self._registered.get(req.uid, 0)
+                if computed_blocks > done:
+                    own = np.asarray(table[done:computed_blocks], dtype=np.int64)
+                    self._hashed[own] = True
+                    self._num_cached += len(own)
         self._registered.pop(req.uid, None)
         # Reverse order: a sequence's tail blocks become the first to be evicted.
         blocks = np.asarray(table[::-1], dtype=np.int64)
@@ -204,38 +233,81 @@ class KVCacheManager:
         tokens that were never written; only blocks no one else holds are dropped.
         """
         registered = self._registered.get(req.uid, 0)
-        for j in range(computed_blocks, min(registered, len(table))):
-            block = table[j]
-            h = req.block_hashes[j]
-            if self._ref[block] == 1 and self._by_hash.get(h) == block:
-                del self._by_hash[h]
-                self._hashed[block] = False
-        if registered > computed_blocks:
-            self._registered[req.uid] = computed_blocks
+        if registered <= computed_blocks:
+            return
+        blocks = np.asarray(table[computed_blocks:registered], dtype=np.int64)
+        self._forget(blocks[(self._ref[blocks] == 1) & self._hashed[blocks]])
+        self._registered[req.uid] = computed_blocks
 
     def _register(self, req: Request, table: list[int], upto: int) -> None:
         """Offer `req`'s full blocks [registered, upto) to the prefix cache."""
         done = self._registered.get(req.uid, 0)
         if upto <= done:
             return
-        hashes = extend_hashes(req, upto, self.block_size)
+        hashes = extend_hashes(req, upto, self.block_size)[done:upto]
+        own = table[done:upto]
         by_hash = self._by_hash
-        # Keep the first copy of a content; a duplicate block stays unregistered.
-        fresh = [(h, b) for h, b in zip(hashes[done:upto], table[done:upto]) if h not in by_hash]
-        if fresh:
-            new_hashes, new_blocks = zip(*fresh)
-            by_hash.update(fresh)
-            blocks = np.asarray(new_blocks, dtype=np.int64)
-            self._hash_of[blocks] = np.asarray(new_hashes, dtype=np.uint64)
-            self._hashed[blocks] = True
+        dups = [(h, b) for h, b in zip(hashes, own) if h in by_hash]
+        if dups:
+            # Content another block already holds: cached as a later copy, as vLLM's
+            # BlockHashToBlockMap.insert does; lookups keep getting the oldest copy.
+            for h, b in dups:
+                self._dups.setdefault(h, []).append(b)
+            self._num_dups += len(dups)
+            held = {h for h, _ in dups}
+            by_hash.update((h, b) for h, b in zip(hashes, own) if h not in held)
+        else:
+            by_hash.update(zip(hashes, own))
+        blocks = np.asarray(own, dtype=np.int64)
+        self._hash_of[blocks] = np.asarray(hashes, dtype=np.uint64)
+        self._hashed[blocks] = True
+        self._indexed[blocks] = True
+        self._num_cached += len(blocks)
         self._registered[req.uid] = upto
+
+    def _forget(self, blocks: np.ndarray) -> None:
+        """Take cached blocks' content out of the prefix cache; a later copy of the same content takes over."""
+        indexed = blocks[self._indexed[blocks]]
+        hashes = self._hash_of[indexed].tolist()
+        if not self._num_dups:
+            by_hash = self._by_hash
+            for h in hashes:
+                del by_hash[h]
+        else:
+            for b, h in zip(indexed.tolist(), hashes):
+                self._unindex(b, h)
+        self._indexed[indexed] = False
+        self._hashed[blocks] = False
+        self._num_cached -= len(blocks)
+
+    def _forget_few(self, blocks: list[int]) -> None:
+        """_forget for a few blocks, element by element."""
+        indexed, hashed, hash_of = self._indexed, self._hashed, self._hash_of
+        for b in blocks:
+            if indexed.item(b):
+                self._unindex(b, hash_of.item(b))
+                indexed[b] = False
+            hashed[b] = False
+        self._num_cached -= len(blocks)
+
+    def _unindex(self, block: int, h: int) -> None:
+        """Drop `block` from the hash index; the oldest later copy of its content takes its place."""
+        copies = self._dups.get(h)
+        if copies is None:
+            del self._by_hash[h]
+            return
+        if self._by_hash[h] == block:
+            self._by_hash[h] = copies.pop(0)
+        else:
+            copies.remove(block)
+        self._num_dups -= 1
+        if not copies:
+            del self._dups[h]
 
     def reset_prefix_cache(self) -> None:
         """Forget all cached content that no request is using (as vLLM's reset_prefix_cache)."""
         idle = self._cached_free.pop_oldest(len(self._cached_free))
-        for h in self._hash_of[idle].tolist():
-            del self._by_hash[h]
-        self._hashed[idle] = False
+        self._forget(idle)
         self._free.extend(idle.tolist())
 
     def check_invariants(self, full: bool = True) -> None:
@@ -258,5 +330,11 @@ class KVCacheManager:
         lru = self._cached_free.blocks()
         assert len(lru) == cached
         assert all(self._ref[b] == 0 and self._hashed[b] for b in lru)
-        assert int(self._hashed.sum()) == len(self._by_hash)
-        assert all(self._hash_of[b] == h and self._hashed[b] for h, b in self._by_hash.items())
+        assert int(self._hashed.sum()) == self._num_cached
+        assert not (self._indexed & ~self._hashed).any(), "an indexed block is not cached"
+        assert int(self._indexed.sum()) == len(self._by_hash) + self._num_dups
+        assert self._num_dups == sum(len(copies) for copies in self._dups.values())
+        assert all(self._hash_of[b] == h and self._indexed[b] for h, b in self._by_hash.items())
+        assert all(copies and h in self._by_hash and self._by_hash[h] not in copies
+                   and all(self._hash_of[b] == h and self._indexed[b] for b in copies)
+                   for h, copies in self._dups.items())

@@ -102,7 +102,8 @@ class PriorityQueue:
         return False
 
     def pick_victim(self, running: list[Request]) -> Request:
-        return max(running, key=self._rank)
+        # vLLM ranks victims by (priority, arrival) only: among ties the first in running order.
+        return max(running, key=lambda r: (r.priority, r.arrival_s))
 
     def __len__(self) -> int:
         return len(self._heap)

@@ -7,6 +7,10 @@ leaves: chunked prefill). A running request that cannot get KV blocks preempts
 others (by recompute) until it fits or is itself preempted. Only when nothing
 was preempted are waiting requests admitted, in policy order, after looking up
 their cached prefix, until the budget, max_num_seqs or the KV cache runs out.
+
+Not modelled (vLLM 0.32 features off by default, or off on its CPU platform):
+long_prefill_token_threshold, the admission watermark, async scheduling's
+one-step lag, speculative decoding and KV connectors.
 """
 
 from __future__ import annotations
@@ -150,8 +154,11 @@ class Scheduler:
                 if req.first_scheduled_s is None:
                     req.first_scheduled_s = now
                     req.cached_tokens = hit_tokens
-                    kv.stats.queries += req.prompt_len
-                    kv.stats.hits += hit_tokens
+                    # vllm:prefix_cache_queries/hits count a request's first admission only
+                    # (a resumed one counts apart) and nothing when the cache is off.
+                    if kv.enable_prefix_caching:
+                        kv.stats.queries += req.prompt_len
+                        kv.stats.hits += hit_tokens
                 running.append(req)
                 scheduled.append((req, num_new))
                 budget -= num_new
