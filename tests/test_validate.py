@@ -22,7 +22,8 @@ def test_shared_vllm_run_is_predicted_within_the_bar(capsys, tmp_path):
     result = json.loads((tmp_path / "validation.json").read_text())
     assert result["schema"] == "kairos.validation/v1"
     assert result["gpu"] == "rtx-4090" and result["perf"] == "roofline"
-    assert result["kv_blocks"] == 2588 and result["num_requests"] == 300
+    # vLLM's 2,588 blocks include its null block, which never holds KV.
+    assert result["kv_blocks"] == 2587 and result["num_requests"] == 300
     for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
         assert set(result["metrics"][metric]) == {"mean", "p50", "p90", "p99"}
         cell = result["metrics"][metric]["mean"]
@@ -118,3 +119,19 @@ def test_validation_compares_the_servers_prefix_hits_and_preemptions(tmp_path):
     assert simulated["requests"] == {"measured": 4, "simulated": 4, "error_pct": 0.0}
     assert simulated["prefill_ms"]["simulated"] > 0 and simulated["queue_ms"]["simulated"] >= 0
     assert simulated["steps"]["simulated"] >= 4 * 8
+
+
+@pytest.mark.parametrize(("bench", "blocks"), [(None, 99), ({"kairos_engine": False}, 99),
+                                               ({"kairos_engine": True}, 100)])
+def test_vllm_block_counts_lose_the_null_block(tmp_path, bench, blocks):
+    """vLLM counts a null block among its num_gpu_blocks; kairos serve's count is all usable."""
+    from kairos.bench import RequestLine, load_measured_run, write_measured_run
+    from kairos.validate.replay import replay_scenario
+
+    meta = {"schema_version": 1, "model": "llama-3.1-8b", "vllm_version": "0.19.0",
+            "kv_cache": {"block_size": 16, "num_gpu_blocks": 100},
+            "hardware": {"device_name": "NVIDIA GeForce RTX 4090"}}
+    if bench is not None:
+        meta["kairos_bench"] = bench
+    write_measured_run(tmp_path, meta, [RequestLine("r0", 16, 4, None, 1.0, None, 1.1, 1.2)])
+    assert replay_scenario(load_measured_run(tmp_path)).engine.num_gpu_blocks == blocks

@@ -112,6 +112,8 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     server, model, load, steps, (counters, phases) = asyncio.run(
         _send_all(specs, options, concurrency, base_url, prompts, progress, warn))
     settings = {
+        # Whether the server is `kairos serve` (it publishes its engine): block counts differ (see replay).
+        "kairos_engine": server.engine is not None,
         "prompt_format": options.prompt_format,
         "vocab_size": options.vocab_size,
         "max_concurrency": concurrency,

@@ -57,6 +57,8 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
     for key in ("block_size", "enable_prefix_caching", "gpu_memory_utilization", "num_gpu_blocks"):
         if kv.get(key) is not None:
             engine[key] = kv[key]
+    if engine.get("num_gpu_blocks") and _counts_null_block(meta):
+        engine["num_gpu_blocks"] -= 1
     data: dict[str, Any] = {
         "model": {"name": model_name, "max_model_len": engine_kwargs.get("max_model_len")},
         "hardware": {"tp": engine_kwargs.get("tensor_parallel_size") or 1,
@@ -68,6 +70,19 @@ def replay_scenario(run: MeasuredRun, *, gpu: str | None = None, model: str | No
     if concurrency is not None:
         data["workload"] = {"concurrency": concurrency}
     return validate_scenario(data, f"{run.path}/meta.json")
+
+
+def _counts_null_block(meta: dict[str, Any]) -> bool:
+    """Whether the run's num_gpu_blocks includes vLLM's null block, which never holds KV.
+
+    vLLM's own records say so by their vllm_version; `kairos bench` records whether
+    the server was `kairos serve` (whose count is all usable) and takes any other
+    server to count as vLLM does.
+    """
+    bench = meta.get("kairos_bench")
+    if bench is not None and "kairos_engine" in bench:
+        return not bench["kairos_engine"]
+    return "vllm_version" in meta
 
 
 def validate_run(run: MeasuredRun, scenario: Scenario, progress: Callable[[int, int], None] | None = None,
