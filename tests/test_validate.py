@@ -60,14 +60,10 @@ def test_unknown_device_needs_gpu_flag(capsys, tmp_path):
 
 def test_replay_shares_the_prefixes_the_run_recorded(tmp_path):
     """Requests that shared a system prompt on the real server share it in the replay too."""
-    from kairos.bench import RequestLine, load_measured_run, write_measured_run
+    from kairos.bench import load_measured_run, write_measured_run
     from kairos.workload.spec import Span
 
-    lines = [RequestLine(f"r{i}", 512, 8, None, 10.0 + i, None, 10.1 + i, 10.2 + i) for i in range(4)]
-    meta = {"schema_version": 1, "model": "llama-3.1-8b",
-            "engine_kwargs": {"max_num_seqs": 8, "max_num_batched_tokens": 2048},
-            "kv_cache": {"block_size": 16, "enable_prefix_caching": True},
-            "hardware": {"device_name": "NVIDIA GeForce RTX 4090"}}
+    lines, meta = _four_requests_run()
     cached = {}
     for name, shared in (("plain", None), ("shared", {line.request_id: (Span(1, 0, 256),) for line in lines})):
         write_measured_run(tmp_path / name, meta, lines, shared)
@@ -75,6 +71,18 @@ def test_replay_shares_the_prefixes_the_run_recorded(tmp_path):
     assert cached["plain"] == 0
     # Every request after the first finds the 256 shared tokens (16 blocks) cached.
     assert cached["shared"] == 3 * 256
+
+
+def _four_requests_run() -> tuple[list, dict]:
+    """Four 512-token prompts on an RTX 4090, a second apart: requests.jsonl lines and meta.json."""
+    from kairos.bench import RequestLine
+
+    lines = [RequestLine(f"r{i}", 512, 8, None, 10.0 + i, None, 10.1 + i, 10.2 + i) for i in range(4)]
+    meta = {"schema_version": 1, "model": "llama-3.1-8b",
+            "engine_kwargs": {"max_num_seqs": 8, "max_num_batched_tokens": 2048},
+            "kv_cache": {"block_size": 16, "enable_prefix_caching": True},
+            "hardware": {"device_name": "NVIDIA GeForce RTX 4090"}}
+    return lines, meta
 
 
 def _simulated_cached_tokens(run) -> int:
@@ -86,18 +94,13 @@ def _simulated_cached_tokens(run) -> int:
     return sum(record.cached_tokens for record in sim.run().records)
 
 
-
 def test_validation_compares_the_servers_prefix_hits_and_preemptions(tmp_path):
     """Counters `kairos bench` read from the server are set against the replay's own."""
-    from kairos.bench import RequestLine, load_measured_run, write_measured_run
+    from kairos.bench import load_measured_run, write_measured_run
     from kairos.validate.replay import replay_scenario, validate_run
     from kairos.workload.spec import Span
 
-    lines = [RequestLine(f"r{i}", 512, 8, None, 10.0 + i, None, 10.1 + i, 10.2 + i) for i in range(4)]
-    meta = {"schema_version": 1, "model": "llama-3.1-8b",
-            "engine_kwargs": {"max_num_seqs": 8, "max_num_batched_tokens": 2048},
-            "kv_cache": {"block_size": 16, "enable_prefix_caching": True},
-            "hardware": {"device_name": "NVIDIA GeForce RTX 4090"}}
+    lines, meta = _four_requests_run()
     shared = {line.request_id: (Span(1, 0, 256),) for line in lines}
     write_measured_run(tmp_path / "bare", meta, lines, shared)
     run = load_measured_run(tmp_path / "bare")
