@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_perf_calibrated import profile
+from test_calibration_model import profile
 
 from kairos.bench.latency_fit import LatencySample, fit_request_latency, simulated_ttfts
 from kairos.errors import KairosError

@@ -404,7 +404,8 @@ def test_calibrate_through_the_server(client, tiny, capsys, tmp_path):
     from cli_helpers import kairos
 
     from kairos.perf.base import BatchShape
-    from kairos.perf.calibrated import TERMS, CalibratedModel
+    from kairos.calibration.model import CalibratedModel
+    from kairos.calibration.terms import TERMS
 
     code, out, err = kairos(capsys, "calibrate", "--url", str(client.base_url), "--quick",
                             "-o", str(tmp_path / "profile.json"))

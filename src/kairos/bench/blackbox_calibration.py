@@ -45,8 +45,8 @@ decode points are).
 
 No point carries an idle gap, so idle_wake fits 0: the gap before an idle
 prefill is known only from the client's side, which vLLM's API server delays by
-as much as the gaps themselves, and a fit on it chased noise (an idle prefill
-costs what its prefill terms say, idle or not).
+as much as the gaps themselves, so a fit on it would chase noise (an idle
+prefill costs what its prefill terms say, idle or not).
 
 The grid runs in a few passes, each in its own shuffled order, after an untimed
 warm-up; each shape's points are the median over passes. The front-end time per
@@ -79,14 +79,15 @@ from kairos.bench.client import CompletionClient, normalize_url
 from kairos.bench.front_end import FrontEndSample, engine_totals, fit_front_end
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
+from kairos.calibration.fit import StepTimeFit, fit_step_time
+from kairos.calibration.profile import SCHEMA, MeasuredPoint
+from kairos.calibration.terms import TERMS, AttentionLayout, term_values
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import (SCHEMA, TERMS, AttentionLayout, MeasuredPoint, StepTimeFit, fit_step_time,
-                                    term_values)
 from kairos.workload import RequestSpec
 
 ENGINE_PATH = "/kairos/engine"  # `kairos serve` answers it; a server without a step log does not
-# A designed grid of medians: relative error (kairos.perf.calibrated.fit_step_time's default).
+# A designed grid of medians: relative error (kairos.calibration.fit.fit_step_time's default).
 FIT_WEIGHT_POWER = 1.0
 # Extra requests a mixed steady-decode probe sends while its B requests decode, one after the other, and
 # the most tokens its B requests are asked for (they are cancelled once the extras are measured).
@@ -419,7 +420,7 @@ def calibrate_blackbox(base_url: str, *, model_config: str | Path | None, max_nu
                        max_num_batched_tokens: int | None, block_size: int | None = None, quick: bool = False,
                        passes: int = 3, seed: int = 0, timeout_s: float = 300.0,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Probe a server without a step log (vLLM) and return its calibration profile (kairos.perf.calibrated).
+    """Probe a server without a step log (vLLM) and return its calibration profile (kairos.calibration.profile).
 
     `passes` runs of the grid are timed (one with `quick`, which also skips the warm-up).
     """
@@ -762,7 +763,7 @@ def errors_by_kind(points: Sequence[MeasuredPoint], coefficients: dict[str, floa
 
 def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, passes: int, probes: int, warmup: int,
                   quick: bool, wall_time_s: float) -> dict[str, Any]:
-    """The calibration profile of what the probes saw (kairos.perf.calibrated's schema)."""
+    """The calibration profile of what the probes saw (kairos.calibration.profile's schema)."""
     budget = facts.max_num_batched_tokens
     layout = AttentionLayout(facts.block_size, MIN_SPLIT_SLOTS)
     points, chunked = measured_points(seen)
@@ -813,7 +814,8 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
                     "idle time (vLLM's API server delays what it sees by as much)",
             "front_end": {"request_s": request_s, "per_input_token_s": per_token_s, "samples": len(front),
                           "how": "idle probes' client TTFT less vLLM's queue and prefill time "
-                                 "(kairos.bench.front_end.fit_front_end); the simulation adds request_s only"},
+                                 "(kairos.bench.front_end.fit_front_end); "
+                                 "the simulation adds request_s only"},
             "skipped": seen.skipped + skipped,
             "warnings": warnings,
             "wall_time_s": wall_time_s,

@@ -33,16 +33,16 @@ from kairos.bench.engine_steps import STEPS_COUNT_PATH, STEPS_PATH, step_point
 from kairos.bench.latency_fit import LatencySample, fit_request_latency
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
+from kairos.calibration.fit import fit_step_time
+from kairos.calibration.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
+from kairos.calibration.profile import SCHEMA, MeasuredPoint
+from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.errors import KairosError
-from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
-from kairos.perf.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
 from kairos.workload import RequestSpec
 
 ENGINE_PATH = "/kairos/engine"
-# Each logged step's error weighs time ** -0.5 in the fit (kairos.perf.calibrated.fit_step_time). An
-# absolute fit let the grid's big batches set the short steps a served load mostly runs: on a 2-core
-# VM it overpredicted a benchmark's steps by 6.9 % on average over 9 runs, the same steps refitted
-# at 0.5 by 1.9 % (docs/BENCHMARKS.md).
+# Each logged step's error weighs time ** -0.5 in the fit (kairos.calibration.fit.fit_step_time): an
+# absolute fit would let the grid's big batches set the short steps a served load mostly runs.
 FIT_WEIGHT_POWER = 0.5
 
 

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from kairos.calibration.fit import fit_step_time
+from kairos.calibration.profile import SCHEMA, MeasuredPoint
+from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.engine import Request, RequestStatus
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
 from kairos.serve.loader import LoadedModel
 from kairos.serve.runner import EngineRunner, RunnerConfig
 

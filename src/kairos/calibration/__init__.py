@@ -1,0 +1,14 @@
+"""Calibration: fitting a step-time model to an engine's measured steps, and replaying it.
+
+The core has no dependency on serve, bench, sim or scenario, so that perf and the
+simulator can import it:
+
+- `terms`: what a step time is fitted on (TERMS, term_values), how the executor's
+  padded attention counts work (AttentionLayout), idle_wake;
+- `profile`: the profile file (Profile), load_profile and its one-line errors, MeasuredPoint;
+- `fit`: fit_step_time (weighted NNLS) and StepTimeFit;
+- `model`: CalibratedModel, the StepTimeModel the simulator runs;
+- `machine_speed`: the reference-step readings of a profile and of a run (speed_factor,
+  at_speed, SpeedTimeline) and AtMachineSpeed, the StepTimeModel of a replay whose
+  machine ran at another speed.
+"""
