@@ -1,6 +1,6 @@
 """Calibrate a served engine that keeps no step log (real vLLM) from probes it runs and its Prometheus metrics.
 
-`kairos.bench.served_calibration` fits the steps `kairos serve` logs. vLLM logs
+`kairos.calibration.probes.served` fits the steps `kairos serve` logs. vLLM logs
 none, and its Prometheus page has no step-duration histogram. But a client can
 make the engine run steps whose shape it knows, and time them:
 
@@ -52,7 +52,7 @@ The grid runs in a few passes, each in its own shuffled order, after an untimed
 warm-up; each shape's points are the median over passes. The front-end time per
 request (HTTP, the hand-over to the engine core, streaming the first token back)
 is what the idle probes' client TTFT holds beyond vLLM's own queue and prefill
-time (kairos.bench.front_end).
+time (kairos.calibration.probes.front_end).
 
 What the server does not publish comes from the caller: the model's config.json
 (vLLM exposes no architecture), max_num_seqs and max_num_batched_tokens.
@@ -76,10 +76,10 @@ import aiohttp
 import numpy as np
 
 from kairos.bench.client import CompletionClient, normalize_url
-from kairos.bench.front_end import FrontEndSample, engine_totals, fit_front_end
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import StepTimeFit, fit_step_time
+from kairos.calibration.probes.front_end import FrontEndSample, engine_totals, fit_front_end
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
 from kairos.calibration.terms import TERMS, AttentionLayout, term_values
 from kairos.errors import KairosError
@@ -166,7 +166,7 @@ METRICS_QUERY = "/metrics/?" + "&".join(f"name%5B%5D={name}" for name in METRICS
 
 def metric_totals(metrics_text: str) -> dict[str, float]:
     """What the probes read off vLLM's /metrics, summed over label sets: the queue and prefill time
-    histograms' sums and counts (kairos.bench.front_end.engine_totals), the inter-token latency
+    histograms' sums and counts (kairos.calibration.probes.front_end.engine_totals), the inter-token latency
     histogram's (`itl_sum`, `itl_count`), the time-to-first-token histogram's count (`ttft_count`),
     steps that made outputs (`iterations`, vllm:iteration_tokens_total's count), prefix-cache hits
     (`hits`), generated tokens (`gen`) and the requests running and waiting now."""
@@ -814,7 +814,7 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
                     "idle time (vLLM's API server delays what it sees by as much)",
             "front_end": {"request_s": request_s, "per_input_token_s": per_token_s, "samples": len(front),
                           "how": "idle probes' client TTFT less vLLM's queue and prefill time "
-                                 "(kairos.bench.front_end.fit_front_end); "
+                                 "(kairos.calibration.probes.front_end.fit_front_end); "
                                  "the simulation adds request_s only"},
             "skipped": seen.skipped + skipped,
             "warnings": warnings,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from kairos.bench.front_end import FrontEndSample, engine_totals, fit_front_end, probe_front_end
+from kairos.calibration.probes.front_end import FrontEndSample, engine_totals, fit_front_end, probe_front_end
 from kairos.errors import KairosError
 from test_bench_fake_server import MODEL, FakeServer
 

@@ -15,9 +15,9 @@ from typing import Self
 import pytest
 
 from cli_helpers import kairos, one_line_error
-from kairos.bench.blackbox_calibration import (ServerFacts, SteadyDecode, cache_config, calibration_grid,
-                                               chunk_shapes, metric_totals)
 from kairos.calibration.model import CalibratedModel
+from kairos.calibration.probes.blackbox import (ServerFacts, SteadyDecode, cache_config, calibration_grid,
+                                               chunk_shapes, metric_totals)
 from kairos.calibration.profile import load_profile
 from kairos.cli.errors import run_app
 from kairos.cli.main import app
