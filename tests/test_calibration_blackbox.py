@@ -321,6 +321,12 @@ def calibrated(tmp_path_factory, model_config):
     return path, late_s
 
 
+def test_the_profile_records_varlen_attention_and_the_model_runs_on_it(calibrated):
+    path, _ = calibrated
+    assert json.loads(path.read_text())["engine"]["attention"] == "varlen"
+    assert CalibratedModel(path).layout.kind == "varlen"
+
+
 def test_the_fit_predicts_the_fake_engines_known_step_times(calibrated):
     path, late_s = calibrated
     # The fake's steps end a little late (waking its thread; more on a loaded machine).

@@ -153,7 +153,10 @@ coefficients = st.floats(min_value=0.0, max_value=1e-2, allow_nan=False, allow_i
 @given(st.fixed_dictionaries({term: coefficients for term in TERMS}),
        st.integers(1, 512), st.integers(0, 10**6), st.integers(1, 64), st.booleans())
 def test_decode_window_is_bit_identical_to_single_steps(coef, n, kv, steps, longest_known):
-    model = CalibratedModel(profile(coef))
+    assert_window_is_single_steps(CalibratedModel(profile(coef)), n, kv, steps, longest_known)
+
+
+def assert_window_is_single_steps(model: CalibratedModel, n: int, kv: int, steps: int, longest_known: bool) -> None:
     kv += n  # every decode attends to at least its own token
     longest = -(-kv // n) + 7 if longest_known else 0
     window = model.decode_window(n, kv, steps, longest)

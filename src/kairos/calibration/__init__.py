@@ -3,9 +3,10 @@
 The core has no dependency on serve, bench, sim or scenario, so that perf and the
 simulator can import it:
 
-- `terms`: what a step time is fitted on (TERMS, term_values), how the executor's
-  padded attention counts work (AttentionLayout), idle_wake;
-- `profile`: the profile file (Profile), load_profile and its one-line errors, MeasuredPoint;
+- `terms`: what a step time is fitted on (TERMS, term_values), how the engine's
+  attention kernels count work (AttentionLayout: padded or varlen), idle_wake;
+- `profile`: the profile file (Profile, schema kairos.calibration/v2; v1 files are
+  converted on load), load_profile and its one-line errors, MeasuredPoint;
 - `fit`: fit_step_time (weighted NNLS) and StepTimeFit;
 - `model`: CalibratedModel, the StepTimeModel the simulator runs;
 - `machine_speed`: the reference-step readings of a profile and of a run (speed_factor,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from kairos.calibration.profile import Profile, read_profile
-from kairos.calibration.terms import TERMS, AttentionLayout, idle_wake, term_values
+from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, idle_wake, term_values
 from kairos.models.arch import ModelArch
 from kairos.perf.base import BatchShape, StepTimeModel
 
@@ -64,7 +64,8 @@ class CalibratedModel(StepTimeModel):
         grown = np.arange(steps, dtype=np.float64)
         # The layout's decode_slots of step i, as exact integers in float64: padded to the longest
         # where that is known, else the summed lengths (which grow by num_decodes a step).
-        slots = num_decodes * (decode_kv_max + grown) if decode_kv_max else decode_kv_sum + num_decodes * grown
+        padded = decode_kv_max and self.layout.kind != VARLEN
+        slots = num_decodes * (decode_kv_max + grown) if padded else decode_kv_sum + num_decodes * grown
         return (self._per_step + self._per_decode * num_decodes + self._per_decode_slot * slots
                 + self._per_sampled * num_decodes)
 

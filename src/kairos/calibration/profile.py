@@ -10,11 +10,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from kairos.calibration.terms import RETIRED_TERMS, TERMS
+from kairos.calibration.terms import ATTENTION_KINDS, PADDED, RETIRED_TERMS, TERMS
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
 
-SCHEMA = "kairos.calibration/v1"
+SCHEMA = "kairos.calibration/v2"
+# v1 had no engine.attention: every v1 profile was fitted on padded attention terms.
+V1_SCHEMA = "kairos.calibration/v1"
 
 
 def finite_number(value: Any) -> bool:
@@ -50,6 +52,12 @@ def _of_type(kind: type) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _attention(value: Any) -> str:
+    if value not in ATTENTION_KINDS:
+        raise ValueError(f"must be one of {', '.join(ATTENTION_KINDS)}, got {value!r}")
+    return value
+
+
 def _object(value: Any) -> Any:
     if not isinstance(value, dict):
         raise ValueError("must be an object")
@@ -61,6 +69,7 @@ class EngineSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    attention: Annotated[str, BeforeValidator(_attention)] = PADDED
     block_size: Annotated[int | None, _integer(1)] = None
     attention_min_split_slots: Annotated[int | None, _integer(0)] = None
 
@@ -113,9 +122,11 @@ class Profile(BaseModel):
 
     @classmethod
     def read(cls, data: Any, source: str = "calibration profile") -> Profile:
-        """Check `data` (a parsed profile file) or raise a one-line KairosError naming `source`."""
+        """Check `data` (a parsed profile file; v1 converted) or raise a one-line KairosError naming `source`."""
         if not isinstance(data, dict):
             raise KairosError(f"{source}: not a JSON object")
+        if data.get("schema") == V1_SCHEMA:
+            data = upgrade_v1(data)
         if data.get("schema") != SCHEMA:
             raise KairosError(f"{source}: schema is {data.get('schema')!r}, expected '{SCHEMA}' "
                               "(not a profile from `kairos calibrate`?)")
@@ -129,8 +140,16 @@ class Profile(BaseModel):
         return float(self.coefficients[term]) if term in self.terms else 0.0
 
     def document(self) -> dict[str, Any]:
-        """The profile as its JSON file holds it."""
+        """The profile as its JSON file holds it (what was read, v1 files converted)."""
         return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A v1 profile as v2: its attention terms were counted as padded batches."""
+    engine = data.get("engine", {})
+    if isinstance(engine, dict):
+        engine = {**engine, "attention": PADDED}
+    return {**data, "schema": SCHEMA, "engine": engine}
 
 
 def _one_line(err: ValidationError) -> str:
@@ -150,7 +169,7 @@ def _one_line(err: ValidationError) -> str:
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
-    """Read and check a calibration profile written by `kairos calibrate`: its document."""
+    """Read and check a calibration profile written by `kairos calibrate`: its document (v1 files converted)."""
     return read_profile(path).document()
 
 

@@ -28,36 +28,54 @@ TERMS: tuple[str, ...] = ("step", "prefill_tokens", "prefill_attention_slots", "
 RETIRED_TERMS = ("prefill_context_pairs", "prefill_self_pairs", "decode_kv_tokens")
 WAKE_COLUMN = TERMS.index("idle_wake")
 
+# How the measured engine's attention kernels lay out a step's work (a profile's engine.attention):
+#   padded: our engine's padded, masked SDPA (kairos.engine.attention_groups), which pays for the
+#     longest chunk and the longest KV length of each batch;
+#   varlen: variable-length kernels (vLLM, native kernels) that compute exactly the real pairs.
+PADDED = "padded"
+VARLEN = "varlen"
+ATTENTION_KINDS = (PADDED, VARLEN)
+
+
 @dataclass(frozen=True, slots=True)
 class AttentionLayout:
-    """What the executor's padded attention work depends on besides the batch.
+    """What the attention work of a step depends on besides the batch.
 
-    `block_size` is the KV block the executor gathers whole and `min_split_slots`
-    its threshold for splitting an attention batch (None: it never splits).
+    `kind` is PADDED or VARLEN; for padded attention, `block_size` is the KV block
+    the executor gathers whole and `min_split_slots` its threshold for splitting an
+    attention batch (None: it never splits).
     """
 
     block_size: int = 1
     min_split_slots: int | None = None
+    kind: str = PADDED
 
     @classmethod
     def of_engine(cls, engine: dict[str, Any]) -> AttentionLayout:
-        """From a profile's `engine` settings (block_size, attention_min_split_slots)."""
-        return cls(int(engine.get("block_size") or 1), engine.get("attention_min_split_slots"))
+        """From a profile's `engine` settings (attention, block_size, attention_min_split_slots)."""
+        return cls(int(engine.get("block_size") or 1), engine.get("attention_min_split_slots"),
+                   engine.get("attention") or PADDED)
 
     def prefill_slots(self, shape: BatchShape) -> int:
-        """(query, key) pairs of the prefill chunks: per attention batch, chunks x longest chunk x
-        longest context, since masked pairs cost as much as real ones."""
+        """(query, key) pairs of the prefill chunks.
+
+        Padded: per attention batch, chunks x longest chunk x longest context, since
+        masked pairs cost as much as real ones. Varlen: each chunk's new tokens against
+        its cached context, plus the causal triangle among themselves.
+        """
+        if self.kind == VARLEN:
+            return sum(n * c + n * (n + 1) // 2 for n, c in zip(shape.prefill_new, shape.prefill_ctx))
         return prefill_attention_slots(shape.prefill_new, shape.prefill_ctx, self.block_size, self.min_split_slots)
 
     def decode_slots(self, shape: BatchShape) -> int:
-        """KV slots the decodes attend to, padded to the longest.
+        """KV slots the decodes attend to: their summed lengths (varlen), or padded to the longest.
 
-        Counts neither the rounding up to whole blocks nor the runs the
+        Padded counts neither the rounding up to whole blocks nor the runs the
         executor cuts very unequal lengths into (a shape holds only the longest):
         kept linear in the step, so that a window of decode steps is predicted
         exactly as step by step. Where the longest is not known, the summed lengths.
         """
-        if shape.decode_kv_max:
+        if self.kind == PADDED and shape.decode_kv_max:
             return shape.num_decodes * shape.decode_kv_max
         return shape.decode_kv_sum
 

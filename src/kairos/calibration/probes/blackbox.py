@@ -81,7 +81,7 @@ from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import StepTimeFit, fit_step_time
 from kairos.calibration.probes.front_end import FrontEndSample, engine_totals, fit_front_end
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
-from kairos.calibration.terms import TERMS, AttentionLayout, term_values
+from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, term_values
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
 from kairos.workload import RequestSpec
@@ -101,9 +101,6 @@ DECODE_CONTEXTS = (32, 256, 1024)
 # Shares of the token budget left beside B decodes that the mixed probes' prompts take, in turn.
 MIXED_SHARES = (0.125, 0.25, 0.5, 1.0)
 SETTLE_S = 10.0  # longest wait for /metrics to count the finished requests
-# vLLM's CPU attention works on variable-length sequences, not padded batches: the padded-attention
-# layout that comes closest splits prefill batches whenever splitting saves (min_split_slots 0).
-MIN_SPLIT_SLOTS = 0
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
@@ -140,9 +137,10 @@ class ServerFacts:
     server: str  # "vLLM 0.32.0"
 
     def engine(self) -> dict[str, Any]:
-        return {"block_size": self.block_size, "max_num_batched_tokens": self.max_num_batched_tokens,
-                "max_num_seqs": self.max_num_seqs, "num_gpu_blocks": self.num_gpu_blocks,
-                "enable_prefix_caching": self.enable_prefix_caching, "attention_min_split_slots": MIN_SPLIT_SLOTS}
+        # vLLM's attention kernels work on variable-length sequences: no padding to count.
+        return {"attention": VARLEN, "block_size": self.block_size,
+                "max_num_batched_tokens": self.max_num_batched_tokens, "max_num_seqs": self.max_num_seqs,
+                "num_gpu_blocks": self.num_gpu_blocks, "enable_prefix_caching": self.enable_prefix_caching}
 
 
 _PREFILL_SERIES = "vllm:request_prefill_time_seconds"
@@ -765,7 +763,7 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
                   quick: bool, wall_time_s: float) -> dict[str, Any]:
     """The calibration profile of what the probes saw (kairos.calibration.profile's schema)."""
     budget = facts.max_num_batched_tokens
-    layout = AttentionLayout(facts.block_size, MIN_SPLIT_SLOTS)
+    layout = AttentionLayout.of_engine(facts.engine())
     points, chunked = measured_points(seen)
     fit, points, skipped = fit_points(points, chunked, budget, layout)
     front = [p.front_end for p in seen.prefills]
@@ -809,7 +807,7 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
             "passes": passes, "probes": probes, "warmup_probes": warmup,
             "grid": "quick" if quick else "default",
             "fit": f"least squares, errors weighted by fitted step time ** -{FIT_WEIGHT_POWER:g}; "
-                   f"attention layout: block_size {facts.block_size}, min_split_slots {MIN_SPLIT_SLOTS}",
+                   f"attention terms: {VARLEN} (exact pairs and KV lengths)",
             "idle": "no point carries an idle gap (idle_wake fits 0): the client cannot tell the engine's "
                     "idle time (vLLM's API server delays what it sees by as much)",
             "front_end": {"request_s": request_s, "per_input_token_s": per_token_s, "samples": len(front),

@@ -100,6 +100,8 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     engine = {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
                                               "num_gpu_blocks", "attention_min_split_slots")}
+    if facts.get("attention"):  # a server that names its attention kernels; unnamed: padded
+        engine["attention"] = facts["attention"]
     fit = fit_step_time(points, weight_power=FIT_WEIGHT_POWER, layout=AttentionLayout.of_engine(engine))
     latency_first = int(_get(base_url, STEPS_COUNT_PATH)["next"])
     samples, http_latency = asyncio.run(_latency_samples(base_url, facts, rng, timeout_s,
