@@ -7,8 +7,8 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread(request):
-    """Serve tests pin torch to one thread: small ops on a busy 2-core box run slower with two."""
-    if not request.module.__name__.split(".")[-1].startswith("test_serve"):
+    """Tests of our torch engine pin it to one thread: small ops on a busy 2-core box run slower with two."""
+    if not request.module.__name__.split(".")[-1].startswith(("test_serve", "test_calibration_engine")):
         yield
         return
     torch = pytest.importorskip("torch")

@@ -7,13 +7,13 @@ import numpy as np
 from kairos.cluster import make_router
 from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
 from kairos.metrics.itl import ItlCollector
-from kairos.perf.base import BatchShape
+from kairos.perf.base import BatchShape, StepTimeModel
 from kairos.sim.executor import SimExecutor
 from kairos.sim.replica import PrefixHasher, SimReplica
 from kairos.sim.runner import SimResult, Simulation
 
 
-class LinearModel:
+class LinearModel(StepTimeModel):
     """Step time linear in tokens and attended KV: enough to exercise the engine."""
 
     name = "linear"
@@ -36,13 +36,13 @@ class LinearModel:
 
 def simulate(specs, *, num_blocks=2000, block_size=16, replicas=1, router="round_robin",
              config=SchedulerConfig(), prefix=True, fast=True, check=True, model=None,
-             max_model_len=1 << 20, request_latency_s=0.0, speed=None) -> SimResult:
+             max_model_len=1 << 20, request_latency_s=0.0) -> SimResult:
     itl = ItlCollector()
     hasher = PrefixHasher(block_size)
     reps = [
         SimReplica(i, EngineCore(config, KVCacheManager(num_blocks, block_size, prefix), itl=itl,
                                  check_invariants=check),
-                   SimExecutor(model or LinearModel(), speed), hasher)
+                   SimExecutor(model or LinearModel()), hasher)
         for i in range(replicas)
     ]
     return Simulation(specs, reps, make_router(router, seed=0), max_model_len=max_model_len,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kairos.bench.server_counters import ServerCounters, engine_phases, run_counters
+from kairos.bench.server_counters import ServerCounters, engine_phases, phase_totals, run_counters
 
 
 def _page(hits: float, queries: float, preemptions: float, phases: dict[str, tuple[float, float]] | None,
@@ -43,3 +43,13 @@ def test_engine_phases_need_the_histograms_and_a_finished_request():
     assert engine_phases(without, without) is None
     same = ServerCounters.parse(_page(0, 0, 0, {"queue": (1.0, 2), "prefill": (2.0, 2), "decode": (4.0, 2)}, 5))
     assert engine_phases(same, same) is None
+
+
+def test_phase_totals_add_up_label_sets():
+    text = ('vllm:request_prefill_time_seconds_sum{engine="0"} 1.5\n'
+            'vllm:request_prefill_time_seconds_sum{engine="1"} 0.5\n'
+            'vllm:request_prefill_time_seconds_count{engine="0"} 3\n'
+            'vllm:request_queue_time_seconds_sum 0.25\n'
+            'vllm:request_prefill_time_seconds_bucket{le="0.1"} 2\n')
+    assert phase_totals(text) == {"queue_sum": 0.25, "queue_count": 0.0, "prefill_sum": 2.0, "prefill_count": 3.0,
+                                  "decode_sum": 0.0, "decode_count": 0.0}

@@ -10,7 +10,7 @@ from kairos.errors import KairosError
 from kairos.perf.front_end import load_front_end, measured_front_ends
 from kairos.scenario.load import load_scenario
 from kairos.scenario.run import resolve_deployment, run_scenario
-from test_perf_calibrated import profile
+from test_calibration_model import profile
 
 LIGHT_LOAD = {"workload.num_requests": 40, "workload.rate": 0.5, "workload.input_len": 1000,
               "workload.output_len": 20}

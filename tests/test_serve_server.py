@@ -296,7 +296,7 @@ def test_metrics_use_vllm_names_and_move(client):
     assert metric(client, "vllm:request_success_total", finished_reason="length") == success + 2
     assert metric(client, "vllm:num_requests_running") == 0
     # What `kairos calibrate --url` reads to tell the server's TTFT from the client's.
-    from kairos.bench.served_calibration import ttft_totals
+    from kairos.calibration.probes.served import ttft_totals
 
     total, count = ttft_totals(client.get("/metrics").text)
     assert count == after["vllm:time_to_first_token_seconds_count"] and total > 0
@@ -403,8 +403,9 @@ def test_engine_failure_fails_requests_and_health(mode, tiny):
 def test_calibrate_through_the_server(client, tiny, capsys, tmp_path):
     from cli_helpers import kairos
 
+    from kairos.calibration.model import CalibratedModel
+    from kairos.calibration.terms import TERMS
     from kairos.perf.base import BatchShape
-    from kairos.perf.calibrated import TERMS, CalibratedModel
 
     code, out, err = kairos(capsys, "calibrate", "--url", str(client.base_url), "--quick",
                             "-o", str(tmp_path / "profile.json"))

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kairos.calibration.profile import MeasuredPoint, finite_number
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import MeasuredPoint, finite_number
 from kairos.workload.tracefile import parse_jsonl
 
 STEPS_FILE = "engine_steps.jsonl"

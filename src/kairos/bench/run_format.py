@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from kairos.bench.engine_steps import STEPS_FILE, read_engine_steps
+from kairos.calibration.profile import MeasuredPoint
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord
-from kairos.perf.calibrated import MeasuredPoint
 from kairos.workload.spec import SLO, Span
 from kairos.workload.tracefile import parse_jsonl
 

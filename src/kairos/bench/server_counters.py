@@ -44,15 +44,20 @@ class ServerCounters:
             totals[name] = totals.get(name, 0.0) + float(value)
         if len(totals) < 3:
             return None
-        engine: dict[str, float] = {}
-        for phase, series, value in _PHASE_SERIES.findall(metrics_text):
-            engine[f"{phase}_{series}"] = engine.get(f"{phase}_{series}", 0.0) + float(value)
         steps = _STEPS.findall(metrics_text)
-        if len(engine) == 2 * len(_PHASES) and steps:
-            engine["steps"] = sum(float(value) for value in steps)
-        else:
-            engine = {}
+        engine: dict[str, float] = {}
+        if len({match[:2] for match in _PHASE_SERIES.findall(metrics_text)}) == 2 * len(_PHASES) and steps:
+            engine = {**phase_totals(metrics_text), "steps": sum(float(value) for value in steps)}
         return cls(totals["prefix_cache_hits"], totals["prefix_cache_queries"], totals["num_preemptions"], engine)
+
+
+def phase_totals(metrics_text: str) -> dict[str, float]:
+    """Sums and counts of vLLM's per-request queue, prefill and decode time histograms
+    (`queue_sum`, `queue_count`, ...), over all label sets; 0 for those missing."""
+    totals = {f"{phase}_{series}": 0.0 for phase in _PHASES for series in ("sum", "count")}
+    for phase, series, value in _PHASE_SERIES.findall(metrics_text):
+        totals[f"{phase}_{series}"] += float(value)
+    return totals
 
 
 def run_counters(before: ServerCounters | None, after: ServerCounters | None) -> dict[str, float | int | None]:

@@ -41,9 +41,9 @@ def calibrate(
     if (model is None) == (url is None):
         raise KairosError("give either --model (measure an engine in this process) or --url (a running server)")
     if url is not None:
-        from kairos.bench.blackbox_calibration import calibrate_blackbox, has_step_log
+        from kairos.calibration.probes.blackbox import calibrate_blackbox, has_step_log
         from kairos.bench.client import normalize_url
-        from kairos.bench.served_calibration import calibrate_served
+        from kairos.calibration.probes.served import calibrate_served
 
         base_url = normalize_url(url)
         if has_step_log(base_url):
@@ -60,7 +60,7 @@ def calibrate(
         raise KairosError("--model-config goes with --url (a server without a step log); with --model the "
                           "model's own config is read")
     try:
-        from kairos.serve.calibrate import calibrate as measure
+        from kairos.calibration.probes.engine import calibrate as measure
         from kairos.serve.loader import load_model
         from kairos.serve.runner import RunnerConfig
     except ImportError as exc:
@@ -113,7 +113,7 @@ def _print_blackbox(profile: dict[str, Any]) -> None:
                                       for kind, e in profile["fit_by_kind"].items()))
     front = measured["front_end"]
     out.print(f"front-end time {profile['request_latency_s'] * 1e3:.2f} ms per request "
-              f"(+ {front['per_input_token_s'] * 1e6:.2f} us per prompt token, not simulated; "
+              f"+ {front['per_input_token_s'] * 1e6:.2f} us per prompt token ("
               f"{front['samples']} idle requests)")
     for line in measured["skipped"]:
         err.print(f"skipped: {line}", markup=False)

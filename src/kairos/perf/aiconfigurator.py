@@ -30,7 +30,7 @@ import numpy as np
 from kairos.errors import KairosError
 from kairos.hardware import GPU
 from kairos.models import ModelArch, aiconfigurator_model_configs, catalog_config
-from kairos.perf.base import BatchShape
+from kairos.perf.base import BatchShape, StepTimeModel
 from kairos.perf.kernels.database import SYSTEMS
 from kairos.perf.parallel import Parallelism
 
@@ -112,7 +112,7 @@ def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
 
 
-class AiconfiguratorModel:
+class AiconfiguratorModel(StepTimeModel):
     """GPU time of one engine step (or one lockstep step of DP ranks) from aiconfigurator-core.
 
     Needs the `kernels` extra. `backend` and `version` pick the measured framework

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -34,8 +35,8 @@ class BatchShape:
         return sum(self.prefill_new) + self.num_decodes
 
 
-class StepTimeModel(Protocol):
-    """Predicts the wall time in seconds of engine steps.
+class StepTimeModel:
+    """Predicts the wall time in seconds of engine steps; every step-time model derives from it.
 
     `decode_window(n, kv_sum, k, kv_max)` returns the durations of k consecutive
     pure-decode steps of n requests where step i (0-based) has decode_kv_sum =
@@ -45,19 +46,44 @@ class StepTimeModel(Protocol):
     at a time. `step_time` is used for steps that carry
     prefill work. `idle_penalty(idle_s)` is what the first step after `idle_s`
     seconds of idleness takes beyond that (0 where a model does not know it).
+
+    The simulator asks through the `*_at` variants, which also get when the step
+    starts (seconds of simulated time): a model of a machine whose speed changes
+    over a run overrides them; by default the time does not matter.
     """
 
     name: str
 
-    def step_time(self, shape: BatchShape) -> float: ...
+    def step_time(self, shape: BatchShape) -> float:
+        raise NotImplementedError
 
     def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int = 0
-                      ) -> np.ndarray: ...
+                      ) -> np.ndarray:
+        raise NotImplementedError
 
-    def idle_penalty(self, idle_s: float) -> float: ...
+    def idle_penalty(self, idle_s: float) -> float:
+        raise NotImplementedError
+
+    def step_time_at(self, shape: BatchShape, start_s: float) -> float:
+        """step_time of a step that starts at `start_s`."""
+        return self.step_time(shape)
+
+    def decode_window_at(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int,
+                         start_s: float) -> np.ndarray:
+        """decode_window of steps run back to back, the first starting at `start_s`."""
+        return self.decode_window(num_decodes, decode_kv_sum, steps, decode_kv_max)
+
+    def idle_penalty_at(self, idle_s: float, start_s: float) -> float:
+        """idle_penalty of a step due to start at `start_s` (before the penalty delays it)."""
+        return self.idle_penalty(idle_s)
+
+    def front_end_latency(self) -> Callable[[int], float] | None:
+        """The API front-end's time before the engine sees a request of n prompt tokens, where the
+        model measured it through a server (a calibrated profile); None: the model knows none."""
+        return None
 
 
-class ComposedStepModel:
+class ComposedStepModel(StepTimeModel):
     """A step time composed as token work + sampled work + attention per prefill chunk + decode attention.
 
     Subclasses give the parts; the composition (and the bit-identity of

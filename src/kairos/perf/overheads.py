@@ -39,7 +39,7 @@ class EngineOverheads:
     per_request_s: float = 2e-6
 
 
-class WithOverheads:
+class WithOverheads(StepTimeModel):
     """A step-time model plus engine overheads; keeps the decode-window bit identity."""
 
     def __init__(self, inner: StepTimeModel, overheads: EngineOverheads = EngineOverheads()) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from kairos.calibration.model import CalibratedModel
 from kairos.errors import KairosError, unknown_name_error
 from kairos.hardware.gpu import GPU
 from kairos.models.arch import ModelArch
 from kairos.perf.aiconfigurator import SYSTEMS as AICONFIGURATOR_SYSTEMS
 from kairos.perf.aiconfigurator import AiconfiguratorModel
 from kairos.perf.base import StepTimeModel
-from kairos.perf.calibrated import CalibratedModel
 from kairos.perf.kernels import KernelModel, kernel_coverage
 from kairos.perf.kernels.database import systems_root
 from kairos.perf.overheads import EngineOverheads, WithOverheads

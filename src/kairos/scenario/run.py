@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kairos.calibration.model import CalibratedModel
 from kairos.cluster import make_router, router_knobs
 from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
 from kairos.errors import KairosError
@@ -14,9 +15,7 @@ from kairos.hardware import load_gpu
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
 from kairos.models import ModelArch, resolve_model
 from kairos.perf import kv_cache_blocks
-from kairos.perf.calibrated import CalibratedModel
 from kairos.perf.front_end import FrontEnd, load_front_end
-from kairos.perf.machine_speed import HostSpeed
 from kairos.perf.parallel import Parallelism
 from kairos.perf.registry import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.scenario.schema import Scenario
@@ -124,13 +123,8 @@ def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = 
 
 def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
                      fast_decode: bool = True, progress: ProgressFn | None = None,
-                     check_invariants: bool = False, explain: StepSampler | None = None,
-                     speed: HostSpeed | None = None) -> Simulation:
-    """Wire replicas (engine core + simulated executor) behind the scenario's router.
-
-    `speed` scales the steps' host work by the machine's speed over time (a replay
-    of a measured run, kairos.validate).
-    """
+                     check_invariants: bool = False, explain: StepSampler | None = None) -> Simulation:
+    """Wire replicas (engine core + simulated executor) behind the scenario's router."""
     eng = scenario.engine
     step_model = deployment.perf.model
     config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens,
@@ -144,14 +138,12 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
 
     dp = deployment.parallel.dp
     if deployment.lockstep:
-        if speed is not None:
-            raise KairosError("replaying a measured run's machine speed needs one engine per replica, not dp ranks")
         cores: list = [LockstepCores([engine() for _ in range(dp)]) for _ in range(deployment.replicas)]
     else:
         # A dense model's data-parallel ranks are independent engines: the router spreads
         # requests over all of them, as vLLM's internal load balancer does over its ranks.
         cores = [engine() for _ in range(deployment.replicas * dp)]
-    replicas = [SimReplica(i, core, SimExecutor(step_model, speed), hasher) for i, core in enumerate(cores)]
+    replicas = [SimReplica(i, core, SimExecutor(step_model), hasher) for i, core in enumerate(cores)]
     knobs: dict = dict(scenario.cluster.router_options)
     accepted = router_knobs(scenario.cluster.router)
     # Cache-aware routers must hash prompts exactly as the engines' prefix caches do.
@@ -160,9 +152,8 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
         knobs.setdefault("max_tracked_blocks", deployment.kv_blocks)
     router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
     # A profile measured through a server's API knows its own front-end time.
-    fitted_latency_s = getattr(step_model, "request_latency_s", 0.0)
     request_latency = (deployment.front_end.latency_s if deployment.front_end is not None
-                       else (lambda _: fitted_latency_s) if fitted_latency_s else None)
+                       else step_model.front_end_latency())
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress, explain=explain,
                       request_latency=request_latency, concurrency=scenario.workload.concurrency)

@@ -8,7 +8,7 @@ engine serves: the same weights and kernels, on a small KV pool of its own, so
 the engine's requests and cache are untouched. The step log carries its latest
 reading with every step; a calibration profile records the reading its steps
 ran at, and `kairos validate` scales the profile to the speed a measured run
-saw (kairos.perf.machine_speed).
+saw (kairos.calibration.machine_speed).
 """
 
 from __future__ import annotations

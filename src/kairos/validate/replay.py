@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from kairos.bench.run_format import MeasuredRun
+from kairos.calibration.machine_speed import AtMachineSpeed, at_speed, speed_factor, speed_timeline
+from kairos.calibration.model import CalibratedModel
 from kairos.errors import KairosError
 from kairos.hardware import gpu_name_for_device
-from kairos.perf.calibrated import CalibratedModel
-from kairos.perf.machine_speed import HostSpeed, at_speed, speed_factor, speed_timeline
-from kairos.perf.registry import is_calibrated, load_calibrated
 from kairos.metrics import RequestRecord
+from kairos.perf.registry import is_calibrated, load_calibrated
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.scenario.schema import Scenario
@@ -91,26 +92,30 @@ def validate_run(run: MeasuredRun, scenario: Scenario, progress: Callable[[int, 
 
     Where the run holds the engine's steps, `engine_steps` says how well the
     step-time model predicts them. Where both the run's steps and a calibrated
-    profile carry reference-step readings (kairos.perf.machine_speed),
+    profile carry reference-step readings (kairos.calibration.machine_speed),
     `machine_speed` says how much slower than at calibration the machine ran,
     and with `machine_speed` the profile is scaled to that speed first: step by
     step where the steps carry their start times, else by the run's mean factor.
     """
     calibrated = load_calibrated(scenario.perf.model)
     speed = None
-    host_speed = None
+    timeline = None
     if calibrated is not None:
         speed = speed_factor(calibrated.profile, run.steps)
         if speed is not None and machine_speed:
             timeline = speed_timeline(calibrated.profile, run.steps, run.zero_s)
             if timeline is not None:
-                host_speed = HostSpeed(calibrated.profile, timeline)
                 speed["timeline"] = {"readings": len(timeline.factors), "min": float(timeline.factors.min()),
                                      "max": float(timeline.factors.max())}
             else:
                 calibrated = CalibratedModel(at_speed(calibrated.profile, speed["factor"]))
     deployment = resolve_deployment(scenario, calibrated)
-    sim = build_simulation(scenario, deployment, replay_specs(run), progress=progress, speed=host_speed)
+    if timeline is not None and calibrated is not None:
+        if deployment.lockstep:
+            raise KairosError("replaying a measured run's machine speed needs one engine per replica, not dp ranks")
+        at_run_speed = AtMachineSpeed(calibrated, timeline)
+        deployment = replace(deployment, perf=replace(deployment.perf, model=at_run_speed))
+    sim = build_simulation(scenario, deployment, replay_specs(run), progress=progress)
     outcome = sim.run()
     simulated: list[RequestRecord] = outcome.records
     result = compare_runs(run, simulated)
@@ -127,7 +132,7 @@ def validate_run(run: MeasuredRun, scenario: Scenario, progress: Callable[[int, 
     result["model"] = deployment.model.name
     result["kv_blocks"] = deployment.kv_blocks
     if run.steps:
-        result["engine_steps"] = step_time_errors(run.steps, deployment.perf.model, host_speed, run.zero_s)
+        result["engine_steps"] = step_time_errors(run.steps, deployment.perf.model, run.zero_s)
     if speed is not None:
         result["machine_speed"] = {**speed, "applied": machine_speed}
     return result

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kairos.calibration.profile import MeasuredPoint
 from kairos.perf.base import BatchShape, StepTimeModel
-from kairos.perf.calibrated import MeasuredPoint
-from kairos.perf.machine_speed import HostSpeed
 
 STEP_KINDS = ("prefill", "mixed", "decode")
 
@@ -26,29 +25,27 @@ def step_kind(shape: BatchShape) -> str:
     return "mixed" if shape.num_decodes else "prefill"
 
 
-def step_time_errors(steps: Sequence[MeasuredPoint], model: StepTimeModel, speed: HostSpeed | None = None,
-                     zero_s: float = 0.0) -> dict[str, Any]:
+def step_time_errors(steps: Sequence[MeasuredPoint], model: StepTimeModel, zero_s: float = 0.0) -> dict[str, Any]:
     """Measured and predicted time of `steps` in total and by kind of step, with the error in %.
 
     A step after an idle gap is predicted with the model's idle penalty, as the
-    simulator does; with `speed`, its host work at the machine's speed when it
-    started (its `start_s` less `zero_s`, the replay's clock).
+    simulator does; each step as starting at its `start_s` less `zero_s` (the
+    replay's clock), for a model whose machine speed changes over the run.
     """
     totals = {kind: [0, 0.0, 0.0] for kind in STEP_KINDS}  # steps, measured s, predicted s
     for step in steps:
         total = totals[step_kind(step.shape)]
         total[0] += 1
         total[1] += step.time_s
-        total[2] += _predicted(model, step)
-        if speed is not None:
-            total[2] += speed.extra(step.start_s - zero_s) * _predicted(speed.host, step)
+        total[2] += _predicted(model, step, step.start_s - zero_s)
     by_kind = {kind: _summary(*totals[kind]) for kind in STEP_KINDS if totals[kind][0]}
     overall = _summary(len(steps), sum(t[1] for t in totals.values()), sum(t[2] for t in totals.values()))
     return {**overall, "by_kind": by_kind}
 
 
-def _predicted(model: StepTimeModel, step: MeasuredPoint) -> float:
-    return model.step_time(step.shape) + (model.idle_penalty(step.idle_s) if step.idle_s > 0 else 0.0)
+def _predicted(model: StepTimeModel, step: MeasuredPoint, start_s: float) -> float:
+    idle = model.idle_penalty_at(step.idle_s, start_s) if step.idle_s > 0 else 0.0
+    return model.step_time_at(step.shape, start_s) + idle
 
 
 def _summary(count: int, measured_s: float, predicted_s: float) -> dict[str, Any]:

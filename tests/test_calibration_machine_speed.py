@@ -12,11 +12,12 @@ from cli_helpers import kairos
 
 from kairos.bench import RequestLine, write_measured_run
 from kairos.bench.engine_steps import write_engine_steps
+from kairos.calibration.machine_speed import (SPEED_KEY, AtMachineSpeed, SpeedTimeline, at_speed, mean_reading,
+                                      profile_reference, reference_time, speed_factor, speed_timeline)
+from kairos.calibration.model import CalibratedModel
+from kairos.calibration.profile import SCHEMA, MeasuredPoint, check_profile
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import SCHEMA, CalibratedModel, MeasuredPoint, check_profile
-from kairos.perf.machine_speed import (SPEED_KEY, HostSpeed, SpeedTimeline, at_speed, mean_reading,
-                                      profile_reference, reference_time, speed_factor, speed_timeline)
 from kairos.sim.executor import SimExecutor
 from kairos.workload import RequestSpec
 
@@ -91,7 +92,7 @@ def constant(factor: float) -> SpeedTimeline:
 
 def test_host_speed_at_a_constant_factor_is_at_speed():
     fixed = SimExecutor(CalibratedModel(at_speed(profile(), 1.5)))
-    timed = SimExecutor(CalibratedModel(profile()), HostSpeed(profile(), constant(1.5)))
+    timed = SimExecutor(AtMachineSpeed(CalibratedModel(profile()), constant(1.5)))
     out = SimpleNamespace(shape=BatchShape((100,), (0,), 3, 300, 4))
     decode = SimpleNamespace(shape=BatchShape(num_decodes=3, decode_kv_sum=300, num_sampled=3))
     assert timed.duration(out, 7.0) == pytest.approx(fixed.duration(out, 7.0))
@@ -104,7 +105,7 @@ def test_a_speed_timeline_slows_the_steps_after_its_change_and_keeps_decode_wind
     model = CalibratedModel(profile())
     # Three times slower from 0.2 s on, then back at 0.3 s.
     timeline = SpeedTimeline(np.array([0.0, 0.2, 0.2 + 1e-9, 0.3, 0.3 + 1e-9]), np.array([1.0, 1.0, 3.0, 3.0, 1.0]))
-    fused, stepped = (simulate(specs, model=model, fast=fast, speed=HostSpeed(profile(), timeline))
+    fused, stepped = (simulate(specs, model=AtMachineSpeed(model, timeline), fast=fast)
                       for fast in (True, False))
     assert [(r.first_token_s, r.finish_s) for r in fused.records] == [
         (r.first_token_s, r.finish_s) for r in stepped.records]

@@ -6,19 +6,9 @@ import asyncio
 
 import pytest
 
-from kairos.bench.front_end import FrontEndSample, engine_totals, fit_front_end, probe_front_end
+from kairos.calibration.probes.front_end import FrontEndSample, fit_front_end, probe_front_end
 from kairos.errors import KairosError
 from test_bench_fake_server import MODEL, FakeServer
-
-
-def test_engine_totals_add_up_label_sets():
-    text = ('vllm:request_prefill_time_seconds_sum{engine="0"} 1.5\n'
-            'vllm:request_prefill_time_seconds_sum{engine="1"} 0.5\n'
-            'vllm:request_prefill_time_seconds_count{engine="0"} 3\n'
-            'vllm:request_queue_time_seconds_sum 0.25\n'
-            'vllm:request_prefill_time_seconds_bucket{le="0.1"} 2\n')
-    totals = engine_totals(text)
-    assert totals == {"queue_sum": 0.25, "queue_count": 0.0, "prefill_sum": 2.0, "prefill_count": 3.0}
 
 
 def test_fit_is_a_line_through_the_medians():

@@ -1,6 +1,6 @@
 """Calibrate a running Kairos server: drive a grid of loads through it and fit its logged steps.
 
-In-process calibration (`kairos.serve.calibrate`) times the bare engine. A server
+In-process calibration (`kairos.calibration.probes.engine`) times the bare engine. A server
 also spends time per step on HTTP streaming and on sharing the machine with its
 HTTP side, so a twin of a *served* engine is calibrated here: phases of requests
 (batch size x prompt length, with and without a shared prefix, arriving together
@@ -11,7 +11,7 @@ The grid runs in several passes, each in its own shuffled order, after an
 untimed warm-up: a machine whose speed drifts (a shared virtual machine's slow
 spells last seconds) then spreads its drift over every shape instead of
 skewing the few shapes measured during one spell. A last phase of Poisson
-requests fits the front-end latency the simulation adds (kairos.bench.latency_fit).
+requests fits the front-end latency the simulation adds (kairos.calibration.probes.latency_fit).
 """
 
 from __future__ import annotations
@@ -30,19 +30,19 @@ import numpy as np
 
 from kairos.bench.client import CompletionClient
 from kairos.bench.engine_steps import STEPS_COUNT_PATH, STEPS_PATH, step_point
-from kairos.bench.latency_fit import LatencySample, fit_request_latency
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
+from kairos.calibration.fit import fit_step_time
+from kairos.calibration.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
+from kairos.calibration.probes.latency_fit import LatencySample, fit_request_latency
+from kairos.calibration.profile import SCHEMA, MeasuredPoint
+from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.errors import KairosError
-from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
-from kairos.perf.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
 from kairos.workload import RequestSpec
 
 ENGINE_PATH = "/kairos/engine"
-# Each logged step's error weighs time ** -0.5 in the fit (kairos.perf.calibrated.fit_step_time). An
-# absolute fit let the grid's big batches set the short steps a served load mostly runs: on a 2-core
-# VM it overpredicted a benchmark's steps by 6.9 % on average over 9 runs, the same steps refitted
-# at 0.5 by 1.9 % (docs/BENCHMARKS.md).
+# Each logged step's error weighs time ** -0.5 in the fit (kairos.calibration.fit.fit_step_time): an
+# absolute fit would let the grid's big batches set the short steps a served load mostly runs.
 FIT_WEIGHT_POWER = 0.5
 
 
@@ -100,6 +100,8 @@ def calibrate_served(base_url: str, *, quick: bool = False, passes: int = 3, see
         raise KairosError(f"{base_url} logged {len(points)} steps during calibration, too few to fit")
     engine = {key: facts.get(key) for key in ("block_size", "max_num_batched_tokens", "max_num_seqs",
                                               "num_gpu_blocks", "attention_min_split_slots")}
+    if facts.get("attention"):  # a server that names its attention kernels; unnamed: padded
+        engine["attention"] = facts["attention"]
     fit = fit_step_time(points, weight_power=FIT_WEIGHT_POWER, layout=AttentionLayout.of_engine(engine))
     latency_first = int(_get(base_url, STEPS_COUNT_PATH)["next"])
     samples, http_latency = asyncio.run(_latency_samples(base_url, facts, rng, timeout_s,

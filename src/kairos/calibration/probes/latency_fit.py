@@ -3,11 +3,11 @@
 A simulated request reaches the engine when it arrives and gets its first token at
 the end of the step that finished its prefill. Served, a request also spends time
 the engine model never sees: HTTP parsing and validation, the hand-over to the
-engine process and the engine taking it in (about 0.5-1 ms on a 2-core machine),
-and streaming the token back. The simulator models all of it as one latency
-before the engine sees a request, so the latency is fitted where it is used:
-replay a calibration load in the simulator with the fitted step model and no
-latency, and take what the clients' mean TTFT exceeds the simulated one by.
+engine process and the engine taking it in, and streaming the token back. The
+simulator models all of it as one latency before the engine sees a request, so
+the latency is fitted where it is used: replay a calibration load in the
+simulator with the fitted step model and no latency, and take what the clients'
+mean TTFT exceeds the simulated one by.
 Delaying every arrival by the same latency shifts a simulation starting idle by
 exactly that much, so one replay is enough.
 """
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kairos.calibration.model import CalibratedModel
 from kairos.errors import KairosError
-from kairos.perf.calibrated import CalibratedModel
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.workload.spec import RequestSpec, Span
@@ -50,7 +50,7 @@ def simulated_ttfts(profile: dict[str, Any], facts: dict[str, Any], samples: Seq
                                           "policy") if facts.get(key) is not None}
     scenario = validate_scenario({"model": {"name": profile["model"], "max_model_len": facts["max_model_len"]},
                                   "engine": engine, "perf": {"model": "calibrated"}}, "the calibration load")
-    model = CalibratedModel({**profile, "request_latency_s": 0.0})
+    model = CalibratedModel({**profile, "request_latency_s": 0.0, "request_latency_per_input_token_s": 0.0})
     specs = [RequestSpec(f"latency-{i}", sample.sent_s, sample.prompt_len, sample.output_len,
                          shared=(Span(SHARED_PREFIX_KEY, 0, sample.shared_len),) if sample.shared_len else ())
              for i, sample in enumerate(samples)]

@@ -11,15 +11,16 @@ import typer
 
 torch = pytest.importorskip("torch")
 
+from kairos.calibration.model import CalibratedModel  # noqa: E402
+from kairos.calibration.probes.engine import (  # noqa: E402
+    DEFAULT_AXES, QUICK_AXES, WARMUP_STEPS, StepProbe, StepSpec, calibration_grid,
+)
+from kairos.calibration.profile import MeasuredPoint  # noqa: E402
 from kairos.cli import calibrate_cmd  # noqa: E402
 from kairos.cli.errors import run_app  # noqa: E402
 from kairos.cli.main import app as kairos_app  # noqa: E402
 from kairos.models.arch import ModelArch  # noqa: E402
-from kairos.perf.calibrated import CalibratedModel, MeasuredPoint  # noqa: E402
 from kairos.serve import EngineRunner, RunnerConfig, load_model  # noqa: E402
-from kairos.serve.calibrate import (  # noqa: E402
-    DEFAULT_AXES, QUICK_AXES, WARMUP_STEPS, StepProbe, StepSpec, calibration_grid,
-)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def quick_profile(tmp_path_factory):
 
 def test_quick_calibration_writes_a_profile_that_predicts_its_points(quick_profile):
     profile = json.loads(quick_profile.read_text())
-    assert profile["schema"] == "kairos.calibration/v1" and profile["model"] == "tiny"
+    assert profile["schema"] == "kairos.calibration/v2" and profile["model"] == "tiny"
     assert profile["engine"] == {"block_size": 16, "max_num_batched_tokens": 2048, "max_num_seqs": 256,
                                  "num_blocks": profile["engine"]["num_blocks"], "attention_min_split_slots": 2048}
     assert profile["torch_version"] == torch.__version__ and profile["torch_threads"] >= 1

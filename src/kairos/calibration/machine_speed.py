@@ -6,31 +6,32 @@ and then and logs the latest reading with every step
 reading over its steps; a measured run's time-weighted mean reading over that
 is the factor by which the machine ran slower (> 1) or faster (< 1) than at
 calibration. Where the run's steps also carry their start times, the readings
-make a timeline instead (SpeedTimeline): each simulated step runs at the speed
-the machine had when it started, interpolated between the readings before and
-after it. On a 2-core VM the speed flipped between about 0.8 and 1.5 times the
-calibration's every few seconds; slow spells are when queues, and so the big
-batches, build up, and a run-wide factor spreads them over the whole run.
+make a timeline instead (SpeedTimeline), and `AtMachineSpeed` runs each
+simulated step at the speed the machine had when it started, interpolated
+between the readings before and after it: on a shared machine the speed swings
+within seconds, and slow spells are when queues, and so the big batches, build
+up, which a run-wide factor would spread over the whole run.
 
 What the factor scales is the engine's host work: the fitted times per step,
 per prefill chunk, per decode and per sampled token (the interpreter and
 kernel-launch work the reference step is made of). The per-token and
 per-attention-slot times (the kernels' arithmetic) and the front-end latency
-(another process) stay as calibrated: in the benchmarks on a 2-core VM, slow
-spells slowed decode steps about twice as much as prefill steps, and left the
-clients' time to first token almost as it was (docs/BENCHMARKS.md).
+(another process) stay as calibrated: a slow spell of a shared CPU slows the
+host work and leaves the kernels' arithmetic and the API server's time nearly as
+they were.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from kairos.perf.base import StepTimeModel
-from kairos.perf.calibrated import CalibratedModel, MeasuredPoint
+from kairos.calibration.model import CalibratedModel
+from kairos.calibration.profile import MeasuredPoint
+from kairos.perf.base import BatchShape, StepTimeModel
 
 SPEED_KEY = "machine_speed"  # the profile's record: {"reference_step_s": ..., "steps_with_reading": ...}
 # The terms of host work, which run as much slower as the reference step does.
@@ -121,19 +122,55 @@ def speed_timeline(profile: dict[str, Any], steps: Sequence[MeasuredPoint], zero
     return SpeedTimeline(starts - zero_s, values / calibrated)
 
 
-class HostSpeed:
-    """A calibrated model's host work (HOST_TERMS) on a machine whose speed follows `timeline`.
+class AtMachineSpeed(StepTimeModel):
+    """A calibrated model on a machine whose speed follows `timeline`: a replay of a measured run.
 
     A step that starts at t takes the model's time plus (timeline.at(t) - 1) times
-    its host work: at_speed at that moment, without rebuilding the model per step.
+    its host work (HOST_TERMS): at_speed at that moment, without rebuilding the
+    model per step. Asked without a start time, it answers as calibrated.
     """
 
-    def __init__(self, profile: dict[str, Any], timeline: SpeedTimeline) -> None:
+    def __init__(self, model: CalibratedModel, timeline: SpeedTimeline) -> None:
+        self.model = model
         self.timeline = timeline
-        self.host: StepTimeModel = CalibratedModel(
-            {**profile, "coefficients": {term: value if term in HOST_TERMS else 0.0
-                                         for term, value in profile["coefficients"].items()}})
+        self.name = model.name
+        self.host = CalibratedModel(
+            {**model.profile, "coefficients": {term: value if term in HOST_TERMS else 0.0
+                                               for term, value in model.profile["coefficients"].items()}})
 
     def extra(self, t: float) -> float:
         """The share of host work a step starting at `t` adds: factor - 1."""
         return self.timeline.at(t) - 1.0
+
+    def step_time(self, shape: BatchShape) -> float:
+        return self.model.step_time(shape)
+
+    def decode_window(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int = 0
+                      ) -> np.ndarray:
+        return self.model.decode_window(num_decodes, decode_kv_sum, steps, decode_kv_max)
+
+    def idle_penalty(self, idle_s: float) -> float:
+        return self.model.idle_penalty(idle_s)
+
+    def front_end_latency(self) -> Callable[[int], float] | None:
+        # The API server is another process: its time is not scaled with the engine's.
+        return self.model.front_end_latency()
+
+    def step_time_at(self, shape: BatchShape, start_s: float) -> float:
+        return self.model.step_time(shape) + self.extra(start_s) * self.host.step_time(shape)
+
+    def idle_penalty_at(self, idle_s: float, start_s: float) -> float:
+        return self.model.idle_penalty(idle_s) + self.extra(start_s) * self.host.idle_penalty(idle_s)
+
+    def decode_window_at(self, num_decodes: int, decode_kv_sum: int, steps: int, decode_kv_max: int,
+                         start_s: float) -> np.ndarray:
+        """Step by step, each at its own start, with the additions the simulator's cumsum makes:
+        the window stays bit-identical to stepping one iteration at a time."""
+        durations = self.model.decode_window(num_decodes, decode_kv_sum, steps, decode_kv_max)
+        host = self.host.decode_window(num_decodes, decode_kv_sum, steps, decode_kv_max)
+        scaled = np.empty_like(durations)
+        t = start_s
+        for i in range(steps):
+            scaled[i] = durations[i] + self.extra(t) * host[i]
+            t = t + scaled[i]
+        return scaled

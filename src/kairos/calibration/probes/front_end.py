@@ -12,7 +12,6 @@ lengths splits it into a per-request and a per-prompt-token part.
 
 from __future__ import annotations
 
-import re
 import statistics
 from dataclasses import dataclass
 
@@ -20,13 +19,12 @@ import numpy as np
 
 from kairos.bench.client import CompletionClient
 from kairos.bench.runner import completion_body
+from kairos.bench.server_counters import phase_totals
 from kairos.errors import KairosError
 from kairos.workload.spec import RequestSpec
 
 PROMPT_LENS = (16, 128, 512, 2048)
 REPEATS = 12
-_ENGINE_SERIES = re.compile(
-    r"^vllm:request_(queue|prefill)_time_seconds_(sum|count)(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +38,6 @@ class FrontEndSample:
     @property
     def front_end_s(self) -> float:
         return self.client_ttft_s - self.engine_s
-
-
-def engine_totals(metrics_text: str) -> dict[str, float]:
-    """Sums and counts of the engine's queue and prefill histograms, over all label sets."""
-    totals = {f"{phase}_{series}": 0.0 for phase in ("queue", "prefill") for series in ("sum", "count")}
-    for phase, series, value in _ENGINE_SERIES.findall(metrics_text):
-        totals[f"{phase}_{series}"] += float(value)
-    return totals
 
 
 async def probe_front_end(base_url: str, model: str, vocab_size: int, max_model_len: int, *,
@@ -83,7 +73,7 @@ async def _totals(client: CompletionClient, base_url: str) -> dict[str, float]:
     if text is None or "vllm:request_prefill_time_seconds" not in text:
         raise KairosError(f"{base_url}/metrics has no vllm:request_prefill_time_seconds: "
                           "the front-end probe needs vLLM's per-request engine timings")
-    return engine_totals(text)
+    return phase_totals(text)
 
 
 def fit_front_end(samples: list[FrontEndSample]) -> tuple[float, float]:

@@ -15,12 +15,13 @@ from typing import Self
 import pytest
 
 from cli_helpers import kairos, one_line_error
-from kairos.bench.blackbox_calibration import (ServerFacts, SteadyDecode, cache_config, calibration_grid,
+from kairos.calibration.model import CalibratedModel
+from kairos.calibration.probes.blackbox import (ServerFacts, SteadyDecode, cache_config, calibration_grid,
                                                chunk_shapes, metric_totals)
+from kairos.calibration.profile import load_profile
 from kairos.cli.errors import run_app
 from kairos.cli.main import app
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import CalibratedModel, load_profile
 from test_bench_fake_server import _send_event, _send_json, _send_text, read_request
 
 MODEL = "fake-vllm"
@@ -318,6 +319,12 @@ def calibrated(tmp_path_factory, model_config):
             late_s = json.loads(response.read())["late_s"]
     assert code == 0
     return path, late_s
+
+
+def test_the_profile_records_varlen_attention_and_the_model_runs_on_it(calibrated):
+    path, _ = calibrated
+    assert json.loads(path.read_text())["engine"]["attention"] == "varlen"
+    assert CalibratedModel(path).layout.kind == "varlen"
 
 
 def test_the_fit_predicts_the_fake_engines_known_step_times(calibrated):

@@ -1,6 +1,6 @@
 """Calibrate a served engine that keeps no step log (real vLLM) from probes it runs and its Prometheus metrics.
 
-`kairos.bench.served_calibration` fits the steps `kairos serve` logs. vLLM logs
+`kairos.calibration.probes.served` fits the steps `kairos serve` logs. vLLM logs
 none, and its Prometheus page has no step-duration histogram. But a client can
 make the engine run steps whose shape it knows, and time them:
 
@@ -45,14 +45,14 @@ decode points are).
 
 No point carries an idle gap, so idle_wake fits 0: the gap before an idle
 prefill is known only from the client's side, which vLLM's API server delays by
-as much as the gaps themselves, and a fit on it chased noise (an idle prefill
-costs what its prefill terms say, idle or not).
+as much as the gaps themselves, so a fit on it would chase noise (an idle
+prefill costs what its prefill terms say, idle or not).
 
 The grid runs in a few passes, each in its own shuffled order, after an untimed
 warm-up; each shape's points are the median over passes. The front-end time per
 request (HTTP, the hand-over to the engine core, streaming the first token back)
 is what the idle probes' client TTFT holds beyond vLLM's own queue and prefill
-time (kairos.bench.front_end).
+time (kairos.calibration.probes.front_end).
 
 What the server does not publish comes from the caller: the model's config.json
 (vLLM exposes no architecture), max_num_seqs and max_num_batched_tokens.
@@ -76,17 +76,19 @@ import aiohttp
 import numpy as np
 
 from kairos.bench.client import CompletionClient, normalize_url
-from kairos.bench.front_end import FrontEndSample, engine_totals, fit_front_end
 from kairos.bench.runner import completion_body
+from kairos.bench.server_counters import phase_totals
 from kairos.bench.stream import StreamResult
+from kairos.calibration.fit import StepTimeFit, fit_step_time
+from kairos.calibration.probes.front_end import FrontEndSample, fit_front_end
+from kairos.calibration.profile import SCHEMA, MeasuredPoint
+from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, term_values
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import (SCHEMA, TERMS, AttentionLayout, MeasuredPoint, StepTimeFit, fit_step_time,
-                                    term_values)
 from kairos.workload import RequestSpec
 
 ENGINE_PATH = "/kairos/engine"  # `kairos serve` answers it; a server without a step log does not
-# A designed grid of medians: relative error (kairos.perf.calibrated.fit_step_time's default).
+# A designed grid of medians: relative error (kairos.calibration.fit.fit_step_time's default).
 FIT_WEIGHT_POWER = 1.0
 # Extra requests a mixed steady-decode probe sends while its B requests decode, one after the other, and
 # the most tokens its B requests are asked for (they are cancelled once the extras are measured).
@@ -100,9 +102,6 @@ DECODE_CONTEXTS = (32, 256, 1024)
 # Shares of the token budget left beside B decodes that the mixed probes' prompts take, in turn.
 MIXED_SHARES = (0.125, 0.25, 0.5, 1.0)
 SETTLE_S = 10.0  # longest wait for /metrics to count the finished requests
-# vLLM's CPU attention works on variable-length sequences, not padded batches: the padded-attention
-# layout that comes closest splits prefill batches whenever splitting saves (min_split_slots 0).
-MIN_SPLIT_SLOTS = 0
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
@@ -139,9 +138,10 @@ class ServerFacts:
     server: str  # "vLLM 0.32.0"
 
     def engine(self) -> dict[str, Any]:
-        return {"block_size": self.block_size, "max_num_batched_tokens": self.max_num_batched_tokens,
-                "max_num_seqs": self.max_num_seqs, "num_gpu_blocks": self.num_gpu_blocks,
-                "enable_prefix_caching": self.enable_prefix_caching, "attention_min_split_slots": MIN_SPLIT_SLOTS}
+        # vLLM's attention kernels work on variable-length sequences: no padding to count.
+        return {"attention": VARLEN, "block_size": self.block_size,
+                "max_num_batched_tokens": self.max_num_batched_tokens, "max_num_seqs": self.max_num_seqs,
+                "num_gpu_blocks": self.num_gpu_blocks, "enable_prefix_caching": self.enable_prefix_caching}
 
 
 _PREFILL_SERIES = "vllm:request_prefill_time_seconds"
@@ -165,11 +165,11 @@ METRICS_QUERY = "/metrics/?" + "&".join(f"name%5B%5D={name}" for name in METRICS
 
 def metric_totals(metrics_text: str) -> dict[str, float]:
     """What the probes read off vLLM's /metrics, summed over label sets: the queue and prefill time
-    histograms' sums and counts (kairos.bench.front_end.engine_totals), the inter-token latency
+    histograms' sums and counts (kairos.bench.server_counters.phase_totals), the inter-token latency
     histogram's (`itl_sum`, `itl_count`), the time-to-first-token histogram's count (`ttft_count`),
     steps that made outputs (`iterations`, vllm:iteration_tokens_total's count), prefix-cache hits
     (`hits`), generated tokens (`gen`) and the requests running and waiting now."""
-    totals = engine_totals(metrics_text)
+    totals = phase_totals(metrics_text)
     totals.update(itl_sum=0.0, itl_count=0.0)
     for series, value in _ITL.findall(metrics_text):
         totals[f"itl_{series}"] += float(value)
@@ -419,7 +419,7 @@ def calibrate_blackbox(base_url: str, *, model_config: str | Path | None, max_nu
                        max_num_batched_tokens: int | None, block_size: int | None = None, quick: bool = False,
                        passes: int = 3, seed: int = 0, timeout_s: float = 300.0,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Probe a server without a step log (vLLM) and return its calibration profile (kairos.perf.calibrated).
+    """Probe a server without a step log (vLLM) and return its calibration profile (kairos.calibration.profile).
 
     `passes` runs of the grid are timed (one with `quick`, which also skips the warm-up).
     """
@@ -762,9 +762,9 @@ def errors_by_kind(points: Sequence[MeasuredPoint], coefficients: dict[str, floa
 
 def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, passes: int, probes: int, warmup: int,
                   quick: bool, wall_time_s: float) -> dict[str, Any]:
-    """The calibration profile of what the probes saw (kairos.perf.calibrated's schema)."""
+    """The calibration profile of what the probes saw (kairos.calibration.profile's schema)."""
     budget = facts.max_num_batched_tokens
-    layout = AttentionLayout(facts.block_size, MIN_SPLIT_SLOTS)
+    layout = AttentionLayout.of_engine(facts.engine())
     points, chunked = measured_points(seen)
     fit, points, skipped = fit_points(points, chunked, budget, layout)
     front = [p.front_end for p in seen.prefills]
@@ -808,12 +808,13 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
             "passes": passes, "probes": probes, "warmup_probes": warmup,
             "grid": "quick" if quick else "default",
             "fit": f"least squares, errors weighted by fitted step time ** -{FIT_WEIGHT_POWER:g}; "
-                   f"attention layout: block_size {facts.block_size}, min_split_slots {MIN_SPLIT_SLOTS}",
+                   f"attention terms: {VARLEN} (exact pairs and KV lengths)",
             "idle": "no point carries an idle gap (idle_wake fits 0): the client cannot tell the engine's "
                     "idle time (vLLM's API server delays what it sees by as much)",
             "front_end": {"request_s": request_s, "per_input_token_s": per_token_s, "samples": len(front),
                           "how": "idle probes' client TTFT less vLLM's queue and prefill time "
-                                 "(kairos.bench.front_end.fit_front_end); the simulation adds request_s only"},
+                                 "(kairos.calibration.probes.front_end.fit_front_end); the simulation "
+                                 "adds request_s + per_input_token_s x prompt tokens"},
             "skipped": seen.skipped + skipped,
             "warnings": warnings,
             "wall_time_s": wall_time_s,

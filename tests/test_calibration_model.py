@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kairos.calibration.fit import fit_step_time, nnls
+from kairos.calibration.model import CalibratedModel
+from kairos.calibration.profile import SCHEMA, MeasuredPoint, load_profile
+from kairos.calibration.terms import TERMS, term_values
 from kairos.errors import KairosError
 from kairos.hardware import load_gpu
 from kairos.models.arch import ModelArch
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import (
-    SCHEMA, TERMS, CalibratedModel, MeasuredPoint, fit_step_time, load_profile, nnls, term_values,
-)
 from kairos.perf.overheads import WithOverheads
 from kairos.perf.registry import make_step_time_model
 from kairos.workload.spec import RequestSpec
@@ -152,7 +153,10 @@ coefficients = st.floats(min_value=0.0, max_value=1e-2, allow_nan=False, allow_i
 @given(st.fixed_dictionaries({term: coefficients for term in TERMS}),
        st.integers(1, 512), st.integers(0, 10**6), st.integers(1, 64), st.booleans())
 def test_decode_window_is_bit_identical_to_single_steps(coef, n, kv, steps, longest_known):
-    model = CalibratedModel(profile(coef))
+    assert_window_is_single_steps(CalibratedModel(profile(coef)), n, kv, steps, longest_known)
+
+
+def assert_window_is_single_steps(model: CalibratedModel, n: int, kv: int, steps: int, longest_known: bool) -> None:
     kv += n  # every decode attends to at least its own token
     longest = -(-kv // n) + 7 if longest_known else 0
     window = model.decode_window(n, kv, steps, longest)
@@ -293,3 +297,11 @@ def test_unequal_prefill_chunks_pay_for_the_longest_in_their_attention_batch():
                                     engine={"block_size": 16, "attention_min_split_slots": 64}))
     assert split.step_time(BatchShape((100, 4), (0, 500), num_sampled=2)) == pytest.approx(
         (100 * 112 + 4 * 512) * 1e-8)
+
+
+def test_front_end_latency_is_per_request_and_per_prompt_token():
+    assert CalibratedModel(profile()).front_end_latency() is None
+    latency = CalibratedModel(profile(request_latency_s=0.004, request_latency_per_input_token_s=2e-6))
+    front_end = latency.front_end_latency()
+    assert front_end is not None
+    assert front_end(0) == pytest.approx(0.004) and front_end(1000) == pytest.approx(0.006)

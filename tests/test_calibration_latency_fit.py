@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_perf_calibrated import profile
+from test_calibration_model import profile
 
-from kairos.bench.latency_fit import LatencySample, fit_request_latency, simulated_ttfts
+from kairos.calibration.probes.latency_fit import LatencySample, fit_request_latency, simulated_ttfts
 from kairos.errors import KairosError
 
 FACTS = {"model": "tiny", "max_model_len": 4096, "max_num_seqs": 64, "max_num_batched_tokens": 512,

@@ -11,7 +11,6 @@ the time the engine spends per step, host work included.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -19,14 +18,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
+from kairos.calibration.fit import fit_step_time
+from kairos.calibration.profile import SCHEMA, MeasuredPoint
+from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.engine import Request, RequestStatus
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
-from kairos.perf.calibrated import SCHEMA, TERMS, AttentionLayout, MeasuredPoint, fit_step_time
 from kairos.serve.loader import LoadedModel
 from kairos.serve.runner import EngineRunner, RunnerConfig
+from kairos.serve.runtime import runtime_facts, torch_threads
 
 # Untimed steps of each grid point before its timed repeats: the first step of a new
 # shape pays for allocator growth and, on GPU, kernel selection.
@@ -222,11 +223,7 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
     started = time.perf_counter()
     config = replace(config, ignore_eos=True)
     runner = EngineRunner(loaded, config)
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        torch_threads = torch.get_num_threads()
+    with torch_threads(threads) as threads_used:
         probe = StepProbe(runner, repeats)
         max_len = min(loaded.config.max_position_embeddings, runner.max_tokens_per_request)
         grid = calibration_grid(config.max_num_batched_tokens, config.max_num_seqs, max_len,
@@ -246,8 +243,6 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
             points.append(probe.measure(spec))
             if progress is not None:
                 progress(i + 1, len(grid))
-    finally:
-        torch.set_num_threads(before)
     engine = {"block_size": config.block_size, "max_num_batched_tokens": config.max_num_batched_tokens,
               "max_num_seqs": config.max_num_seqs, "num_blocks": runner.kv.num_blocks,
               "attention_min_split_slots": runner.executor.min_split_slots}
@@ -256,12 +251,8 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
         "schema": SCHEMA,
         "model": loaded.name,
         "model_config": loaded.config.to_hf(),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
-        "dtype_bytes": torch.empty((), dtype=loaded.dtype).element_size(),
-        "device": str(loaded.device),
-        "device_name": _device_name(loaded.device),
-        "torch_version": torch.__version__,
-        "torch_threads": torch_threads,
+        **runtime_facts(loaded),
+        "torch_threads": threads_used,
         "engine": engine,
         "measurement": {"timed": "EngineCore.step wall time (schedule, forward, sample, update)",
                         "grid": "quick" if quick else "default", "warmup_steps": WARMUP_STEPS,
@@ -272,9 +263,3 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
         "fit": fit.errors(),
         "points": [p.to_dict() for p in points],
     }
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
