@@ -46,6 +46,12 @@ class AttentionMetadata:
     groups: tuple[AttentionGroup, ...]
     num_tokens: int
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_layer: torch.Tensor,
+               scale: float) -> torch.Tensor:
+        """Store k, v [T, kv_heads, head_dim] in the pool, then attend q [T, heads, head_dim]; [T, heads * head_dim]."""
+        write_kv(kv_layer, k, v, self.slot_mapping)
+        return paged_attention(q, kv_layer, self, scale)
+
 
 def build_attention_metadata(starts: list[int], lens: list[int], tables: list[list[int]],
                              block_size: int, queries_per_kv: int, device: torch.device,
