@@ -45,28 +45,35 @@ inline float exp_nonpos(float x) {
 }
 
 constexpr int kMaxDim = 512;  // largest head_dim (stack buffers)
-constexpr int kChunk = 16;  // keys per score accumulator
+constexpr int kChunk = 16;  // stride granularity of the score rows
 
-// Scores of NQ query vectors q[NQ][D] (pre-scaled) against `count` keys of one block, written
-// to s[qi * stride + j]. kt: [D][bs] keys of this block and KV head.
+// Scores of NQ query vectors q[NQ][D] (pre-scaled) against keys [j0, j0 + KC) of one block,
+// written to s[qi * stride + j]. kt: [D][bs] keys of this block and KV head.
+template <int NQ, int D, int KC>
+inline void score_chunk(const float* q, int dim, const float* kt, int bs, int j0, float* s, int stride) {
+    float acc[NQ][KC] = {};
+    for (int d = 0; d < (D ? D : dim); ++d) {
+        const float* krow = kt + static_cast<int64_t>(d) * bs + j0;
+        float k[KC];
+        for (int j = 0; j < KC; ++j) k[j] = krow[j];
+        for (int qi = 0; qi < NQ; ++qi) {
+            const float qd = q[qi * (D ? D : dim) + d];
+            for (int j = 0; j < KC; ++j) acc[qi][j] += qd * k[j];
+        }
+    }
+    for (int qi = 0; qi < NQ; ++qi)
+        for (int j = 0; j < KC; ++j) s[qi * stride + j0 + j] = acc[qi][j];
+}
+
+// Scores against the first `count` keys of a block. Few query vectors take 32 keys at a time,
+// so that enough independent FMA chains are in flight.
 template <int NQ, int D>
 inline void score_block(const float* q, int dim_rt, const float* kt, int bs, int count, float* s, int stride) {
     const int dim = D ? D : dim_rt;
     int j0 = 0;
-    for (; j0 + kChunk <= count; j0 += kChunk) {
-        float acc[NQ][kChunk] = {};
-        for (int d = 0; d < dim; ++d) {
-            const float* krow = kt + static_cast<int64_t>(d) * bs + j0;
-            float k[kChunk];
-            for (int j = 0; j < kChunk; ++j) k[j] = krow[j];
-            for (int qi = 0; qi < NQ; ++qi) {
-                const float qd = q[qi * dim + d];
-                for (int j = 0; j < kChunk; ++j) acc[qi][j] += qd * k[j];
-            }
-        }
-        for (int qi = 0; qi < NQ; ++qi)
-            for (int j = 0; j < kChunk; ++j) s[qi * stride + j0 + j] = acc[qi][j];
-    }
+    if (NQ <= 4)
+        for (; j0 + 32 <= count; j0 += 32) score_chunk<NQ, D, 32>(q, dim, kt, bs, j0, s, stride);
+    for (; j0 + 16 <= count; j0 += 16) score_chunk<NQ, D, 16>(q, dim, kt, bs, j0, s, stride);
     for (int j = j0; j < count; ++j) {  // tail of a small or partly filled block
         for (int qi = 0; qi < NQ; ++qi) {
             float acc = 0.0f;
@@ -74,6 +81,11 @@ inline void score_block(const float* q, int dim_rt, const float* kt, int bs, int
             s[qi * stride + j] = acc;
         }
     }
+}
+
+// Ask for a block's keys or values ahead of use: blocks are scattered over the pool.
+inline void prefetch(const float* p, int64_t floats) {
+    for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(p + i);
 }
 
 // acc[NQ][D] += sum over `count` tokens of p[qi * stride + j] * v[j][D].
@@ -134,6 +146,7 @@ void attend_tile(const float* qbase, float* out, const float* kcache, const floa
     const int64_t head_elems = static_cast<int64_t>(dim) * sh.bs;
     for (int b = 0, t0 = 0; t0 < len; ++b, t0 += sh.bs) {
         const float* kt = kcache + table[b] * block_elems + h * head_elems;
+        if (t0 + sh.bs < len) prefetch(kcache + table[b + 1] * block_elems + h * head_elems, head_elems);
         score_block<NQ, D>(q, dim, kt, sh.bs, std::min(sh.bs, len - t0), s + t0, stride);
     }
     float inv_sum[NQ] = {};
@@ -155,6 +168,7 @@ void attend_tile(const float* qbase, float* out, const float* kcache, const floa
     std::fill(acc, acc + NQ * dim, 0.0f);
     for (int b = 0, t0 = 0; t0 < len; ++b, t0 += sh.bs) {
         const float* v = vcache + table[b] * block_elems + h * head_elems;
+        if (t0 + sh.bs < len) prefetch(vcache + table[b + 1] * block_elems + h * head_elems, head_elems);
         accumulate_block<NQ, D>(s + t0, stride, v, dim, std::min(sh.bs, len - t0), acc);
     }
     for (int qi = 0; qi < NQ; ++qi)
