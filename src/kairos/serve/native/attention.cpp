@@ -48,31 +48,42 @@ constexpr int kMaxDim = 512;  // largest head_dim (stack buffers)
 constexpr int kChunk = 16;  // stride granularity of the score rows
 
 // Scores of NQ query vectors q[NQ][D] (pre-scaled) against keys [j0, j0 + KC) of one block,
-// written to s[qi * stride + j]. kt: [D][bs] keys of this block and KV head.
+// written to s[qi * stride + j]. kt: [D][bs] keys of this block and KV head. Few query vectors
+// split the head dimension over two accumulator sets: independent FMA chains hide latency.
 template <int NQ, int D, int KC>
 inline void score_chunk(const float* q, int dim, const float* kt, int bs, int j0, float* s, int stride) {
-    float acc[NQ][KC] = {};
-    for (int d = 0; d < (D ? D : dim); ++d) {
-        const float* krow = kt + static_cast<int64_t>(d) * bs + j0;
-        float k[KC];
-        for (int j = 0; j < KC; ++j) k[j] = krow[j];
-        for (int qi = 0; qi < NQ; ++qi) {
-            const float qd = q[qi * (D ? D : dim) + d];
-            for (int j = 0; j < KC; ++j) acc[qi][j] += qd * k[j];
+    constexpr int S = NQ <= 2 ? 2 : 1;
+    const int n = D ? D : dim;
+    float acc[S][NQ][KC] = {};
+    int d = 0;
+    for (; d + S <= n; d += S)
+        for (int h = 0; h < S; ++h) {
+            const float* krow = kt + static_cast<int64_t>(d + h) * bs + j0;
+            for (int qi = 0; qi < NQ; ++qi) {
+                const float qd = q[qi * n + d + h];
+                for (int j = 0; j < KC; ++j) acc[h][qi][j] += qd * krow[j];
+            }
         }
+    for (; d < n; ++d) {
+        const float* krow = kt + static_cast<int64_t>(d) * bs + j0;
+        for (int qi = 0; qi < NQ; ++qi)
+            for (int j = 0; j < KC; ++j) acc[0][qi][j] += q[qi * n + d] * krow[j];
     }
     for (int qi = 0; qi < NQ; ++qi)
-        for (int j = 0; j < KC; ++j) s[qi * stride + j0 + j] = acc[qi][j];
+        for (int j = 0; j < KC; ++j) {
+            float total = 0.0f;
+            for (int h = 0; h < S; ++h) total += acc[h][qi][j];
+            s[qi * stride + j0 + j] = total;
+        }
 }
 
-// Scores against the first `count` keys of a block. Few query vectors take 32 keys at a time,
-// so that enough independent FMA chains are in flight.
+// Scores against the first `count` keys of a block, 32 at a time (two 512-bit registers per
+// query vector), then 16, then one by one.
 template <int NQ, int D>
 inline void score_block(const float* q, int dim_rt, const float* kt, int bs, int count, float* s, int stride) {
     const int dim = D ? D : dim_rt;
     int j0 = 0;
-    if (NQ <= 4)
-        for (; j0 + 32 <= count; j0 += 32) score_chunk<NQ, D, 32>(q, dim, kt, bs, j0, s, stride);
+    for (; j0 + 32 <= count; j0 += 32) score_chunk<NQ, D, 32>(q, dim, kt, bs, j0, s, stride);
     for (; j0 + 16 <= count; j0 += 16) score_chunk<NQ, D, 16>(q, dim, kt, bs, j0, s, stride);
     for (int j = j0; j < count; ++j) {  // tail of a small or partly filled block
         for (int qi = 0; qi < NQ; ++qi) {
@@ -88,24 +99,36 @@ inline void prefetch(const float* p, int64_t floats) {
     for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(p + i);
 }
 
-// acc[NQ][D] += sum over `count` tokens of p[qi * stride + j] * v[j][D].
+// acc[NQ][D] += sum over `count` tokens of p[qi * stride + j] * v[j][D]. Few query vectors
+// alternate tokens between two accumulator sets (independent FMA chains).
 template <int NQ, int D>
 inline void accumulate_block(const float* p, int stride, const float* v, int dim_rt, int count, float* acc) {
     const int dim = D ? D : dim_rt;
     if (D) {
-        float a[NQ][D ? D : 1];
-        for (int qi = 0; qi < NQ; ++qi)
-            for (int d = 0; d < D; ++d) a[qi][d] = acc[qi * D + d];
-        for (int j = 0; j < count; ++j) {
-            float vr[D ? D : 1];
-            for (int d = 0; d < D; ++d) vr[d] = v[static_cast<int64_t>(j) * D + d];
+        constexpr int S = NQ <= 2 ? 2 : 1;
+        float a[S][NQ][D ? D : 1] = {};
+        int j = 0;
+        for (; j + S <= count; j += S)
+            for (int h = 0; h < S; ++h) {
+                const float* vr = v + static_cast<int64_t>(j + h) * D;
+                for (int qi = 0; qi < NQ; ++qi) {
+                    const float pj = p[qi * stride + j + h];
+                    for (int d = 0; d < D; ++d) a[h][qi][d] += pj * vr[d];
+                }
+            }
+        for (; j < count; ++j) {
+            const float* vr = v + static_cast<int64_t>(j) * D;
             for (int qi = 0; qi < NQ; ++qi) {
                 const float pj = p[qi * stride + j];
-                for (int d = 0; d < D; ++d) a[qi][d] += pj * vr[d];
+                for (int d = 0; d < D; ++d) a[0][qi][d] += pj * vr[d];
             }
         }
         for (int qi = 0; qi < NQ; ++qi)
-            for (int d = 0; d < D; ++d) acc[qi * D + d] = a[qi][d];
+            for (int d = 0; d < D; ++d) {
+                float total = 0.0f;
+                for (int h = 0; h < S; ++h) total += a[h][qi][d];
+                acc[qi * D + d] += total;
+            }
         return;
     }
     for (int j = 0; j < count; ++j)
@@ -179,8 +202,16 @@ template <int D>
 void attend_all(const float* q, float* out, const float* kcache, const float* vcache, const Seq* seqs, int num_seqs,
                 const int32_t* tables, const Shape& sh) {
     static thread_local std::vector<float> scores;
+    static thread_local std::vector<int> order;
     const int groups = sh.heads / sh.kv_heads;
-    for (int i = 0; i < num_seqs; ++i) {
+    // Requests sharing a cached prefix share its blocks: visiting them one after another reads
+    // those blocks from cache instead of memory.
+    order.resize(num_seqs);
+    for (int i = 0; i < num_seqs; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        return tables[static_cast<int64_t>(a) * sh.table_stride] < tables[static_cast<int64_t>(b) * sh.table_stride];
+    });
+    for (int i : order) {
         const Seq& seq = seqs[i];
         const int32_t* table = tables + static_cast<int64_t>(i) * sh.table_stride;
         const int total = seq.n * groups;
