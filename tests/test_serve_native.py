@@ -12,6 +12,7 @@ from kairos.serve.attention import build_attention_metadata  # noqa: E402
 from kairos.serve.config import ModelConfig  # noqa: E402
 from kairos.serve.native.build import NativeUnavailable, load_kernels  # noqa: E402
 from kairos.serve.native.varlen import allocate_native_pool, build_varlen_metadata  # noqa: E402
+from kairos.serve.rope import inverse_frequencies, rotary_cos_sin  # noqa: E402
 
 KERNELS = load_kernels()
 pytestmark = pytest.mark.skipif(isinstance(KERNELS, NativeUnavailable), reason=f"no native kernels: {KERNELS}")
@@ -55,17 +56,20 @@ def test_native_matches_sdpa(shape, block):
     past = build_varlen_metadata(*past_args, KERNELS)
     past_padded = build_attention_metadata(*past_args, heads // kv_heads, torch.device("cpu"))
     rows = past.num_tokens
+    inv_freq = inverse_frequencies(config)
     k0, v0 = torch.randn(rows, kv_heads, dim, generator=gen), torch.randn(rows, kv_heads, dim, generator=gen)
     q0 = torch.randn(rows, heads, dim, generator=gen)
-    past.attend(q0, k0, v0, native_pool, dim ** -0.5)
-    past_padded.attend(q0, k0, v0, sdpa_pool, dim ** -0.5)
-    # This step: q/k/v as the model hands them over (v a strided slice of a fused projection).
+    cos, sin = rotary_cos_sin(past.positions, inv_freq, torch.float32)
+    past.attend(q0, k0, v0, native_pool, dim ** -0.5, cos, sin)
+    past_padded.attend(q0, k0, v0, sdpa_pool, dim ** -0.5, cos, sin)
+    # This step: q/k/v as the model hands them over (strided slices of a fused projection).
     t = native.num_tokens
     fused = torch.randn(t, (heads + 2 * kv_heads) * dim, generator=gen)
     q, k, v = fused.split((heads * dim, kv_heads * dim, kv_heads * dim), dim=-1)
-    q, k, v = q.reshape(t, heads, dim), k.reshape(t, kv_heads, dim), v.view(t, kv_heads, dim)
-    got = native.attend(q, k, v, native_pool, dim ** -0.5)
-    want = padded.attend(q, k, v, sdpa_pool, dim ** -0.5)
+    q, k, v = q.view(t, heads, dim), k.view(t, kv_heads, dim), v.view(t, kv_heads, dim)
+    cos, sin = rotary_cos_sin(native.positions, inv_freq, torch.float32)
+    got = native.attend(q, k, v, native_pool, dim ** -0.5, cos, sin)
+    want = padded.attend(q, k, v, sdpa_pool, dim ** -0.5, cos, sin)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 

@@ -141,7 +141,20 @@ inline void accumulate_block(const float* p, int stride, const float* v, int dim
 struct Shape {
     int heads, kv_heads, dim, bs, table_stride;
     float scale;
+    int64_t q_stride;  // elements between two rows of q
+    const float* cos;  // [T, dim] rotary embedding of each row (HF's half-split layout), or null: none
+    const float* sin;
 };
+
+// x[dim] rotated by row `row`'s angles into out (x and out may not alias), as HF Llama's
+// apply_rotary_pos_emb: x * cos + rotate_half(x) * sin.
+inline void rotate(const float* x, int dim, int64_t row, const Shape& sh, float* out) {
+    const float* c = sh.cos + row * dim;
+    const float* sn = sh.sin + row * dim;
+    const int half = dim / 2;
+    for (int d = 0; d < half; ++d) out[d] = x[d] * c[d] - x[d + half] * sn[d];
+    for (int d = half; d < dim; ++d) out[d] = x[d] * c[d] + x[d - half] * sn[d];
+}
 
 // One tile: NQ consecutive query vectors [k0, k0 + NQ) of a sequence and KV head h, where
 // vector k is row k / groups, query head h * groups + k % groups.
@@ -156,9 +169,14 @@ void attend_tile(const float* qbase, float* out, const float* kcache, const floa
     int len = 0;  // the tile's longest context
     for (int qi = 0; qi < NQ; ++qi) {
         const int r = (k0 + qi) / groups;
+        const int64_t row = seq.row0 + r;
         const int64_t head = static_cast<int64_t>(h) * groups + (k0 + qi) % groups;
-        offset[qi] = (static_cast<int64_t>(seq.row0 + r) * sh.heads + head) * dim;
-        for (int d = 0; d < dim; ++d) q[qi * dim + d] = qbase[offset[qi] + d] * sh.scale;
+        offset[qi] = (row * sh.heads + head) * dim;
+        const float* src = qbase + row * sh.q_stride + head * dim;
+        float* dst = q + qi * dim;
+        if (sh.cos) rotate(src, dim, row, sh, dst);
+        else std::copy(src, src + dim, dst);
+        for (int d = 0; d < dim; ++d) dst[d] *= sh.scale;
         valid[qi] = seq.start + r + 1;
         len = std::max(len, valid[qi]);
     }
@@ -238,13 +256,20 @@ void write_kv_impl(const float* k, const float* v, int64_t k_stride, int64_t v_s
             const int pos = seq.start + r;
             const int64_t blk = table[pos / sh.bs];
             const int j = pos % sh.bs;
-            const float* krow = k + static_cast<int64_t>(seq.row0 + r) * k_stride;
-            const float* vrow = v + static_cast<int64_t>(seq.row0 + r) * v_stride;
+            const int64_t row = seq.row0 + r;
+            const float* krow = k + row * k_stride;
+            const float* vrow = v + row * v_stride;
+            float rotated[kMaxDim];
             for (int h = 0; h < sh.kv_heads; ++h) {
+                const float* kh = krow + h * dim;
+                if (sh.cos) {
+                    rotate(kh, dim, row, sh, rotated);
+                    kh = rotated;
+                }
                 float* kt = kcache + blk * block_elems + h * head_elems + j;
                 float* vt = vcache + blk * block_elems + h * head_elems + static_cast<int64_t>(j) * dim;
                 for (int d = 0; d < dim; ++d) {
-                    kt[static_cast<int64_t>(d) * sh.bs] = krow[h * dim + d];
+                    kt[static_cast<int64_t>(d) * sh.bs] = kh[d];
                     vt[d] = vrow[h * dim + d];
                 }
             }
@@ -268,23 +293,27 @@ void attend_dispatch(const float* q, float* out, const float* kcache, const floa
 extern "C" {
 
 // Version of this interface; the loader refuses a library that reports another.
-int kairos_native_abi() { return 1; }
+int kairos_native_abi() { return 2; }
 
-// Writes this step's K and V rows (row strides in elements) into the pool at each token's slot.
-void kairos_write_kv(const float* k, const float* v, int64_t k_stride, int64_t v_stride, const int32_t* seqs,
-                     int num_seqs, const int32_t* tables, int table_stride, float* kcache, float* vcache,
-                     int kv_heads, int dim, int bs) {
-    const Shape sh{0, kv_heads, dim, bs, table_stride, 1.0f};
+// Writes this step's K (rotated by cos/sin unless they are null) and V rows into the pool at each
+// token's slot. Rows are k_stride / v_stride elements apart; heads within a row are contiguous.
+void kairos_write_kv(const float* k, const float* v, int64_t k_stride, int64_t v_stride, const float* cos,
+                     const float* sin, const int32_t* seqs, int num_seqs, const int32_t* tables, int table_stride,
+                     float* kcache, float* vcache, int kv_heads, int dim, int bs) {
+    if (dim > kMaxDim) return;
+    const Shape sh{0, kv_heads, dim, bs, table_stride, 1.0f, 0, cos, sin};
     write_kv_impl(k, v, k_stride, v_stride, reinterpret_cast<const Seq*>(seqs), num_seqs, tables, kcache, vcache, sh);
 }
 
-// out[T, heads, dim] = causal attention of q[T, heads, dim] over each sequence's cached context
-// (call after kairos_write_kv of the step). Returns 0, or -1 for an unsupported head layout.
-int kairos_paged_attention(const float* q, float* out, const float* kcache, const float* vcache,
-                           const int32_t* seqs, int num_seqs, const int32_t* tables, int table_stride, int heads,
-                           int kv_heads, int dim, int bs, float scale) {
+// out[T, heads, dim] = causal attention of q (rows q_stride apart, rotated by cos/sin unless null)
+// over each sequence's cached context; call after kairos_write_kv of the step. Returns 0, or -1
+// for an unsupported head layout.
+int kairos_paged_attention(const float* q, int64_t q_stride, const float* cos, const float* sin, float* out,
+                           const float* kcache, const float* vcache, const int32_t* seqs, int num_seqs,
+                           const int32_t* tables, int table_stride, int heads, int kv_heads, int dim, int bs,
+                           float scale) {
     if (dim > kMaxDim || kv_heads < 1 || heads % kv_heads) return -1;
-    const Shape sh{heads, kv_heads, dim, bs, table_stride, scale};
+    const Shape sh{heads, kv_heads, dim, bs, table_stride, scale, q_stride, cos, sin};
     attend_dispatch(q, out, kcache, vcache, reinterpret_cast<const Seq*>(seqs), num_seqs, tables, sh);
     return 0;
 }

@@ -22,7 +22,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("attention.cpp")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-std=c++17", "-shared", "-fPIC")
-ABI = 1
+ABI = 2
 COMPILE_TIMEOUT_S = 300
 
 
@@ -109,9 +109,9 @@ def load_kernels() -> NativeKernels | NativeUnavailable:
         return NativeUnavailable(f"{path} has another interface version; delete it to rebuild")
     p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     write_kv = lib.kairos_write_kv
-    write_kv.argtypes = [p, p, i64, i64, p, i32, p, i32, p, p, i32, i32, i32]
+    write_kv.argtypes = [p, p, i64, i64, p, p, p, i32, p, i32, p, p, i32, i32, i32]
     write_kv.restype = None
     attention = lib.kairos_paged_attention
-    attention.argtypes = [p, p, p, p, p, i32, p, i32, i32, i32, i32, i32, ctypes.c_float]
+    attention.argtypes = [p, i64, p, p, p, p, p, p, i32, p, i32, i32, i32, i32, i32, ctypes.c_float]
     attention.restype = i32
     return NativeKernels(path, write_kv, attention)

@@ -30,30 +30,33 @@ class VarlenMetadata:
     num_tokens: int
     kernels: NativeKernels
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_layer: torch.Tensor,
-               scale: float) -> torch.Tensor:
-        """Store k, v [T, kv_heads, head_dim] in the pool, then attend q [T, heads, head_dim]; [T, heads * head_dim].
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_layer: torch.Tensor, scale: float,
+               cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate q [T, heads, head_dim] and k [T, kv_heads, head_dim] by cos/sin [T, head_dim], store k and v
+        in the pool, then attend q; returns [T, heads * head_dim].
 
-        All writes precede all reads: a request may read blocks that another one
-        in the same step is filling (a prefix-cache hit on a prompt being prefilled).
+        Rows may be strided (slices of a fused projection); heads must be contiguous.
+        All writes precede all reads: a request may read blocks that another one in the
+        same step is filling (a prefix-cache hit on a prompt being prefilled).
         """
         num_tokens, heads, dim = q.shape
         kv_heads = k.shape[1]
-        if k.stride()[1:] != (dim, 1) or v.stride()[1:] != (dim, 1):
-            raise ValueError("k and v need contiguous heads (rows may be strided)")
-        q = q.contiguous()
-        out = torch.empty_like(q)
+        if any(t.stride()[1:] != (dim, 1) for t in (q, k, v)):
+            raise ValueError("q, k and v need contiguous heads (rows may be strided)")
+        cos, sin = cos.contiguous(), sin.contiguous()
+        out = q.new_empty(num_tokens, heads * dim)
         num_seqs, width = self.tables.shape
         seqs, tables = self.seqs.data_ptr(), self.tables.data_ptr()
-        self.kernels.write_kv(k.data_ptr(), v.data_ptr(), k.stride(0), v.stride(0), seqs, num_seqs, tables, width,
-                              kv_layer[0].data_ptr(), kv_layer[1].data_ptr(), kv_heads, dim, self.block_size)
-        status = self.kernels.paged_attention(q.data_ptr(), out.data_ptr(), kv_layer[0].data_ptr(),
-                                              kv_layer[1].data_ptr(), seqs, num_seqs, tables, width, heads, kv_heads,
-                                              dim, self.block_size, scale)
+        k_pool, v_pool = kv_layer[0].data_ptr(), kv_layer[1].data_ptr()
+        self.kernels.write_kv(k.data_ptr(), v.data_ptr(), k.stride(0), v.stride(0), cos.data_ptr(), sin.data_ptr(),
+                              seqs, num_seqs, tables, width, k_pool, v_pool, kv_heads, dim, self.block_size)
+        status = self.kernels.paged_attention(q.data_ptr(), q.stride(0), cos.data_ptr(), sin.data_ptr(),
+                                              out.data_ptr(), k_pool, v_pool, seqs, num_seqs, tables, width, heads,
+                                              kv_heads, dim, self.block_size, scale)
         if status != 0:
             raise ValueError(f"the native attention kernel does not support heads={heads}, kv_heads={kv_heads}, "
                              f"head_dim={dim}")
-        return out.view(num_tokens, heads * dim)
+        return out
 
 
 def build_varlen_metadata(starts: list[int], lens: list[int], tables: list[list[int]], block_size: int,
