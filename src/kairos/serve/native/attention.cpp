@@ -94,9 +94,12 @@ inline void score_block(const float* q, int dim_rt, const float* kt, int bs, int
     }
 }
 
-// Ask for a block's keys or values ahead of use: blocks are scattered over the pool.
+// Ask for a block's keys or values ahead of use: blocks are scattered over the pool, and one
+// block's arithmetic is far shorter than its trip from memory, so requests run kAhead blocks
+// ahead (many in flight at once) into L2.
+constexpr int kAhead = 6;
 inline void prefetch(const float* p, int64_t floats) {
-    for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(p + i);
+    for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(p + i, 0, 2);
 }
 
 // acc[NQ][D] += sum over `count` tokens of p[qi * stride + j] * v[j][D]. Few query vectors
@@ -185,9 +188,18 @@ void attend_tile(const float* qbase, float* out, const float* kcache, const floa
     float* s = scores.data();
     const int64_t block_elems = static_cast<int64_t>(sh.kv_heads) * dim * sh.bs;
     const int64_t head_elems = static_cast<int64_t>(dim) * sh.bs;
+    const int num_blocks = (len + sh.bs - 1) / sh.bs;
+    // Values are read after the softmax: ask for them with the keys, they wait in L2.
+    for (int b = 0; b < std::min(kAhead, num_blocks); ++b) {
+        prefetch(kcache + table[b] * block_elems + h * head_elems, head_elems);
+        prefetch(vcache + table[b] * block_elems + h * head_elems, head_elems);
+    }
     for (int b = 0, t0 = 0; t0 < len; ++b, t0 += sh.bs) {
         const float* kt = kcache + table[b] * block_elems + h * head_elems;
-        if (t0 + sh.bs < len) prefetch(kcache + table[b + 1] * block_elems + h * head_elems, head_elems);
+        if (b + kAhead < num_blocks) {
+            prefetch(kcache + table[b + kAhead] * block_elems + h * head_elems, head_elems);
+            prefetch(vcache + table[b + kAhead] * block_elems + h * head_elems, head_elems);
+        }
         score_block<NQ, D>(q, dim, kt, sh.bs, std::min(sh.bs, len - t0), s + t0, stride);
     }
     float inv_sum[NQ] = {};
@@ -209,7 +221,6 @@ void attend_tile(const float* qbase, float* out, const float* kcache, const floa
     std::fill(acc, acc + NQ * dim, 0.0f);
     for (int b = 0, t0 = 0; t0 < len; ++b, t0 += sh.bs) {
         const float* v = vcache + table[b] * block_elems + h * head_elems;
-        if (t0 + sh.bs < len) prefetch(vcache + table[b + 1] * block_elems + h * head_elems, head_elems);
         accumulate_block<NQ, D>(s + t0, stride, v, dim, std::min(sh.bs, len - t0), acc);
     }
     for (int qi = 0; qi < NQ; ++qi)
