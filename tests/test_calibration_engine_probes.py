@@ -89,7 +89,9 @@ def test_quick_calibration_writes_a_profile_that_predicts_its_points(quick_profi
     profile = json.loads(quick_profile.read_text())
     assert profile["schema"] == "kairos.calibration/v2" and profile["model"] == "tiny"
     assert profile["engine"] == {"block_size": 16, "max_num_batched_tokens": 2048, "max_num_seqs": 256,
-                                 "num_blocks": profile["engine"]["num_blocks"], "attention_min_split_slots": 2048}
+                                 "num_blocks": profile["engine"]["num_blocks"], "attention_min_split_slots": 2048,
+                                 "attention": profile["engine"]["attention"]}
+    assert profile["engine"]["attention"] in ("varlen", "padded")
     assert profile["torch_version"] == torch.__version__ and profile["torch_threads"] >= 1
     assert {p["kind"] for p in profile["points"]} == {"prefill", "decode", "mixed"}
     model = CalibratedModel(quick_profile)

@@ -63,18 +63,31 @@ def reference(tiny, tmp_path_factory):
     return Reference(tiny, tmp_path_factory.mktemp("tiny-hf"))
 
 
-def runner(loaded, **kw) -> EngineRunner:
+@pytest.fixture(params=["native", "sdpa"])
+def attention(request) -> str:
+    """Both attention paths must generate what transformers does (native skips without a compiler)."""
+    if request.param == "native":
+        from kairos.serve.native.build import NativeUnavailable, load_kernels
+
+        if isinstance(found := load_kernels(), NativeUnavailable):
+            pytest.skip(f"no native kernels: {found}")
+    return request.param
+
+
+def runner(loaded, attention: str, **kw) -> EngineRunner:
     kw.setdefault("num_blocks", 256)
-    return EngineRunner(loaded, RunnerConfig(check_invariants=True, **kw))
+    eng = EngineRunner(loaded, RunnerConfig(check_invariants=True, attention=attention, **kw))
+    assert eng.attention == attention
+    return eng
 
 
-def test_mixed_length_batch_matches_transformers(tiny, reference):
-    outs = runner(tiny).generate(PROMPTS, max_tokens=MAX_NEW)
+def test_mixed_length_batch_matches_transformers(tiny, reference, attention):
+    outs = runner(tiny, attention).generate(PROMPTS, max_tokens=MAX_NEW)
     assert outs == [reference(p) for p in PROMPTS]
 
 
-def test_requests_arriving_while_others_decode(tiny, reference):
-    eng = runner(tiny, block_size=8)
+def test_requests_arriving_while_others_decode(tiny, reference, attention):
+    eng = runner(tiny, attention, block_size=8)
     prompts = make_prompts(1, 10)
     reqs = []
     for step in range(60):
@@ -86,18 +99,18 @@ def test_requests_arriving_while_others_decode(tiny, reference):
     assert [eng.output_ids(r) for r in reqs] == [reference(p) for p in prompts]
 
 
-def test_chunked_prefill_matches(tiny, reference):
-    eng = runner(tiny, block_size=4, max_num_batched_tokens=16)
+def test_chunked_prefill_matches(tiny, reference, attention):
+    eng = runner(tiny, attention, block_size=4, max_num_batched_tokens=16)
     outs = eng.generate(PROMPTS, max_tokens=MAX_NEW)
     assert max(len(p) for p in PROMPTS) > 16  # prompts really were split into chunks
     assert outs == [reference(p) for p in PROMPTS]
 
 
-def test_prefix_cache_hits_match(tiny, reference):
+def test_prefix_cache_hits_match(tiny, reference, attention):
     shared = list(range(100, 141))  # a 41-token system prompt: 10 full blocks of 4
     suffixes = make_prompts(3, 5, max_len=20)
     prompts = [shared + s for s in suffixes] + [shared + suffixes[0]] * 2 + [shared[:20]]
-    eng = runner(tiny, block_size=4)
+    eng = runner(tiny, attention, block_size=4)
     first = eng.add(prompts[0], max_tokens=MAX_NEW)
     eng.step()
     # Later ones hit the finished prefill of the first; the identical pair is admitted in one
@@ -110,17 +123,17 @@ def test_prefix_cache_hits_match(tiny, reference):
     assert [eng.output_ids(r) for r in reqs] == [reference(p) for p in prompts]
 
 
-def test_preemption_and_recompute_match(tiny, reference):
+def test_preemption_and_recompute_match(tiny, reference, attention):
     # 30 blocks of 4 tokens cannot hold eight requests of up to 94 tokens at once.
-    eng = runner(tiny, block_size=4, num_blocks=30)
+    eng = runner(tiny, attention, block_size=4, num_blocks=30)
     outs = eng.generate(PROMPTS, max_tokens=MAX_NEW)
     assert eng.engine.scheduler.num_preemptions > 0
     assert outs == [reference(p) for p in PROMPTS]
     assert eng.kv.num_used_blocks == 0
 
 
-def test_preemption_without_prefix_cache_matches(tiny, reference):
-    eng = runner(tiny, block_size=4, num_blocks=30, enable_prefix_caching=False)
+def test_preemption_without_prefix_cache_matches(tiny, reference, attention):
+    eng = runner(tiny, attention, block_size=4, num_blocks=30, enable_prefix_caching=False)
     outs = eng.generate(PROMPTS, max_tokens=MAX_NEW)
     assert eng.engine.scheduler.num_preemptions > 0
     assert outs == [reference(p) for p in PROMPTS]
@@ -139,9 +152,9 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_architecture_variants_match(variant, tmp_path):
+def test_architecture_variants_match(variant, tmp_path, attention):
     loaded = random_model(dataclasses.replace(PRESETS["tiny"], **VARIANTS[variant]), seed=3)
     ref = Reference(loaded, tmp_path)
     prompts = PROMPTS[:4]
-    outs = runner(loaded, block_size=8, max_num_batched_tokens=32).generate(prompts, max_tokens=MAX_NEW)
+    outs = runner(loaded, attention, block_size=8, max_num_batched_tokens=32).generate(prompts, max_tokens=MAX_NEW)
     assert outs == [ref(p) for p in prompts]

@@ -94,8 +94,9 @@ def test_pool_sized_from_memory_budget(tiny):
     eng = EngineRunner(tiny, RunnerConfig(kv_cache_memory=1 << 20, block_size=16))
     per_block = 2 * tiny.config.num_layers * 16 * tiny.config.kv_size * 4
     assert eng.kv.num_blocks == (1 << 20) // per_block
-    assert eng.executor.kv_pool.shape == (tiny.config.num_layers, 2, eng.kv.num_blocks, 16,
-                                          tiny.config.num_kv_heads, tiny.config.head_dim)
+    pool = eng.executor.kv_pool
+    assert pool.shape[:3] == (tiny.config.num_layers, 2, eng.kv.num_blocks)
+    assert pool.numel() * pool.element_size() == eng.kv.num_blocks * per_block  # either layout holds the same
 
 
 def test_text_round_trip_through_the_engine(tiny):

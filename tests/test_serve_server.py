@@ -258,6 +258,35 @@ def test_engine_facts(client, tiny):
     assert facts["enable_prefix_caching"] is True and facts["enable_chunked_prefill"] is True
     assert facts["policy"] == "fcfs" and facts["max_model_len"] == NUM_BLOCKS * 16
     assert facts["engine"] == client.mode and facts["torch_threads"] >= 1
+    from kairos.serve.native.build import NativeUnavailable, load_kernels
+
+    assert facts["attention"] == ("padded" if isinstance(load_kernels(), NativeUnavailable) else "varlen")
+
+
+@pytest.mark.parametrize(("attention", "layout"), [("sdpa", "padded"), ("native", "varlen")])
+def test_engine_facts_name_the_attention_kernels(tiny, attention, layout):
+    from kairos.serve.native.build import NativeUnavailable, load_kernels
+    from kairos.serve.server import start_engine
+
+    if attention == "native" and isinstance(load_kernels(), NativeUnavailable):
+        pytest.skip("no native kernels here")
+    config = ServeConfig(model="tiny", engine_process=False, runner=RunnerConfig(num_blocks=64, attention=attention))
+    _, _, facts = start_engine(config, tiny)
+    assert facts["attention"] == layout
+
+
+def test_dtype_is_checked_against_the_cpu(monkeypatch):
+    import torch
+
+    from kairos.serve import server
+
+    assert server.check_dtype("auto", torch.device("cpu")) is None
+    assert server.check_dtype("float32", torch.device("cpu")) == "float32"
+    with pytest.raises(KairosError, match="unknown --dtype 'half'"):
+        server.check_dtype("half", torch.device("cpu"))
+    monkeypatch.setattr(server, "cpu_supports_bfloat16", lambda: False)
+    with pytest.raises(KairosError, match="no native bfloat16"):
+        server.check_dtype("bfloat16", torch.device("cpu"))
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")

@@ -23,6 +23,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="Weights and activations: auto (float32 on CPU, the checkpoint's half type on GPU), float32, or bfloat16 (on a CPU only with native bfloat16: AVX512-BF16 or AMX).")] = "auto",
+    attention: Annotated[str, typer.Option(help="Attention kernels: native (C++ varlen kernels over the paged pool, CPU float32, built with the system C++ compiler on first use), sdpa (torch SDPA over padded groups), or auto (native where it builds and applies, else sdpa).")] = "auto",
     block_size: Annotated[int, typer.Option(min=1, help="Tokens per KV cache block.")] = 16,
     num_blocks: Annotated[int | None, typer.Option(min=1, help="KV cache blocks (default: as many as --kv-cache-memory buys).")] = None,
     kv_cache_memory: Annotated[str | None, typer.Option(help="KV cache size in bytes, e.g. 268435456 or 256MiB (default: 256 MiB on CPU, most free memory on GPU).")] = None,
@@ -44,6 +46,8 @@ def serve(
         raise KairosError("give --num-blocks or --kv-cache-memory, not both")
     if policy not in POLICIES:
         raise unknown_name_error("scheduling policy", policy, POLICIES)
+    if attention not in ("auto", "native", "sdpa"):
+        raise KairosError(f"unknown --attention '{attention}': use auto, native or sdpa")
     try:
         from kairos.serve.cpu_affinity import parse_cpu_list
         from kairos.serve.runner import RunnerConfig
@@ -54,8 +58,9 @@ def serve(
     runner = RunnerConfig(block_size=block_size, num_blocks=num_blocks,
                           kv_cache_memory=None if kv_cache_memory is None else parse_bytes(kv_cache_memory),
                           enable_prefix_caching=prefix_caching, max_num_seqs=max_num_seqs,
-                          max_num_batched_tokens=max_num_batched_tokens, policy=policy, seed=seed)
-    run_server(ServeConfig(model=model, served_model_name=served_model_name, device=device, seed=seed,
+                          max_num_batched_tokens=max_num_batched_tokens, policy=policy, seed=seed,
+                          attention=attention)
+    run_server(ServeConfig(model=model, served_model_name=served_model_name, device=device, dtype=dtype, seed=seed,
                            runner=runner, max_waiting=max_waiting, host=host, port=port,
                            engine_process=engine_process, threads=threads, busy_poll_s=busy_poll_ms / 1e3,
                            reference_every_s=reference_step_ms / 1e3,

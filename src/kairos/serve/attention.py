@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from kairos.engine.attention_groups import split_runs
+from kairos.serve.rope import apply_rotary
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,14 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] pool slot where each new token's K/V goes
     groups: tuple[AttentionGroup, ...]
     num_tokens: int
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_layer: torch.Tensor, scale: float,
+               cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate q [T, heads, head_dim] and k [T, kv_heads, head_dim] by cos/sin [T, head_dim], store k and v
+        in the pool, then attend q; returns [T, heads * head_dim]."""
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        write_kv(kv_layer, k, v, self.slot_mapping)
+        return paged_attention(q, kv_layer, self, scale)
 
 
 def build_attention_metadata(starts: list[int], lens: list[int], tables: list[list[int]],

@@ -41,6 +41,7 @@ class EngineSpec:
     busy_poll_s: float = 0.0  # how long an idle engine polls for work before it sleeps
     reference_every_s: float = 0.0  # how often an idle engine times the reference step, a busy one 3x less (0: never)
     cpus: tuple[int, ...] | None = None  # the CPUs the engine process may run on (None: any)
+    dtype: str | None = None  # weights and activations (None: the loader's default for the device)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class EngineReady:
 
     num_blocks: int
     torch_threads: int
+    attention: str  # "varlen" (native kernels) or "padded" (SDPA)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def _engine_main(commands: Connection, outputs: Connection, spec: EngineSpec) ->
 
         if spec.threads is not None:
             torch.set_num_threads(spec.threads)
-        runner = EngineRunner(load_model(spec.model, spec.device, seed=spec.seed), spec.runner)
+        runner = EngineRunner(load_model(spec.model, spec.device, dtype=spec.dtype, seed=spec.seed), spec.runner)
     except KairosError as exc:
         outputs.send(_StartupFailed(str(exc)))
         return
@@ -100,7 +102,7 @@ def _engine_main(commands: Connection, outputs: Connection, spec: EngineSpec) ->
     gc.collect()
     gc.freeze()
     try:
-        outputs.send(EngineReady(runner.kv.num_blocks, torch.get_num_threads()))
+        outputs.send(EngineReady(runner.kv.num_blocks, torch.get_num_threads(), runner.attention_layout))
         worker = EngineWorker(runner, spec.max_waiting, spec.busy_poll_s, spec.reference_every_s)
         worker.serve(_PipeCommands(commands), outputs.send)
     except OSError:  # the server is gone: nobody to report to

@@ -8,6 +8,8 @@ from kairos.engine.kv_cache import KVCacheManager
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.serve.attention import build_attention_metadata, min_split_slots
 from kairos.serve.model import CausalLM
+from kairos.serve.native.build import NativeKernels
+from kairos.serve.native.varlen import build_varlen_metadata
 from kairos.serve.sampler import Sampler
 
 
@@ -16,11 +18,15 @@ class TorchExecutor:
 
     Every scheduled request, prefill chunk or decode, contributes tokens
     [num_computed, num_computed + n) to one flattened batch; requests whose step
-    reaches their last token get a next token from the sampler.
+    reaches their last token get a next token from the sampler. With `native`
+    kernels attention is varlen over a pool in their layout (allocate_native_pool),
+    else padded SDPA over a standard pool (allocate_kv_pool).
     """
 
-    def __init__(self, model: CausalLM, kv: KVCacheManager, kv_pool: torch.Tensor, sampler: Sampler) -> None:
+    def __init__(self, model: CausalLM, kv: KVCacheManager, kv_pool: torch.Tensor, sampler: Sampler,
+                 native: NativeKernels | None = None) -> None:
         self.model = model
+        self.native = native
         self.kv = kv
         self.kv_pool = kv_pool
         self.sampler = sampler
@@ -49,8 +55,11 @@ class TorchExecutor:
             if start + n == req.num_tokens:
                 sample_rows.append(len(ids) - 1)
                 sample_uids.append(req.uid)
-        meta = build_attention_metadata(starts, lens, tables, self.kv.block_size, self.queries_per_kv,
-                                        self.device, self.min_split_slots)
+        if self.native is not None:
+            meta = build_varlen_metadata(starts, lens, tables, self.kv.block_size, self.native)
+        else:
+            meta = build_attention_metadata(starts, lens, tables, self.kv.block_size, self.queries_per_kv,
+                                            self.device, self.min_split_slots)
         with torch.inference_mode():
             input_ids = torch.tensor(ids, dtype=torch.long).to(self.device)
             hidden = self.model(input_ids, self.kv_pool, meta)

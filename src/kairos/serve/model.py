@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kairos.serve.attention import AttentionMetadata, paged_attention, write_kv
 from kairos.serve.config import ModelConfig
-from kairos.serve.rope import apply_rotary, inverse_frequencies, rotary_cos_sin
+from kairos.serve.rope import inverse_frequencies, rotary_cos_sin
+
+
+class AttentionMetadata(Protocol):
+    """A step's attention metadata: padded SDPA (kairos.serve.attention) or native varlen (kairos.serve.native)."""
+
+    positions: torch.Tensor
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_layer: torch.Tensor, scale: float,
+               cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor: ...
 
 
 class RMSNorm(nn.Module):
@@ -41,10 +51,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_layer: torch.Tensor,
                 meta: AttentionMetadata) -> torch.Tensor:
         q, k, v = self.qkv_proj(x).split((self.q_size, self.kv_size, self.kv_size), dim=-1)
-        q = apply_rotary(q.view(-1, self.num_heads, self.head_dim), cos, sin)
-        k = apply_rotary(k.view(-1, self.num_kv_heads, self.head_dim), cos, sin)
-        write_kv(kv_layer, k, v.view(-1, self.num_kv_heads, self.head_dim), meta.slot_mapping)
-        return self.o_proj(paged_attention(q, kv_layer, meta, self.scale))
+        q = q.view(-1, self.num_heads, self.head_dim)
+        k = k.view(-1, self.num_kv_heads, self.head_dim)
+        v = v.view(-1, self.num_kv_heads, self.head_dim)
+        # Rotary embedding inside attend: the native kernels apply it as they read q and write k.
+        return self.o_proj(meta.attend(q, k, v, kv_layer, self.scale, cos, sin))
 
 
 class MLP(nn.Module):

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from kairos.engine import EngineCore, KVCacheManager, Request, RequestStatus, SchedulerConfig, StepResult
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
+from kairos.serve.cpu_tuning import tune_malloc
 from kairos.serve.executor import TorchExecutor
 from kairos.serve.kv_pool import allocate_kv_pool, default_kv_memory, num_blocks_for_memory
 from kairos.serve.loader import LoadedModel
+from kairos.serve.native.select import LAYOUT_NAMES, select_attention
+from kairos.serve.native.varlen import allocate_native_pool
 from kairos.serve.sampler import GREEDY, Sampler, SamplingParams
 from kairos.serve.tokenizer import Tokenizer
 from kairos.workload.spec import RequestSpec
@@ -23,7 +26,9 @@ class RunnerConfig:
     """Engine limits and KV pool size of one real engine.
 
     The pool holds `num_blocks` blocks if given, else as many as `kv_cache_memory`
-    bytes buy (default: 256 MiB on CPU, most of the free GPU memory).
+    bytes buy (default: 256 MiB on CPU, most of the free GPU memory). `attention`:
+    "native" (the C++ varlen kernels, CPU float32), "sdpa" (padded torch SDPA) or
+    "auto" (native where it builds and applies, else SDPA).
     """
 
     block_size: int = 16
@@ -38,6 +43,7 @@ class RunnerConfig:
     ignore_eos: bool = False
     seed: int = 0
     check_invariants: bool = False
+    attention: str = "auto"
 
 
 class EngineRunner:
@@ -54,10 +60,22 @@ class EngineRunner:
                                     config.enable_chunked_prefill, config.policy)
         stops = frozenset() if config.ignore_eos else frozenset({loaded.tokenizer.eos_token_id})
         self.engine = EngineCore(scheduler, self.kv, stop_token_ids=stops, check_invariants=config.check_invariants)
-        pool = allocate_kv_pool(loaded.config, num_blocks, config.block_size, loaded.dtype, loaded.device)
-        self.executor = TorchExecutor(loaded.model, self.kv, pool, Sampler(loaded.device, config.seed))
+        native = select_attention(config.attention, loaded.device, loaded.dtype)
+        if loaded.device.type == "cpu":
+            tune_malloc()
+        if native is not None:
+            pool = allocate_native_pool(loaded.config, num_blocks, config.block_size)
+        else:
+            pool = allocate_kv_pool(loaded.config, num_blocks, config.block_size, loaded.dtype, loaded.device)
+        self.attention = "native" if native is not None else "sdpa"
+        self.executor = TorchExecutor(loaded.model, self.kv, pool, Sampler(loaded.device, config.seed), native)
         self._ids = itertools.count()
         self.last_shape = BatchShape()
+
+    @property
+    def attention_layout(self) -> str:
+        """How attention runs: "varlen" (native kernels, exact contexts) or "padded" (SDPA over padded groups)."""
+        return LAYOUT_NAMES[self.attention]
 
     @property
     def tokenizer(self) -> Tokenizer:

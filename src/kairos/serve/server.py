@@ -53,6 +53,7 @@ class ServeConfig:
     model: str = "tiny"
     served_model_name: str | None = None
     device: str = "cpu"
+    dtype: str = "auto"  # auto (float32 on CPU, the checkpoint's half type on GPU), float32, bfloat16
     seed: int = 0
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     engine_process: bool = True
@@ -141,26 +142,30 @@ def start_engine(config: ServeConfig, loaded: LoadedModel | None) -> tuple[Engin
     # The engine never stops on EOS by itself: the worker decides per request.
     runner_config = dataclasses.replace(config.runner, ignore_eos=True, seed=config.seed)
     if config.engine_process and loaded is None:
-        info: ModelInfo = describe_model(config.model, check_device(config.device))
+        device = check_device(config.device)
+        dtype = check_dtype(config.dtype, device)
+        info: ModelInfo = describe_model(config.model, device, dtype)
         engine = ProcessEngine(EngineSpec(config.model, config.device, config.seed, runner_config,
                                           config.max_waiting, config.threads, config.busy_poll_s,
-                                          config.reference_every_s, config.engine_cpus))
+                                          config.reference_every_s, config.engine_cpus, dtype))
         return engine, info, engine_facts(config, info, "process", engine.ready.num_blocks,
-                                          engine.ready.torch_threads)
+                                          engine.ready.torch_threads, engine.ready.attention)
     if config.engine_cpus is not None:
         raise KairosError("--engine-cpus pins the engine process: it needs --engine-process")
     if loaded is None:
-        loaded = load_model(config.model, check_device(config.device), seed=config.seed)
+        device = check_device(config.device)
+        loaded = load_model(config.model, device, dtype=check_dtype(config.dtype, device), seed=config.seed)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     runner = EngineRunner(loaded, runner_config)
     return (ThreadedEngine(runner, config.max_waiting, busy_poll_s=config.busy_poll_s,
                            reference_every_s=config.reference_every_s), loaded,
-            engine_facts(config, loaded, "thread", runner.kv.num_blocks, torch.get_num_threads()))
+            engine_facts(config, loaded, "thread", runner.kv.num_blocks, torch.get_num_threads(),
+                         runner.attention_layout))
 
 
 def engine_facts(config: ServeConfig, info: ModelInfo, engine: str, num_blocks: int,
-                 torch_threads: int) -> dict[str, Any]:
+                 torch_threads: int, attention: str) -> dict[str, Any]:
     """What a benchmark or the digital twin needs to rebuild this engine (GET /kairos/engine)."""
     rc = config.runner
     # A request may hold the whole KV pool, and no more than the model's context.
@@ -182,7 +187,9 @@ def engine_facts(config: ServeConfig, info: ModelInfo, engine: str, num_blocks: 
         "engine": engine,  # where the engine runs: "process" or "thread"
         "torch_threads": torch_threads,
         "engine_cpus": None if config.engine_cpus is None else list(config.engine_cpus),
-        # Padded attention batches split only when that saves this many context slots.
+        # How attention's cost grows: "varlen" (native kernels: each request's exact context) or
+        # "padded" (SDPA over padded groups, which split only when that saves this many context slots).
+        "attention": attention,
         "attention_min_split_slots": min_split_slots(info.device, info.config.num_kv_heads, info.config.head_dim,
                                                      info.dtype),
     }
@@ -197,6 +204,27 @@ def check_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise KairosError(f"--device {name}: torch sees no CUDA GPU here")
     return device
+
+
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def check_dtype(name: str, device: torch.device) -> str | None:
+    """`--dtype` for the loader (None: its default for the device), or a KairosError naming the problem."""
+    if name not in DTYPES:
+        raise KairosError(f"unknown --dtype '{name}': use {', '.join(DTYPES)}")
+    if name == "auto":
+        return None
+    if name == "bfloat16" and device.type == "cpu" and not cpu_supports_bfloat16():
+        raise KairosError("--dtype bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); use float32")
+    return name
+
+
+def cpu_supports_bfloat16() -> bool:
+    """Whether the CPU computes bfloat16 natively (oneDNN's AVX512-BF16 or AMX kernels)."""
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((check is not None and check()) or (amx is not None and amx()))
 
 
 def device_name(device: torch.device) -> str:

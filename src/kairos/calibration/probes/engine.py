@@ -245,7 +245,7 @@ def calibrate(loaded: LoadedModel, config: RunnerConfig = RunnerConfig(), repeat
                 progress(i + 1, len(grid))
     engine = {"block_size": config.block_size, "max_num_batched_tokens": config.max_num_batched_tokens,
               "max_num_seqs": config.max_num_seqs, "num_blocks": runner.kv.num_blocks,
-              "attention_min_split_slots": runner.executor.min_split_slots}
+              "attention": runner.attention_layout, "attention_min_split_slots": runner.executor.min_split_slots}
     fit = fit_step_time(points, layout=AttentionLayout.of_engine(engine))
     return {
         "schema": SCHEMA,
