@@ -10,8 +10,8 @@
 #   counted), CONCURRENCY (64), PRESET (small), PORT (8820), NUM_BLOCKS (4096), MAX_NUM_SEQS (64),
 #   MAX_NUM_BATCHED_TOKENS (512), BLOCK_SIZE (32), ATTENTION (auto: kairos serve --attention),
 #   VLLM_VENV (benchmarks/vllm_cpu/.venv: see benchmarks/vllm_cpu/setup.sh).
-# Pinning (two or more cores): both engines compute on core 1 with one thread (vLLM's worker;
-# kairos serve's engine process); HTTP servers, vLLM's EngineCore and the load generator on core 0.
+# Pinning (two or more cores): both engines on core 1, computing with one thread (vLLM's EngineCore
+# and worker; kairos serve's engine process); the HTTP servers and the load generator on core 0.
 # The two servers never run at once.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
