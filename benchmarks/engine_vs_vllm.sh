@@ -10,8 +10,10 @@
 #   counted), CONCURRENCY (64), PRESET (small), PORT (8820), NUM_BLOCKS (4096), MAX_NUM_SEQS (64),
 #   MAX_NUM_BATCHED_TOKENS (512), BLOCK_SIZE (32), ATTENTION (auto: kairos serve --attention),
 #   VLLM_VENV (benchmarks/vllm_cpu/.venv: see benchmarks/vllm_cpu/setup.sh).
-# Pinning (two or more cores): both engines on core 1, computing with one thread (vLLM's EngineCore
-# and worker; kairos serve's engine process); the HTTP servers and the load generator on core 0.
+# Pinning (two or more cores): both engines compute on core 1 with one thread (vLLM's worker; kairos
+# serve's engine process); the HTTP servers and the load generator on core 0, with vLLM's EngineCore
+# (scheduler) beside them (ENGINE_CORE_CPUS, default 0): vLLM's faster split on this machine, where
+# the EngineCore's wait on its worker would otherwise take turns with the worker's compute.
 # The two servers never run at once.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,6 +22,7 @@ RUNS=${RUNS:-3} N=${NUM_REQUESTS:-400} WARMUP=${WARMUP_REQUESTS:-64} CONC=${CONC
 PRESET=${PRESET:-small} PORT=${PORT:-8820} BLOCKS=${NUM_BLOCKS:-4096} SEQS=${MAX_NUM_SEQS:-64}
 BATCHED=${MAX_NUM_BATCHED_TOKENS:-512} BLOCK=${BLOCK_SIZE:-32} ATTENTION=${ATTENTION:-auto}
 export VLLM_VENV=${VLLM_VENV:-$HERE/vllm_cpu/.venv}
+export ENGINE_CORE_CPUS=${ENGINE_CORE_CPUS:-0}
 URL=http://127.0.0.1:$PORT
 die() { echo "engine_vs_vllm.sh: $*" >&2; exit 1; }
 
