@@ -16,7 +16,7 @@
 # the loads follow the machine's speed; LIGHT_RATE, BUSY_RATE, OVERLOAD_RATE, PREFIX_RATE override them.
 #
 # Usage: benchmarks/vllm_fidelity.sh OUT_DIR      (Kairos's venv active; vLLM's from benchmarks/vllm_cpu/setup.sh)
-# Environment: PRESET (small), PORT (8800), NUM_REQUESTS (300), NUM_BLOCKS (4096), SMALL_BLOCKS (160; vLLM needs max_model_len, 4,096 tokens, to fit),
+# Environment: PRESET (small), PORT (8800), NUM_REQUESTS (300), NUM_BLOCKS (4096), SMALL_BLOCKS (64: 2,048 tokens, 8 typical requests),
 #              LIGHT_RATE, BUSY_RATE, OVERLOAD_RATE, PREFIX_RATE, CASES (all four),
 #              CALIBRATE_REPEATS (3), MAX_NUM_SEQS (64), MAX_NUM_BATCHED_TOKENS (512), BLOCK_SIZE (32).
 set -euo pipefail
@@ -24,10 +24,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
 OUT=$1
 PRESET=${PRESET:-small} PORT=${PORT:-8800} N=${NUM_REQUESTS:-300}
-BLOCKS=${NUM_BLOCKS:-4096} SMALL_BLOCKS=${SMALL_BLOCKS:-160}
+BLOCKS=${NUM_BLOCKS:-4096} SMALL_BLOCKS=${SMALL_BLOCKS:-64}
 SEQS=${MAX_NUM_SEQS:-64} BATCHED=${MAX_NUM_BATCHED_TOKENS:-512} BLOCK=${BLOCK_SIZE:-32}
 CASES=${CASES:-light busy overloaded prefix}
 declare -A RATE=([light]=${LIGHT_RATE:-} [busy]=${BUSY_RATE:-} [overloaded]=${OVERLOAD_RATE:-} [prefix]=${PREFIX_RATE:-})
+declare -A SEED=([light]=1 [busy]=2 [overloaded]=3 [prefix]=4)
 URL=http://127.0.0.1:$PORT
 command -v kairos > /dev/null || { echo "kairos not found: activate Kairos's venv (. .venv/bin/activate)" >&2; exit 1; }
 for name in $CASES; do
@@ -43,8 +44,10 @@ LENGTHS=(--set 'workload.input_len={kind: lognormal, median: 200, sigma: 0.6, mi
          --set 'workload.output_len={kind: lognormal, median: 64, sigma: 0.6, min: 4, max: 256}')
 
 start() {  # start NUM_BLOCKS: a vLLM server with that KV capacity
+    # vLLM refuses a KV cache smaller than one request of max_model_len: the workload's longest is 1,280 (and vLLM keeps one block back).
     "$HERE/vllm_cpu/serve.sh" start "$MODEL" --port "$PORT" --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCHED" \
-        --num-blocks "$1" --block-size "$BLOCK" --log "$OUT/serve-$1.log" --pid-file "$OUT/serve.pid"
+        --num-blocks "$1" --block-size "$BLOCK" --log "$OUT/serve-$1.log" --pid-file "$OUT/serve.pid" \
+        -- --max-model-len 1536
 }
 stop() { "$HERE/vllm_cpu/serve.sh" stop --pid-file "$OUT/serve.pid"; }
 trap 'stop 2> /dev/null || true' EXIT
@@ -53,7 +56,9 @@ run_case() {  # run_case NAME NUM_BLOCKS: bench the running server, then replay 
     local name=$1 blocks=$2 prefixes='workload.prefixes=null'
     [ "$name" = prefix ] && prefixes='workload.prefixes={num: 4, length: 512}'
     rm -rf "$OUT/$name"
-    "${PIN[@]}" kairos bench --url "$URL" --num-requests "$N" --rate "${RATE[$name]}" --seed 1 --vocab-size "$VOCAB" \
+    # A seed of its own per case: the server's prefix cache still holds the prompts of the cases before.
+    "${PIN[@]}" kairos bench --url "$URL" --num-requests "$N" --rate "${RATE[$name]}" --seed "${SEED[$name]}" \
+        --vocab-size "$VOCAB" \
         "${LENGTHS[@]}" --set "$prefixes" --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCHED" \
         --block-size "$BLOCK" --num-gpu-blocks "$blocks" --prefix-caching -q -o "$OUT/$name/run"
     kairos validate --against "$OUT/$name/run" --perf "calibrated:$OUT/profile.json" -o "$OUT/$name"

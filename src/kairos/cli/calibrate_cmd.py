@@ -122,8 +122,8 @@ def _print_blackbox(profile: dict[str, Any]) -> None:
 
 
 # What one unit of each term counts, for the coefficient table.
-TERM_UNITS = {"step": "step", "prefill_tokens": "prefill token", "prefill_attention_slots": "padded query-key pair",
-              "prefill_chunks": "prefill chunk", "decodes": "decode", "decode_attention_slots": "padded decode KV slot",
+TERM_UNITS = {"step": "step", "prefill_tokens": "prefill token", "prefill_attention_slots": "query-key pair",
+              "prefill_chunks": "prefill chunk", "decodes": "decode", "decode_attention_slots": "decode KV slot",
               "sampled": "sampled token", "mixed": "mixed step", "idle_wake": "first step after a long idle gap"}
 
 
@@ -131,8 +131,11 @@ def fit_table(profile: dict[str, Any]) -> Table:
     table = Table(title="Fitted step time")
     for col in ("term", "microseconds", "per"):
         table.add_column(col, justify="right" if col == "microseconds" else "left")
+    # Padded attention kernels pay for the pairs and slots of the padding too.
+    padded = "padded " if (profile.get("engine") or {}).get("attention", "padded") == "padded" else ""
     for term in profile["terms"]:
-        table.add_row(term, f"{profile['coefficients'][term] * 1e6:.4g}", TERM_UNITS.get(term, ""))
+        unit = TERM_UNITS.get(term, "")
+        table.add_row(term, f"{profile['coefficients'][term] * 1e6:.4g}", padded + unit if "attention" in term else unit)
     return table
 
 
