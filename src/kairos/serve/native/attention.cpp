@@ -290,8 +290,8 @@ void write_kv_impl(const float* k, const float* v, int64_t k_stride, int64_t v_s
 
 void attend_dispatch(const float* q, float* out, const float* kcache, const float* vcache, const Seq* seqs,
                      int num_seqs, const int32_t* tables, const Shape& sh) {
+    // No case for 16: compiled for it, the kernels ran at half the speed of the runtime-size ones.
     switch (sh.dim) {
-        case 16: return attend_all<16>(q, out, kcache, vcache, seqs, num_seqs, tables, sh);
         case 32: return attend_all<32>(q, out, kcache, vcache, seqs, num_seqs, tables, sh);
         case 64: return attend_all<64>(q, out, kcache, vcache, seqs, num_seqs, tables, sh);
         case 128: return attend_all<128>(q, out, kcache, vcache, seqs, num_seqs, tables, sh);
