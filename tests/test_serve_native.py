@@ -97,3 +97,13 @@ def test_disabled_by_environment(monkeypatch):
     finally:
         monkeypatch.delenv("KAIROS_NATIVE")
         build.load_kernels.cache_clear()
+
+
+def test_loading_the_kernels_leaves_subnormal_floats_alone():
+    """The library must not switch the process to flush-to-zero (as -ffast-math's crtfastmath.o does):
+    the simulator and numpy share the process and its floating-point state."""
+    import numpy as np
+
+    smallest, one = 5e-324, 1.0  # the smallest subnormal double
+    assert smallest * one > 0.0
+    assert np.float32(1e-40) * np.float32(1.0) > 0.0
