@@ -80,13 +80,7 @@ class FakeServer:
         # asyncio.run cancels handlers still running (hanging requests).
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(self._one_request, reader, writer)
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request; False when the connection must close."""
@@ -166,6 +160,17 @@ class FakeServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+
+async def serve_connection(one_request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Serve a keep-alive connection with `one_request(reader, writer)` until it returns False."""
+    try:
+        while await one_request(reader, writer):
+            pass
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:

@@ -22,7 +22,7 @@ from kairos.calibration.profile import load_profile
 from kairos.cli.errors import run_app
 from kairos.cli.main import app
 from kairos.perf.base import BatchShape
-from test_bench_fake_server import _send_event, _send_json, _send_text, read_request
+from test_bench_fake_server import _send_event, _send_json, _send_text, read_request, serve_connection
 
 MODEL = "fake-vllm"
 MAX_MODEL_LEN = 2048
@@ -188,13 +188,7 @@ class FakeVLLM:
     # ---- HTTP ----
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while await self._one_request(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(self._one_request, reader, writer)
 
     async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         request = await read_request(reader)
