@@ -8,7 +8,8 @@ vLLM's per-request histograms are timed in its engine core: queue (arrival at
 the engine to first scheduled), prefill (scheduled to first token) and decode
 (first to last token); with the client's TTFT they tell the engine's share of
 it from the API server's. `vllm:iteration_tokens_total`'s count is the engine's
-steps that produced tokens.
+steps whose outputs reached the API server (one per output message), not steps
+that made no token.
 """
 
 from __future__ import annotations
