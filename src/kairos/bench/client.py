@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from kairos.bench.engine_steps import ENGINE_PATH
 from kairos.bench.stream import SSELines, StreamError, StreamResult, one_line, sse_data
 from kairos.errors import KairosError
 
@@ -129,7 +130,7 @@ class CompletionClient:
             data = _json_or_none(content)
             entries = data.get("data") if isinstance(data, dict) else None
             models = [m for m in entries or [] if isinstance(m, dict)]
-        return ServerInfo(models, await self._version(), await self.get_json("/kairos/engine"))
+        return ServerInfo(models, await self._version(), await self.get_json(ENGINE_PATH))
 
     async def stream(self, body: dict[str, Any]) -> StreamResult:
         """POST one streaming completion; the result carries its timing or its failure."""

@@ -28,6 +28,7 @@ from kairos.workload.tracefile import parse_jsonl
 
 STEPS_FILE = "engine_steps.jsonl"
 STEPS_PATH = "/kairos/steps"  # where `kairos serve` exposes its step log
+ENGINE_PATH = "/kairos/engine"  # its engine settings; other servers answer 404
 # The log past any step it will ever number: its answer holds the next number and no entries.
 STEPS_COUNT_PATH = f"{STEPS_PATH}?since={2**62}"
 STEP_KEYS: tuple[str, ...] = ("prefill_new", "prefill_ctx", "num_decodes", "decode_kv_sum", "num_sampled",

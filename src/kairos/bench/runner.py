@@ -16,7 +16,7 @@ from kairos.bench.client import (
     normalize_url,
     raise_open_file_limit,
 )
-from kairos.bench.engine_steps import STEPS_COUNT_PATH, STEPS_FILE, STEPS_PATH, write_engine_steps
+from kairos.bench.engine_steps import ENGINE_PATH, STEPS_COUNT_PATH, STEPS_FILE, STEPS_PATH, write_engine_steps
 from kairos.bench.loadgen import LoadRun, generate_load
 from kairos.bench.prompts import DEFAULT_VOCAB_SIZE, PromptBuilder, PromptFormat
 from kairos.bench.results import (
@@ -196,7 +196,7 @@ async def _run_steps(client: CompletionClient, first: int, warn: Callable[[str],
     """
     deadline = time.monotonic() + STEP_LOG_WAIT_S
     while True:
-        engine = await client.get_json("/kairos/engine")
+        engine = await client.get_json(ENGINE_PATH)
         log = await client.get_json(f"{STEPS_PATH}?since={first}")
         steps = log.get("steps") if log is not None else None
         logged = log.get("next") if log is not None else None

@@ -76,6 +76,7 @@ import aiohttp
 import numpy as np
 
 from kairos.bench.client import CompletionClient, normalize_url
+from kairos.bench.engine_steps import ENGINE_PATH
 from kairos.bench.runner import completion_body
 from kairos.bench.server_counters import phase_totals
 from kairos.bench.stream import StreamResult
@@ -87,7 +88,6 @@ from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
 from kairos.workload import RequestSpec
 
-ENGINE_PATH = "/kairos/engine"  # `kairos serve` answers it; a server without a step log does not
 # A designed grid of medians: relative error (kairos.calibration.fit.fit_step_time's default).
 FIT_WEIGHT_POWER = 1.0
 # Extra requests a mixed steady-decode probe sends while its B requests decode, one after the other, and

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from kairos.bench.client import CompletionClient
-from kairos.bench.engine_steps import STEPS_COUNT_PATH, STEPS_PATH, step_point
+from kairos.bench.engine_steps import ENGINE_PATH, STEPS_COUNT_PATH, STEPS_PATH, step_point
 from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import fit_step_time
@@ -40,7 +40,6 @@ from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.errors import KairosError
 from kairos.workload import RequestSpec
 
-ENGINE_PATH = "/kairos/engine"
 # Each logged step's error weighs time ** -0.5 in the fit (kairos.calibration.fit.fit_step_time): an
 # absolute fit would let the grid's big batches set the short steps a served load mostly runs.
 FIT_WEIGHT_POWER = 0.5
