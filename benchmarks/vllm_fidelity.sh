@@ -65,7 +65,7 @@ run_case() {  # run_case NAME NUM_BLOCKS: bench the running server, then replay 
 }
 
 set_rates() {  # the rates not given, from the profile
-    read -r light busy < <(python "$HERE/vllm_fidelity_rates.py" "$OUT/profile.json" 0.3 0.8)
+    read -r light busy < <(python "$HERE/vllm_fidelity_rates.py" "$OUT/profile.json" 0.3 0.8 -- "${LENGTHS[@]}")
     RATE[light]=${RATE[light]:-$light}
     RATE[busy]=${RATE[busy]:-$busy}
     RATE[overloaded]=${RATE[overloaded]:-$(python -c "print(round(2 * $busy, 2))")}

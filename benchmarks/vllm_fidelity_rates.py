@@ -1,10 +1,11 @@
 """Arrival rates at which a calibrated engine is a given share of the time busy, by the twin's reckoning.
 
-Usage: python benchmarks/vllm_fidelity_rates.py PROFILE SHARE [SHARE ...]
+Usage: python benchmarks/vllm_fidelity_rates.py PROFILE SHARE [SHARE ...] [-- KAIROS_SIMULATE_ARGS]
 Prints one rate (requests/s) per SHARE (0 < SHARE < 1), found by bisection on
-`kairos simulate` runs of benchmarks/vllm_fidelity.sh's workload (300 requests,
-no shared prompts) on the profile's engine settings. So the cases' loads follow
-the machine's speed at calibration rather than constants.
+`kairos simulate` runs of 300 Poisson requests with no shared prompts on the
+profile's engine settings; the arguments after `--` (benchmarks/vllm_fidelity.sh
+passes its lengths as `--set workload...`) complete the workload. So the
+cases' loads follow the machine's speed at calibration rather than constants.
 """
 
 from __future__ import annotations
@@ -24,33 +25,33 @@ workload:
   rate: {rate}
   num_requests: 300
   prefixes: null
-  input_len: {{kind: lognormal, median: 200, sigma: 0.6, min: 16, max: 1024}}
-  output_len: {{kind: lognormal, median: 64, sigma: 0.6, min: 4, max: 256}}
 perf: {{model: "calibrated:{profile}"}}
 seed: 1
 """
 
 
-def busy_share(profile: Path, rate: float, engine: dict, work: Path) -> float:
+def busy_share(profile: Path, rate: float, engine: dict, extra: list[str], work: Path) -> float:
     scenario = work / "scenario.yaml"
     scenario.write_text(SCENARIO.format(profile=profile.resolve(), rate=rate, **engine))
-    subprocess.run(["kairos", "simulate", str(scenario), "-q", "-o", str(work / "out")], check=True,
+    subprocess.run(["kairos", "simulate", str(scenario), *extra, "-q", "-o", str(work / "out")], check=True,
                    stdout=subprocess.DEVNULL)
     report = json.loads((work / "out" / "report.json").read_text())
     return report["replicas"][0]["busy_s"] / report["summary"]["duration_s"]
 
 
-def rate_for(profile: Path, share: float, engine: dict, work: Path) -> float:
+def rate_for(profile: Path, share: float, engine: dict, extra: list[str], work: Path) -> float:
     low, high = 0.05, 1.0
-    while busy_share(profile, high, engine, work) < share and high < 1e4:
+    while busy_share(profile, high, engine, extra, work) < share and high < 1e4:
         low, high = high, 2.0 * high
     for _ in range(8):
         mid = (low * high) ** 0.5
-        low, high = (mid, high) if busy_share(profile, mid, engine, work) < share else (low, mid)
+        low, high = (mid, high) if busy_share(profile, mid, engine, extra, work) < share else (low, mid)
     return round((low * high) ** 0.5, 2)
 
 
 def main(argv: list[str]) -> None:
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     if len(argv) < 2:
         sys.exit(__doc__)
     profile = Path(argv[0])
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> None:
               "max_num_batched_tokens": settings["max_num_batched_tokens"],
               "num_gpu_blocks": settings.get("num_gpu_blocks") or 4096}
     with tempfile.TemporaryDirectory() as tmp:
-        print(" ".join(str(rate_for(profile, float(share), engine, Path(tmp))) for share in argv[1:]))
+        print(" ".join(str(rate_for(profile, float(share), engine, extra, Path(tmp))) for share in argv[1:]))
 
 
 if __name__ == "__main__":
