@@ -8,6 +8,7 @@ import numpy as np
 
 from kairos.bench.run_format import MeasuredRun
 from kairos.metrics import RequestRecord, round_floats
+from kairos.sim.runner import SimResult
 
 VALIDATION_SCHEMA = "kairos.validation/v1"
 STATISTICS = ("mean", "p50", "p90", "p99")
@@ -36,9 +37,9 @@ def compare_runs(run: MeasuredRun, simulated: list[RequestRecord]) -> dict:
     })
 
 
-def compare_counters(meta: dict, hit_rate: float, preemptions: int, phases: dict[str, float]) -> dict:
+def compare_counters(meta: dict, outcome: SimResult, request_latency: Callable[[int], float] | None) -> dict:
     """The server's prefix-cache hit rate, preemptions and engine phase times over the run
-    against the simulation's (`phases`: as `simulated_phases` gives them).
+    against those of the simulation's `outcome` (`request_latency`: its front-end time).
 
     Measured where `kairos bench` read the server's /metrics (meta.json's
     kairos_bench.server_counters); {} otherwise. The hit rate's error is in
@@ -47,24 +48,26 @@ def compare_counters(meta: dict, hit_rate: float, preemptions: int, phases: dict
     measured = (meta.get("kairos_bench") or {}).get("server_counters") or {}
     out: dict = {}
     if measured.get("engine_phases"):
+        phases = _simulated_phases(outcome, request_latency)
         out["engine_phases"] = {
             key: {"measured": value, "simulated": phases[key],
                   **({"error_pct": 100.0 * (phases[key] - value) / value} if value else {})}
             for key, value in measured["engine_phases"].items() if key in phases}
     if measured.get("prefix_cache_hit_rate") is not None:
         rate = float(measured["prefix_cache_hit_rate"])
+        hit_rate = outcome.prefix_cache_hit_rate
         out["prefix_cache_hit_rate"] = {"measured": rate, "simulated": hit_rate,
                                         "error_points": 100.0 * (hit_rate - rate)}
     if measured.get("preemptions") is not None:
-        out["preemptions"] = {"measured": int(measured["preemptions"]), "simulated": preemptions}
+        out["preemptions"] = {"measured": int(measured["preemptions"]), "simulated": outcome.preemptions}
     return round_floats(out)
 
 
-def simulated_phases(records: list[RequestRecord], request_latency: Callable[[int], float] | None,
-                     steps: int) -> dict[str, float]:
+def _simulated_phases(outcome: SimResult, request_latency: Callable[[int], float] | None) -> dict[str, float]:
     """The simulation's mean engine time per finished request in each phase, as vLLM's
     histograms time them (queue from reaching the engine, after the front-end's latency)."""
-    done = [r for r in records if r.finished and r.first_scheduled_s is not None and r.first_token_s is not None]
+    done = [r for r in outcome.records
+            if r.finished and r.first_scheduled_s is not None and r.first_token_s is not None]
     if not done:
         return {}
     latency = request_latency or (lambda _: 0.0)
@@ -74,7 +77,7 @@ def simulated_phases(records: list[RequestRecord], request_latency: Callable[[in
         "prefill_ms": 1e3 * sum(r.first_token_s - r.first_scheduled_s for r in done) / n,
         "decode_ms": 1e3 * sum(r.finish_s - r.first_token_s for r in done) / n,
         "requests": n,
-        "steps": steps,
+        "steps": sum(rep["steps"] for rep in outcome.replicas),
     }
 
 

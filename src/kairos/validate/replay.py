@@ -16,7 +16,7 @@ from kairos.perf.registry import is_calibrated, load_calibrated
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.scenario.schema import Scenario
-from kairos.validate.compare import compare_counters, compare_runs, simulated_phases
+from kairos.validate.compare import compare_counters, compare_runs
 from kairos.validate.steps import step_time_errors
 from kairos.workload.spec import RequestSpec
 
@@ -119,8 +119,7 @@ def validate_run(run: MeasuredRun, scenario: Scenario, progress: Callable[[int, 
     outcome = sim.run()
     simulated: list[RequestRecord] = outcome.records
     result = compare_runs(run, simulated)
-    phases = simulated_phases(simulated, sim.request_latency, sum(rep["steps"] for rep in outcome.replicas))
-    counters = compare_counters(run.meta, outcome.prefix_cache_hit_rate, outcome.preemptions, phases)
+    counters = compare_counters(run.meta, outcome, sim.request_latency)
     if counters:
         result["server_counters"] = counters
     # How loaded the run was, as the twin sees it: its engines' busy share of the run.
