@@ -57,10 +57,12 @@ run_case() {  # run_case NAME NUM_BLOCKS: bench the running server, then replay 
     [ "$name" = prefix ] && prefixes='workload.prefixes={num: 4, length: 512}'
     rm -rf "$OUT/$name"
     # A seed of its own per case: the server's prefix cache still holds the prompts of the cases before.
+    # --warm-up: a server just started runs its first steps of each size slower (vLLM on CPU builds
+    # per-shape kernel state), and `overloaded` starts one.
     "${PIN[@]}" kairos bench --url "$URL" --num-requests "$N" --rate "${RATE[$name]}" --seed "${SEED[$name]}" \
         --vocab-size "$VOCAB" \
         "${LENGTHS[@]}" --set "$prefixes" --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCHED" \
-        --block-size "$BLOCK" --num-gpu-blocks "$blocks" --prefix-caching -q -o "$OUT/$name/run"
+        --block-size "$BLOCK" --num-gpu-blocks "$blocks" --prefix-caching --warm-up -q -o "$OUT/$name/run"
     kairos validate --against "$OUT/$name/run" --perf "calibrated:$OUT/profile.json" -o "$OUT/$name"
 }
 

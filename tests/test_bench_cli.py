@@ -259,3 +259,29 @@ def test_bad_options_are_one_line_errors(capsys, tmp_path):
         line = one_line_error(capsys, "bench", "--url", server.url, "--model", "other")
     assert "does not serve model 'other'" in line and MODEL in line
     assert not server.requests
+
+
+def test_warm_up_runs_every_step_size_before_the_measured_run(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    with FakeServer(ttft_s=0.0, itl_s=0.0) as server:
+        code, _, err = kairos(
+            capsys, "bench", "--url", server.url, "--num-requests", "3", "--rate", "100",
+            "--set", "workload.input_len=20", "--set", "workload.output_len=2", "--set", "workload.prefixes=null",
+            "--max-num-seqs", "4", "--max-num-batched-tokens", "12", "--warm-up", "-q", "-o", str(run_dir))
+        received = [r.body for r in sorted(server.requests, key=lambda r: r.received_ts)]
+    assert code == 0, err
+    warm, measured = received[:-3], received[-3:]
+    # Prompts of 1..12 tokens one at a time (one output token each), then bursts of 1..4 requests.
+    assert [len(b["prompt"]) for b in warm[:12]] == list(range(1, 13))
+    assert all(b["max_tokens"] == 1 for b in warm[:12])
+    assert len(warm) == 12 + 1 + 2 + 3 + 4 and all(len(b["prompt"]) == 1 for b in warm[12:])
+    assert all(len(b["prompt"]) == 20 for b in measured)
+    # Only the measured requests are in the run; meta.json says the server was warmed.
+    assert len(lines_of(run_dir)) == 3
+    assert json.loads((run_dir / "meta.json").read_text())["kairos_bench"]["warmed_up"] is True
+
+
+def test_warm_up_needs_the_engine_limits(capsys):
+    with FakeServer() as server:
+        line = one_line_error(capsys, "bench", "--url", server.url, "--num-requests", "2", "--warm-up", "-q")
+    assert "--warm-up needs the server's --max-num-batched-tokens and --max-num-seqs" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import multiprocessing
 import threading
 import time
@@ -29,13 +30,19 @@ MAX_MODEL_LEN = 2048
 MODEL_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 2048,
                 "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "num_key_value_heads": 2, "max_position_embeddings": MAX_MODEL_LEN, "torch_dtype": "float32"}
-# The fake engine's step: 4 ms + 0.25 ms per decode + 0.02 ms per prefill token.
+# The fake engine's step: 4 ms + 0.25 ms per decode + 0.02 ms per prefill token; the first step after
+# the engine sat idle g seconds takes WAKE_S x (1 - exp(-g / WAKE_TAU_S)) more.
 STEP_S, PER_DECODE_S, PER_PREFILL_TOKEN_S = 4e-3, 0.25e-3, 0.02e-3
+WAKE_S, WAKE_TAU_S = 6e-3, 0.5
 SEQS, BUDGET, BLOCK = 8, 256, 16
 
 
 def known_step_s(shape: BatchShape) -> float:
     return STEP_S + PER_DECODE_S * shape.num_decodes + PER_PREFILL_TOKEN_S * sum(shape.prefill_new)
+
+
+def known_wake_s(idle_s: float) -> float:
+    return WAKE_S * -math.expm1(-idle_s / WAKE_TAU_S)
 
 
 async def _sleep_until(deadline: float) -> None:
@@ -63,7 +70,7 @@ class FakeVLLM:
     """An OpenAI completions server on an engine loop that batches like vLLM's scheduler: every step
     decodes the running requests and fills the rest of its token budget with prefill chunks
     (at most `max_num_seqs` running), takes `known_step_s` of its shape, and streams one token per
-    request it sampled. /metrics reports vLLM's per-request queue and prefill times (observed when a
+    request it sampled (the first step after an idle spell takes `known_wake_s` more). /metrics reports vLLM's per-request queue and prefill times (observed when a
     request ends), prefix-cache hits and cache_config_info; /kairos/engine is not there."""
 
     def __init__(self, *, metrics: bool = True, front_end_s: float = 0.002, process: bool = False) -> None:
@@ -119,9 +126,12 @@ class FakeVLLM:
 
     async def _engine(self) -> None:
         while True:
+            wake = 0.0
             if not self.waiting and not self.running:
                 self._work.clear()
+                idle_since = time.monotonic()
                 await self._work.wait()
+                wake = known_wake_s(time.monotonic() - idle_since)
             start = time.monotonic()
             budget = BUDGET
             decodes = [r for r in self.running if r.computed == len(r.prompt)]
@@ -140,9 +150,9 @@ class FakeVLLM:
                 chunks.append((r, min(budget, len(r.prompt) - r.computed)))
                 budget -= chunks[-1][1]
             shape = BatchShape(tuple(n for _, n in chunks), (), len(decodes))
-            await _sleep_until(start + known_step_s(shape))
+            await _sleep_until(start + known_step_s(shape) + wake)
             end = time.monotonic()
-            self.late_s += end - start - known_step_s(shape)
+            self.late_s += end - start - known_step_s(shape) - wake
             self.steps += 1
             sampled = list(decodes)
             self.iterations += bool(decodes) or any(r.computed + n == len(r.prompt) for r, n in chunks)
@@ -340,6 +350,10 @@ def test_the_fit_predicts_the_fake_engines_known_step_times(calibrated):
     for shape in shapes:
         predicted, known = model.step_time(shape), known_step_s(shape) + late_s
         assert predicted == pytest.approx(known, rel=0.15), (shape, predicted, known)
+    # The wake probes and the idle prefills' gaps give the fake's first step after an idle spell.
+    assert profile["idle_time_constant_s"] > 0
+    for idle_s in (0.2, 1.0, 4.0):
+        assert model.idle_penalty(idle_s) == pytest.approx(known_wake_s(idle_s), abs=2e-3), idle_s
     # The fake's front-end: 2 ms asleep plus loopback HTTP and parsing.
     assert 0.002 <= profile["request_latency_s"] < 0.02
 

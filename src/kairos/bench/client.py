@@ -21,6 +21,7 @@ import aiohttp
 from kairos.bench.engine_steps import ENGINE_PATH
 from kairos.bench.stream import SSELines, StreamError, StreamResult, one_line, sse_data
 from kairos.errors import KairosError
+from kairos.workload.spec import RequestSpec
 
 PROBE_TIMEOUT_S = 10.0
 # Seconds a client keeps an idle connection open (below uvicorn's default keep-alive of 5 s).
@@ -236,3 +237,21 @@ def _json_or_none(content: bytes) -> Any:
         return json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def completion_body(spec: RequestSpec, model: str, prompt: list[int] | str,
+                    exact_lengths: bool) -> dict[str, Any]:
+    """The /v1/completions request of one spec (streaming, with usage in every chunk)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": spec.output_len,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+    }
+    if exact_lengths:
+        # vLLM and SGLang accept these extra sampling fields; without them a model
+        # that emits EOS early would make output lengths differ from the workload's.
+        body.update(ignore_eos=True, min_tokens=spec.output_len)
+    return body

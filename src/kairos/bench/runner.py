@@ -13,6 +13,7 @@ from typing import Any
 from kairos.bench.client import (
     CompletionClient,
     ServerInfo,
+    completion_body,
     normalize_url,
     raise_open_file_limit,
 )
@@ -28,6 +29,7 @@ from kairos.bench.results import (
 from kairos.bench.run_format import RequestLine, write_measured_run
 from kairos.bench.server_counters import ServerCounters, engine_phases, run_counters
 from kairos.bench.stream import StreamResult
+from kairos.bench.warmup import WarmUpPlan, warm_up
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord, write_report
 from kairos.scenario.schema import Scenario
@@ -50,6 +52,7 @@ class BenchOptions:
     vocab_size: int = DEFAULT_VOCAB_SIZE
     timeout_s: float = DEFAULT_TIMEOUT_S
     exact_lengths: bool = True  # ask for exactly output_len tokens (ignore_eos, min_tokens)
+    warm_up: bool = False  # run the server through every step size first (kairos.bench.warmup)
     api_key: str | None = None
     engine: EngineFacts = field(default_factory=EngineFacts)
 
@@ -76,26 +79,8 @@ class BenchRun:
         return [*paths, *([steps_path] if steps_path else []), *write_report(run_dir, self.report, self.records)]
 
 
-def completion_body(spec: RequestSpec, model: str, prompt: list[int] | str,
-                    exact_lengths: bool) -> dict[str, Any]:
-    """The /v1/completions request of one spec (streaming, with usage in every chunk)."""
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": prompt,
-        "max_tokens": spec.output_len,
-        "temperature": 0.0,
-        "stream": True,
-        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
-    }
-    if exact_lengths:
-        # vLLM and SGLang accept these extra sampling fields; without them a model
-        # that emits EOS early would make output lengths differ from the workload's.
-        body.update(ignore_eos=True, min_tokens=spec.output_len)
-    return body
-
-
 def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn | None = None,
-              warn: Callable[[str], None] | None = None) -> BenchRun:
+              warn: Callable[[str], None] | None = None, warm_progress: ProgressFn | None = None) -> BenchRun:
     """Send the scenario's workload to the server and measure every request.
 
     Only the scenario's `workload`, `slo` and `seed` matter here: the engine is
@@ -110,7 +95,7 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
     raise_open_file_limit()
     concurrency = scenario.workload.concurrency
     server, model, load, steps, (counters, phases) = asyncio.run(
-        _send_all(specs, options, concurrency, base_url, prompts, progress, warn))
+        _send_all(specs, options, concurrency, base_url, prompts, progress, warn, warm_progress))
     settings = {
         # Whether the server is `kairos serve` (it publishes its engine): block counts differ (see replay).
         "kairos_engine": server.engine is not None,
@@ -119,6 +104,7 @@ def run_bench(scenario: Scenario, options: BenchOptions, *, progress: ProgressFn
         "max_concurrency": concurrency,
         "timeout_s": options.timeout_s,
         "exact_lengths": options.exact_lengths,
+        "warmed_up": options.warm_up,
     }
     # Through JSON text, so that an infinite rate becomes "Infinity" as the config's
     # serializer writes it (model_dump keeps float inf, which strict JSON refuses).
@@ -151,13 +137,19 @@ def _measured_counters(counters: dict[str, Any], phases: dict[str, float] | None
 
 async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency: int | None,
                     base_url: str, prompts: PromptBuilder, progress: ProgressFn | None,
-                    warn: Callable[[str], None] | None
+                    warn: Callable[[str], None] | None, warm_progress: ProgressFn | None
                     ) -> tuple[ServerInfo, str, LoadRun, list[dict[str, Any]],
                                tuple[dict[str, Any], dict[str, float] | None]]:
     async with CompletionClient(base_url, timeout_s=options.timeout_s, api_key=options.api_key,
                                 max_connections=concurrency) as client:
         server = await client.probe()
         model = _pick_model(server, options.model, base_url)
+        if options.warm_up:
+            facts = options.engine.completed_from(server.engine)
+            max_model_len = server.model_entry(model).get("max_model_len")
+            plan = WarmUpPlan.for_engine(facts.max_num_batched_tokens, facts.max_num_seqs,
+                                         max_model_len if isinstance(max_model_len, int) else None)
+            await warm_up(client, model, options.vocab_size, plan, progress=warm_progress)
         # A Kairos server logs its engine steps: keep those the run makes.
         first_step = await _steps_logged(client) if server.engine is not None else None
         before = ServerCounters.parse(await client.get_text("/metrics"))

@@ -37,7 +37,8 @@ class StepTimeFit:
 
 
 # The idle_wake time constants a fit tries (seconds); the one with the least residual is kept.
-IDLE_TIME_CONSTANTS_S: tuple[float, ...] = (0.5e-3, 1e-3, 2e-3, 3e-3, 5e-3, 8e-3, 13e-3, 20e-3, 50e-3)
+IDLE_TIME_CONSTANTS_S: tuple[float, ...] = (0.5e-3, 1e-3, 2e-3, 3e-3, 5e-3, 8e-3, 13e-3, 20e-3, 50e-3, 0.1, 0.2,
+                                             0.5, 1.0, 2.0)
 # Rounds of weights from the fitted times after the first fit from the measured ones: enough for
 # the coefficients to settle.
 REWEIGHTS = 3

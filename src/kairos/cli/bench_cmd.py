@@ -50,6 +50,7 @@ def bench(
     prefix_caching: Annotated[bool | None, typer.Option("--prefix-caching/--no-prefix-caching", help="Record whether the server caches prefixes in meta.json.")] = None,
     gpu: Annotated[str | None, typer.Option(help="Record the server's GPU in meta.json: a catalog name (`kairos gpus`) or the device name CUDA reports.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory: meta.json, requests.jsonl, report.json, requests.csv.")] = None,
+    warm_up: Annotated[bool, typer.Option("--warm-up/--no-warm-up", help="Before measuring, run the server through every step size: a prompt of each length up to --max-num-batched-tokens alone, then bursts of 1 to --max-num-seqs requests, so that kernels an engine builds per shape (vLLM on CPU) exist before the run. Needs those two options (a Kairos server reports them).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible server (Kairos, vLLM, SGLang) with a workload."""
@@ -77,14 +78,22 @@ def bench(
     options = BenchOptions(
         url=url, model=model, prompt_format=prompt_format,  # type: ignore[arg-type]
         vocab_size=vocab_size, timeout_s=timeout,
-        exact_lengths=exact_lengths, api_key=api_key,
+        exact_lengths=exact_lengths, api_key=api_key, warm_up=warm_up,
         engine=EngineFacts(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                            tensor_parallel_size=tp, block_size=block_size,
                            num_gpu_blocks=num_gpu_blocks, enable_prefix_caching=prefix_caching,
                            device_name=None if gpu is None else device_name(gpu)),
     )
-    with LazyProgress("benchmarking", err, enabled=not quiet) as progress:
-        run = run_bench(spec, options, progress=progress, warn=lambda m: err.print(f"warning: {m}", markup=False))
+    warming = LazyProgress("warming up", err, enabled=not quiet)
+
+    def warm_progress(done: int, total: int) -> None:
+        warming(done, total)
+        if done == total:
+            warming.close()  # one live display at a time: the benchmark's bar comes next
+
+    with warming, LazyProgress("benchmarking", err, enabled=not quiet) as progress:
+        run = run_bench(spec, options, progress=progress, warm_progress=warm_progress,
+                        warn=lambda m: err.print(f"warning: {m}", markup=False))
     info = run.report["bench"]
     if not quiet:
         out.print(f"[bold]{info['model']}[/] at {info['url']}, {len(run.lines):,} requests,"

@@ -43,13 +43,19 @@ first fit (of every one-step point) predicts for each. Those later chunks are
 prefill-only steps on a growing context that follow a step at once (periods, as
 decode points are).
 
-No point carries an idle gap, so idle_wake fits 0: the gap before an idle
-prefill is known only from the client's side, which vLLM's API server delays by
-as much as the gaps themselves, so a fit on it would chase noise (an idle
-prefill costs what its prefill terms say, idle or not).
+An idle prefill is the first step after the engine sat idle, and costs more
+than the same step in a busy spell: vLLM's engine core and worker busy-poll
+their queues for a second after the last message, then sleep on a socket, and
+the caches cool (measured on vLLM 0.32 CPU, a 200-token prefill took 2-4 ms
+more after 5-200 ms idle and 8 ms more after 2 s than beside a decode). Each
+idle prefill carries its idle time as the client sees it (the end of the last
+response to the send), wake probes wait set gaps first (WAKE_GAPS_S), and
+decode and mixed points are busy: the fit splits the idle prefills' time into
+their terms and idle_wake, which the simulator adds to a step after a gap.
 
 The grid runs in a few passes, each in its own shuffled order, after an untimed
-warm-up; each shape's points are the median over passes. The front-end time per
+warm-up; each probe's requests draw their prompt lengths anew (`_Prober.fresh`)
+and give one point: the median time at their mean length. The front-end time per
 request (HTTP, the hand-over to the engine core, streaming the first token back)
 is what the idle probes' client TTFT holds beyond vLLM's own queue and prefill
 time (kairos.calibration.probes.front_end).
@@ -75,15 +81,14 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from kairos.bench.client import CompletionClient, normalize_url
+from kairos.bench.client import CompletionClient, completion_body, normalize_url
 from kairos.bench.engine_steps import ENGINE_PATH
-from kairos.bench.runner import completion_body
 from kairos.bench.server_counters import phase_totals
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import StepTimeFit, fit_step_time
 from kairos.calibration.probes.front_end import FrontEndSample, fit_front_end
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
-from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, term_values
+from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, idle_wake, term_values
 from kairos.errors import KairosError
 from kairos.perf.base import BatchShape
 from kairos.workload import RequestSpec
@@ -99,6 +104,11 @@ BLOCKER_HEAD_START_S = 0.02
 # Idle prefills of each length per pass: they are quick, and one slow spell would decide a single one.
 IDLE_REPEATS = 3
 DECODE_CONTEXTS = (32, 256, 1024)
+# Idle gaps (seconds) before the wake probes: idle prefills of one length after the engine sat idle that
+# long. vLLM's engine core and workers busy-poll for a while after their last message, then sleep on a
+# socket (1 s in vLLM 0.32's shared-memory queue), and the caches cool: the first step after a gap is
+# slower than the same step in a busy spell, by more the longer the gap.
+WAKE_GAPS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0)
 # Shares of the token budget left beside B decodes that the mixed probes' prompts take, in turn.
 MIXED_SHARES = (0.125, 0.25, 0.5, 1.0)
 SETTLE_S = 10.0  # longest wait for /metrics to count the finished requests
@@ -263,10 +273,12 @@ def _int_label(labels: dict[str, str], key: str) -> int | None:
 @dataclass(frozen=True, slots=True)
 class IdlePrefill:
     """One request of `prompt` tokens alone on an idle engine, one output token; with `cached`,
-    a request of `cached` tokens first, whose prompt this one's starts with."""
+    a request of `cached` tokens first, whose prompt this one's starts with. With `gap_s`, sent
+    once the engine has been idle that long (else as soon as the previous probe is read)."""
 
     prompt: int
     cached: int = 0
+    gap_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +328,8 @@ def calibration_grid(facts: ServerFacts, quick: bool = False) -> list[Probe]:
         contexts = contexts[:2]
     probes: list[Probe] = [IdlePrefill(n) for n in lens + long] * IDLE_REPEATS
     probes += [IdlePrefill(context + new, context) for context, new in cached] * IDLE_REPEATS
+    wake_prompt = max(1, min(budget // 4, max_len - 1))
+    probes += [IdlePrefill(wake_prompt, gap_s=gap) for gap in (WAKE_GAPS_S[1::2] if quick else WAKE_GAPS_S)]
     blocker = min(8, (max_len - 1) // budget) * budget
     capacity = (facts.num_gpu_blocks or 1 << 30) * block
     cell = 0
@@ -376,6 +390,9 @@ class PrefillObs:
     chunks: int
     time_s: float
     front_end: FrontEndSample
+    idle_s: float = 0.0  # how long the engine had been idle when the request was sent (the client's view)
+    gap_s: float = 0.0  # the probe's designed gap (0: sent as soon as the previous probe was read)
+    nominal: int = 0  # the probe's uncached length before IdlePrefill's draw (its points' group); 0: `new`
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +419,7 @@ class MixedObs:
     kv_sum: int
     kv_max: int
     time_s: float
+    nominal: int = 0  # the probe's extra length before the draw (its points' group); 0: `new`
 
 
 @dataclass(slots=True)
@@ -497,6 +515,17 @@ class _Client(CompletionClient):
 class _Prober:
     def __init__(self, client: _Client, facts: ServerFacts, rng: np.random.Generator) -> None:
         self.client, self.facts, self.rng = client, facts, rng
+        # When the engine last had work, as the client saw it: the end of the last response.
+        self.busy_until = time.monotonic()
+
+    def fresh(self, n: int) -> int:
+        """A prompt length of up to an eighth under `n`, drawn anew for each request: served prompt lengths
+        rarely repeat, and vLLM on CPU prefills a length it has just run 10-20 % faster than a new one
+        (its per-shape kernel state), so a grid of repeated lengths would time a faster engine than the
+        one traffic meets. Whole chunks stay whole: every long prompt's chunks are that long."""
+        if n >= self.facts.max_num_batched_tokens:
+            return n
+        return n - int(self.rng.integers(0, n // 8 + 1))
 
     def tokens(self, n: int) -> list[int]:
         # Special tokens tend to sit at the start of small vocabularies: stay clear of them.
@@ -544,11 +573,13 @@ class _Prober:
         if result.error is not None or result.first_token_ts is None:
             raise KairosError(f"{self.client.base_url}: a calibration request failed: {result.error or 'no tokens'}")
 
-    async def one_idle(self, prompt: list[int]) -> tuple[StreamResult, dict[str, float]]:
-        """One request alone; the /metrics deltas it caused."""
+    async def one_idle(self, prompt: list[int], gap_s: float = 0.0) -> tuple[StreamResult, dict[str, float]]:
+        """One request alone, sent once the engine has been idle `gap_s`; the /metrics deltas it caused."""
         before = await self.metrics()
+        await asyncio.sleep(max(0.0, self.busy_until + gap_s - time.monotonic()))
         result = await self.client.stream(self.body(prompt, 1))
         self.check(result)
+        self.busy_until = result.token_ts[-1]
         after = await self.settled(before, 1)
         if after["prefill_count"] - before["prefill_count"] != 1:
             raise KairosError(f"{self.client.base_url} served other requests during calibration: "
@@ -556,16 +587,19 @@ class _Prober:
         return result, {key: after[key] - before[key] for key in after}
 
     async def idle_prefill(self, probe: IdlePrefill, seen: Observations) -> None:
-        prompt = self.tokens(probe.prompt - probe.cached)
+        prompt = self.tokens(self.fresh(probe.prompt - probe.cached))
         if probe.cached:
             seed = self.tokens(probe.cached)
             # The seed is an idle prefill of its own.
-            self.record_idle(seed, *await self.one_idle(seed), seen)
+            idle_since = self.busy_until
+            self.record_idle(seed, idle_since, *await self.one_idle(seed), seen, probe.cached)
             prompt = seed + prompt
-        self.record_idle(prompt, *await self.one_idle(prompt), seen)
+        idle_since = self.busy_until
+        self.record_idle(prompt, idle_since, *await self.one_idle(prompt, probe.gap_s), seen,
+                         probe.prompt - probe.cached, probe.gap_s)
 
-    def record_idle(self, prompt: list[int], result: StreamResult, delta: dict[str, float],
-                    seen: Observations) -> None:
+    def record_idle(self, prompt: list[int], idle_since: float, result: StreamResult, delta: dict[str, float],
+                    seen: Observations, nominal: int, gap_s: float = 0.0) -> None:
         ctx = int(round(delta["hits"]))
         new = len(prompt) - ctx
         chunks = -(-new // self.facts.max_num_batched_tokens)
@@ -574,7 +608,8 @@ class _Prober:
         if delta["prefill_sum"] <= 0:
             seen.skipped.append(f"idle prefill of {len(prompt)} tokens: no prefill time")
             return
-        seen.prefills.append(PrefillObs(new, ctx, chunks, delta["prefill_sum"], sample))
+        seen.prefills.append(PrefillObs(new, ctx, chunks, delta["prefill_sum"], sample,
+                                        max(0.0, result.sent_ts - idle_since), gap_s, nominal))
 
     async def steady_decode(self, probe: SteadyDecode, seen: Observations) -> None:
         """The shared prefix alone (an idle prefill of its own), then the blockers, the B requests (not
@@ -588,7 +623,8 @@ class _Prober:
         where = f"steady decode of {batch} x {probe.prompt} tokens"
         prefix = self.tokens(probe.prefix)
         if prefix:
-            self.record_idle(prefix, *await self.one_idle(prefix), seen)
+            idle_since = self.busy_until
+            self.record_idle(prefix, idle_since, *await self.one_idle(prefix), seen, probe.prefix)
         start = await self.metrics()
         blocker = min(8, (self.facts.max_model_len - 1) // self.facts.max_num_batched_tokens)
         blockers = [asyncio.ensure_future(self.client.complete(self.body(
@@ -601,6 +637,7 @@ class _Prober:
             await self.mixed(probe, start, blockers, decoders, seen)
             return
         failed = next((e for e in await asyncio.gather(*blockers, *decoders) if e is not None), None)
+        self.busy_until = time.monotonic()
         if failed is not None:
             raise KairosError(f"{self.client.base_url}: a calibration request failed: {failed}")
         end = await self.settled(start, probe.blockers + batch)
@@ -628,7 +665,8 @@ class _Prober:
             for _ in range(probe.extras):
                 if any(d.done() for d in decoders):
                     break
-                extra = await self.client.stream(self.body(self.tokens(probe.extra), 1))
+                new = self.fresh(probe.extra)
+                extra = await self.client.stream(self.body(self.tokens(new), 1))
                 self.check(extra)
                 after = await self.settled(before, 1)
                 delta = {key: after[key] - before[key] for key in after}
@@ -640,13 +678,16 @@ class _Prober:
                 # The extra's prompt is random: nothing of it is cached (the hits counter is no help here: the
                 # API server may count the B requests' hits late, inside this delta).
                 kv = round(probe.prompt + held)
-                seen.mixed.append(MixedObs(batch, probe.prompt, probe.extra, 0, batch * kv, kv, delta["prefill_sum"]))
+                seen.mixed.append(MixedObs(batch, probe.prompt, new, 0, batch * kv, kv, delta["prefill_sum"],
+                                           probe.extra))
                 before = after
         finally:
             for request in (*blockers, *decoders):
                 request.cancel()
             await asyncio.gather(*blockers, *decoders, return_exceptions=True)
         await self.idle()
+        # The aborts land during the wait: the next probe's idle time is counted from its end, a lower bound.
+        self.busy_until = time.monotonic()
 
     async def idle(self) -> None:
         """Wait until the engine runs nothing and /metrics stopped moving (aborted requests are counted
@@ -664,41 +705,53 @@ class _Prober:
 # ---- points and fit -------------------------------------------------------------------
 
 
-def _point(kind: str, shape: BatchShape, times: Sequence[float]) -> MeasuredPoint:
-    return MeasuredPoint(kind, shape, float(np.median(times)), tuple(float(t) for t in times))
+def _point(kind: str, shape: BatchShape, times: Sequence[float], idle_s: Sequence[float] = ()) -> MeasuredPoint:
+    return MeasuredPoint(kind, shape, float(np.median(times)), tuple(float(t) for t in times),
+                         float(np.median(idle_s)) if idle_s else 0.0)
+
+
+def _mean(values: Sequence[int]) -> int:
+    return round(float(np.mean(values)))
 
 
 def measured_points(seen: Observations) -> tuple[list[MeasuredPoint], dict[int, list[float]]]:
-    """One point per shape (median over passes) of the one-step observations, and the chunked idle
+    """One point per probe (the median over its requests, at their mean length) of the one-step observations, and the chunked idle
     prefills' total times by prompt length. A decode point's KV lengths are those of its run's middle step."""
     groups: dict[tuple, list[float]] = defaultdict(list)
+    idle: dict[tuple, list[float]] = defaultdict(list)
     chunked: dict[int, list[float]] = defaultdict(list)
     kv: dict[tuple, list[int]] = defaultdict(list)
+    news: dict[tuple, list[int]] = defaultdict(list)  # the drawn lengths behind each group
     for p in seen.prefills:
         if p.chunks > 1:
             if p.ctx == 0:
                 chunked[p.new].append(p.time_s)
             continue
-        groups[("prefill", p.new, p.ctx)].append(p.time_s)
+        key = ("prefill", p.nominal or p.new, p.ctx, p.gap_s)
+        groups[key].append(p.time_s)
+        idle[key].append(p.idle_s)
+        news[key].append(p.new)
     for d in seen.decodes:
         groups[("decode", d.batch, d.prompt, d.output)].append(d.total_s / d.steps)
     for m in seen.mixed:
-        groups[("mixed", m.batch, m.prompt, m.new, m.ctx)].append(m.time_s)
-        kv[("mixed", m.batch, m.prompt, m.new, m.ctx)].append(m.kv_max)
+        key = ("mixed", m.batch, m.prompt, m.nominal or m.new, m.ctx)
+        groups[key].append(m.time_s)
+        kv[key].append(m.kv_max)
+        news[key].append(m.new)
     points = []
     for key, times in groups.items():
         if key[0] == "prefill":
-            shape = BatchShape((key[1],), (key[2],), 0, 0, 1)
-            points.append(_point("prefill", shape, times))
+            shape = BatchShape((_mean(news[key]),), (key[2],), 0, 0, 1)
+            points.append(_point("prefill", shape, times, idle[key]))
         elif key[0] == "decode":
             _, batch, prompt, output = key
             longest = prompt + output // 2  # each request's KV length in the run's middle step
             points.append(_point("decode", BatchShape((), (), batch, batch * longest, batch, longest), times))
         else:
-            _, batch, prompt, new, ctx = key
-            longest = round(float(np.mean(kv[key])))
-            points.append(_point("mixed", BatchShape((new,), (ctx,), batch, batch * longest, batch + 1, longest),
-                                 times))
+            _, batch, prompt, _, ctx = key
+            longest = _mean(kv[key])
+            points.append(_point("mixed", BatchShape((_mean(news[key]),), (ctx,), batch, batch * longest,
+                                                     batch + 1, longest), times))
     return points, dict(chunked)
 
 
@@ -748,13 +801,14 @@ def fit_points(points: list[MeasuredPoint], chunked: dict[int, list[float]], bud
     return fit_step_time(everything, weight_power=FIT_WEIGHT_POWER, layout=layout), everything, skipped
 
 
-def errors_by_kind(points: Sequence[MeasuredPoint], coefficients: dict[str, float],
+def errors_by_kind(points: Sequence[MeasuredPoint], fit: StepTimeFit,
                    layout: AttentionLayout) -> dict[str, dict[str, float | int]]:
     """Per kind of point: how many, and the median and worst |error| % of the fit on them."""
-    coef = np.array([coefficients[t] for t in TERMS])
+    coef = np.array([fit.coefficients[t] for t in TERMS])
     errors: dict[str, list[float]] = defaultdict(list)
     for p in points:
-        predicted = float(np.dot(term_values(p.shape, 0.0, layout), coef))
+        wake = idle_wake(p.idle_s, fit.idle_time_constant_s)
+        predicted = float(np.dot(term_values(p.shape, wake, layout), coef))
         errors[p.kind].append(abs(predicted / p.time_s - 1) * 100)
     return {kind: {"points": len(e), "median_abs_error_pct": float(np.median(e)),
                    "max_abs_error_pct": float(max(e))} for kind, e in sorted(errors.items())}
@@ -809,8 +863,10 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
             "grid": "quick" if quick else "default",
             "fit": f"least squares, errors weighted by fitted step time ** -{FIT_WEIGHT_POWER:g}; "
                    f"attention terms: {VARLEN} (exact pairs and KV lengths)",
-            "idle": "no point carries an idle gap (idle_wake fits 0): the client cannot tell the engine's "
-                    "idle time (vLLM's API server delays what it sees by as much)",
+            "idle": "each idle prefill's idle time is the client's: from the end of the last response to the "
+                    "request's send (the front end's time in and out roughly cancel); wake probes wait "
+                    f"{', '.join(f'{g:g}' for g in WAKE_GAPS_S)} s first; steady decodes and mixed steps "
+                    "are busy (idle 0), so idle_wake is what an idle prefill costs beyond a busy one",
             "front_end": {"request_s": request_s, "per_input_token_s": per_token_s, "samples": len(front),
                           "how": "idle probes' client TTFT less vLLM's queue and prefill time "
                                  "(kairos.calibration.probes.front_end.fit_front_end); the simulation "
@@ -822,7 +878,7 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
         "terms": list(TERMS),
         "coefficients": fit.coefficients,
         "fit": fit.errors(),
-        "fit_by_kind": errors_by_kind(points, fit.coefficients, layout),
+        "fit_by_kind": errors_by_kind(points, fit, layout),
         "idle_time_constant_s": fit.idle_time_constant_s,
         "request_latency_s": request_s,
         "request_latency_per_input_token_s": per_token_s,

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kairos.bench.client import CompletionClient
-from kairos.bench.runner import completion_body
+from kairos.bench.client import CompletionClient, completion_body
 from kairos.bench.server_counters import phase_totals
 from kairos.errors import KairosError
 from kairos.workload.spec import RequestSpec

@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from kairos.bench.client import CompletionClient
+from kairos.bench.client import CompletionClient, completion_body
 from kairos.bench.engine_steps import ENGINE_PATH, STEPS_COUNT_PATH, STEPS_PATH, step_point
-from kairos.bench.runner import completion_body
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import fit_step_time
 from kairos.calibration.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
