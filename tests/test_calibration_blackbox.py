@@ -22,7 +22,7 @@ from kairos.calibration.probes.blackbox import (ServerFacts, SteadyDecode, cache
 from kairos.calibration.profile import load_profile
 from kairos.cli.errors import run_app
 from kairos.cli.main import app
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
 from test_bench_fake_server import _send_event, _send_json, _send_text, read_request, serve_connection
 
 MODEL = "fake-vllm"

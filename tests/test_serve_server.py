@@ -434,7 +434,7 @@ def test_calibrate_through_the_server(client, tiny, capsys, tmp_path):
 
     from kairos.calibration.model import CalibratedModel
     from kairos.calibration.terms import TERMS
-    from kairos.perf.base import BatchShape
+    from kairos.engine.batch_shape import BatchShape
 
     code, out, err = kairos(capsys, "calibrate", "--url", str(client.base_url), "--quick",
                             "-o", str(tmp_path / "profile.json"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kairos.engine.attention_groups import prefill_attention_slots
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
 
 # What a step's time is fitted on, each a count that can only add work:
 #   step: 1 per step (scheduling, input preparation, kernel launches of every layer)

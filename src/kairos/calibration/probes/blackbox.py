@@ -89,8 +89,8 @@ from kairos.calibration.fit import StepTimeFit, fit_step_time
 from kairos.calibration.probes.front_end import FrontEndSample, fit_front_end
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
 from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, idle_wake, term_values
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 from kairos.workload import RequestSpec
 
 # A designed grid of medians: relative error (kairos.calibration.fit.fit_step_time's default).
