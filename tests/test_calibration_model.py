@@ -20,7 +20,7 @@ from kairos.errors import KairosError
 from kairos.hardware import load_gpu
 from kairos.models.arch import ModelArch
 from kairos.perf.overheads import WithOverheads
-from kairos.perf.registry import make_step_time_model
+from kairos.scenario.step_models import make_step_time_model
 from kairos.workload.spec import RequestSpec
 
 from helpers import simulate

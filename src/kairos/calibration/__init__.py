@@ -1,7 +1,7 @@
 """Calibration: fitting a step-time model to an engine's measured steps, and replaying it.
 
-The core has no dependency on serve, bench, sim or scenario, so that perf and the
-simulator can import it:
+The core has no dependency on serve, bench, sim or scenario, so that they can import
+it; it builds on perf (StepTimeModel, attention_groups):
 
 - `terms`: what a step time is fitted on (TERMS, term_values), how the engine's
   attention kernels count work (AttentionLayout: padded or varlen), idle_wake;
