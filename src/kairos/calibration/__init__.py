@@ -13,8 +13,8 @@ it; it builds on perf (StepTimeModel, attention_groups):
   at_speed, SpeedTimeline) and AtMachineSpeed, the StepTimeModel of a replay whose
   machine ran at another speed.
 
-`probes` is the measurement side, which drives engines and servers (it imports
+The measuring side is kairos.probes, which drives engines and servers (it imports
 serve and bench). The reference step itself (kairos.serve.reference_step) stays in
 serve: it is the server's instrument, like its step log, and the server's engine
-worker runs it; were it here, serve would import the probes that import serve.
+worker runs it; were it in probes, serve would import the probes that import serve.
 """
