@@ -2,7 +2,7 @@
 
 Sends one-token requests of several prompt lengths to an idle server, one at a
 time, and subtracts the engine's queue and prefill time (from its /metrics) from
-each client TTFT (kairos.calibration.probes.front_end). Prints the fitted entry and writes it,
+each client TTFT (kairos.probes.front_end). Prints the fitted entry and writes it,
 with every sample, to OUT.
 
 Usage: python benchmarks/front_end_time.py URL --vocab-size N [--repeats 12] -o OUT.json
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from kairos.bench.client import CompletionClient, normalize_url
-from kairos.calibration.probes.front_end import REPEATS, fit_front_end, probe_front_end
+from kairos.probes.front_end import REPEATS, fit_front_end, probe_front_end
 from kairos.errors import KairosError
 
 

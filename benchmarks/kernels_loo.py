@@ -22,9 +22,10 @@ import time
 
 import numpy as np
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.hardware import load_gpu
 from kairos.models import load_model
-from kairos.perf import BatchShape, KernelModel, RooflineModel, covered_gpus
+from kairos.perf import KernelModel, RooflineModel, covered_gpus
 from kairos.perf.kernels.loo import decode_shape, operator_errors, prefill_shape, step_check
 from kairos.perf.kernels.model import open_database
 

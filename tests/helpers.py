@@ -6,8 +6,9 @@ import numpy as np
 
 from kairos.cluster import make_router
 from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+from kairos.engine.batch_shape import BatchShape
 from kairos.metrics.itl import ItlCollector
-from kairos.perf.base import BatchShape, StepTimeModel
+from kairos.perf.base import StepTimeModel
 from kairos.sim.executor import SimExecutor
 from kairos.sim.replica import PrefixHasher, SimReplica
 from kairos.sim.runner import SimResult, Simulation

@@ -11,8 +11,8 @@ from helpers import LinearModel
 
 from kairos.bench import RequestLine, load_measured_run, write_measured_run
 from kairos.bench.engine_steps import STEPS_FILE, read_engine_steps, step_point, write_engine_steps
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 from kairos.validate.steps import step_time_errors
 
 # As GET /kairos/steps answers: keys beyond the file's are dropped on writing.

@@ -17,12 +17,12 @@ import pytest
 
 from cli_helpers import kairos, one_line_error
 from kairos.calibration.model import CalibratedModel
-from kairos.calibration.probes.blackbox import (ServerFacts, SteadyDecode, cache_config, calibration_grid,
-                                               chunk_shapes, metric_totals)
 from kairos.calibration.profile import load_profile
 from kairos.cli.errors import run_app
 from kairos.cli.main import app
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
+from kairos.probes.blackbox import (ServerFacts, SteadyDecode, cache_config, calibration_grid, chunk_shapes,
+                                    metric_totals)
 from test_bench_fake_server import _send_event, _send_json, _send_text, read_request, serve_connection
 
 MODEL = "fake-vllm"

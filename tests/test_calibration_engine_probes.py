@@ -12,14 +12,14 @@ import typer
 torch = pytest.importorskip("torch")
 
 from kairos.calibration.model import CalibratedModel  # noqa: E402
-from kairos.calibration.probes.engine import (  # noqa: E402
-    DEFAULT_AXES, QUICK_AXES, WARMUP_STEPS, StepProbe, StepSpec, calibration_grid,
-)
 from kairos.calibration.profile import MeasuredPoint  # noqa: E402
 from kairos.cli import calibrate_cmd  # noqa: E402
 from kairos.cli.errors import run_app  # noqa: E402
 from kairos.cli.main import app as kairos_app  # noqa: E402
 from kairos.models.arch import ModelArch  # noqa: E402
+from kairos.probes.engine import (  # noqa: E402
+    DEFAULT_AXES, QUICK_AXES, WARMUP_STEPS, StepProbe, StepSpec, calibration_grid,
+)
 from kairos.serve import EngineRunner, RunnerConfig, load_model  # noqa: E402
 
 

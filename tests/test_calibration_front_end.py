@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from kairos.calibration.probes.front_end import FrontEndSample, fit_front_end, probe_front_end
 from kairos.errors import KairosError
+from kairos.probes.front_end import FrontEndSample, fit_front_end, probe_front_end
 from test_bench_fake_server import MODEL, FakeServer
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from test_calibration_model import profile
 
-from kairos.calibration.probes.latency_fit import LatencySample, fit_request_latency, simulated_ttfts
 from kairos.errors import KairosError
+from kairos.probes.latency_fit import LatencySample, fit_request_latency, simulated_ttfts
 
 FACTS = {"model": "tiny", "max_model_len": 4096, "max_num_seqs": 64, "max_num_batched_tokens": 512,
          "block_size": 16, "num_gpu_blocks": 4096, "enable_prefix_caching": True,

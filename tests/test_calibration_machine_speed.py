@@ -16,8 +16,8 @@ from kairos.calibration.machine_speed import (SPEED_KEY, AtMachineSpeed, SpeedTi
                                       profile_reference, reference_time, speed_factor, speed_timeline)
 from kairos.calibration.model import CalibratedModel
 from kairos.calibration.profile import SCHEMA, MeasuredPoint, check_profile
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 from kairos.sim.executor import SimExecutor
 from kairos.workload import RequestSpec
 

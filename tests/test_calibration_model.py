@@ -15,12 +15,12 @@ from kairos.calibration.fit import fit_step_time, nnls
 from kairos.calibration.model import CalibratedModel
 from kairos.calibration.profile import SCHEMA, MeasuredPoint, load_profile
 from kairos.calibration.terms import TERMS, term_values
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.hardware import load_gpu
 from kairos.models.arch import ModelArch
-from kairos.perf.base import BatchShape
 from kairos.perf.overheads import WithOverheads
-from kairos.perf.registry import make_step_time_model
+from kairos.scenario.step_models import make_step_time_model
 from kairos.workload.spec import RequestSpec
 
 from helpers import simulate

@@ -8,8 +8,8 @@ import pytest
 
 from kairos.calibration.model import CalibratedModel
 from kairos.calibration.profile import SCHEMA, V1_SCHEMA, Profile, load_profile
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 
 from test_calibration_model import TINY_CONFIG, TRUE, profile
 

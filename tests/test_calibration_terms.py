@@ -11,7 +11,7 @@ from kairos.calibration.fit import fit_step_time
 from kairos.calibration.model import CalibratedModel
 from kairos.calibration.profile import MeasuredPoint
 from kairos.calibration.terms import PADDED, TERMS, VARLEN, AttentionLayout, term_values
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
 from kairos.workload.spec import RequestSpec
 
 from helpers import simulate

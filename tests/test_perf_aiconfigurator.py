@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.hardware import load_gpu
 from kairos.models import load_model
-from kairos.perf.base import BatchShape
 from kairos.perf.parallel import Parallelism
-from kairos.perf.registry import make_step_time_model
+from kairos.scenario.step_models import make_step_time_model
 
 pytest.importorskip("aiconfigurator_core")
 from kairos.perf.aiconfigurator import AiconfiguratorModel  # noqa: E402

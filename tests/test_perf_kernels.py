@@ -14,10 +14,11 @@ import pytest
 
 pytest.importorskip("aiconfigurator_core")
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.hardware import load_gpu
 from kairos.models import load_model
-from kairos.perf import BatchShape, KernelModel, RooflineModel, covered_gpus, kernel_coverage
+from kairos.perf import KernelModel, RooflineModel, covered_gpus, kernel_coverage
 from kairos.perf.kernels import database, ops
 from kairos.perf.kernels.loo import decode_shape, operator_errors, prefill_shape, step_check
 from kairos.perf.kernels.model import open_database

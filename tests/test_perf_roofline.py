@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.hardware import load_gpu
 from kairos.models import load_model
-from kairos.perf import BatchShape, RooflineModel, RooflineParams
+from kairos.perf import RooflineModel, RooflineParams
 
 
 def roofline(model: str = "llama-3.1-8b", gpu: str = "h100", tp: int = 1) -> RooflineModel:

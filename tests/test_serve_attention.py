@@ -86,7 +86,7 @@ def test_groups_split_only_where_the_padding_saved_pays_for_the_extra_group():
 @pytest.mark.parametrize("min_slots", [0, 64, 2048, None])
 def test_prefill_slot_count_matches_the_executors_padded_batches(min_slots):
     # The calibrated step-time model counts the executor's padded prefill work without torch.
-    from kairos.engine.attention_groups import prefill_attention_slots
+    from kairos.perf.attention_groups import prefill_attention_slots
 
     rng = random.Random(11)
     for _ in range(200):

@@ -325,7 +325,7 @@ def test_metrics_use_vllm_names_and_move(client):
     assert metric(client, "vllm:request_success_total", finished_reason="length") == success + 2
     assert metric(client, "vllm:num_requests_running") == 0
     # What `kairos calibrate --url` reads to tell the server's TTFT from the client's.
-    from kairos.calibration.probes.served import ttft_totals
+    from kairos.probes.served import ttft_totals
 
     total, count = ttft_totals(client.get("/metrics").text)
     assert count == after["vllm:time_to_first_token_seconds_count"] and total > 0
@@ -434,7 +434,7 @@ def test_calibrate_through_the_server(client, tiny, capsys, tmp_path):
 
     from kairos.calibration.model import CalibratedModel
     from kairos.calibration.terms import TERMS
-    from kairos.perf.base import BatchShape
+    from kairos.engine.batch_shape import BatchShape
 
     code, out, err = kairos(capsys, "calibrate", "--url", str(client.base_url), "--quick",
                             "-o", str(tmp_path / "profile.json"))

@@ -1,6 +1,6 @@
 """The step sampler behind --explain keeps a bounded, evenly spread, deterministic sample."""
 
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
 from kairos.sim.explain import StepSampler
 
 

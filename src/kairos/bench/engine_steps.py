@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from kairos.calibration.profile import MeasuredPoint, finite_number
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 from kairos.workload.tracefile import parse_jsonl
 
 STEPS_FILE = "engine_steps.jsonl"

@@ -1,7 +1,7 @@
 """Calibration: fitting a step-time model to an engine's measured steps, and replaying it.
 
-The core has no dependency on serve, bench, sim or scenario, so that perf and the
-simulator can import it:
+The core has no dependency on serve, bench, sim or scenario, so that they can import
+it; it builds on perf (StepTimeModel, attention_groups):
 
 - `terms`: what a step time is fitted on (TERMS, term_values), how the engine's
   attention kernels count work (AttentionLayout: padded or varlen), idle_wake;
@@ -13,8 +13,8 @@ simulator can import it:
   at_speed, SpeedTimeline) and AtMachineSpeed, the StepTimeModel of a replay whose
   machine ran at another speed.
 
-`probes` is the measurement side, which drives engines and servers (it imports
+The measuring side is kairos.probes, which drives engines and servers (it imports
 serve and bench). The reference step itself (kairos.serve.reference_step) stays in
 serve: it is the server's instrument, like its step log, and the server's engine
-worker runs it; were it here, serve would import the probes that import serve.
+worker runs it; were it in probes, serve would import the probes that import serve.
 """

@@ -31,7 +31,8 @@ import numpy as np
 
 from kairos.calibration.model import CalibratedModel
 from kairos.calibration.profile import MeasuredPoint
-from kairos.perf.base import BatchShape, StepTimeModel
+from kairos.engine.batch_shape import BatchShape
+from kairos.perf.base import StepTimeModel
 
 SPEED_KEY = "machine_speed"  # the profile's record: {"reference_step_s": ..., "steps_with_reading": ...}
 # The terms of host work, which run as much slower as the reference step does.

@@ -11,8 +11,9 @@ import numpy as np
 
 from kairos.calibration.profile import Profile, read_profile
 from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, idle_wake, term_values
+from kairos.engine.batch_shape import BatchShape
 from kairos.models.arch import ModelArch
-from kairos.perf.base import BatchShape, StepTimeModel
+from kairos.perf.base import StepTimeModel
 
 
 class CalibratedModel(StepTimeModel):

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kairos.calibration.terms import ATTENTION_KINDS, PADDED, RETIRED_TERMS, TERMS
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 
 SCHEMA = "kairos.calibration/v2"
 # v1 had no engine.attention: every v1 profile was fitted on padded attention terms.

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from kairos.engine.attention_groups import prefill_attention_slots
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
+from kairos.perf.attention_groups import prefill_attention_slots
 
 # What a step's time is fitted on, each a count that can only add work:
 #   step: 1 per step (scheduling, input preparation, kernel launches of every layer)
@@ -29,7 +29,7 @@ RETIRED_TERMS = ("prefill_context_pairs", "prefill_self_pairs", "decode_kv_token
 WAKE_COLUMN = TERMS.index("idle_wake")
 
 # How the measured engine's attention kernels lay out a step's work (a profile's engine.attention):
-#   padded: our engine's padded, masked SDPA (kairos.engine.attention_groups), which pays for the
+#   padded: our engine's padded, masked SDPA (kairos.perf.attention_groups), which pays for the
 #     longest chunk and the longest KV length of each batch;
 #   varlen: variable-length kernels (vLLM, native kernels) that compute exactly the real pairs.
 PADDED = "padded"

@@ -41,9 +41,9 @@ def calibrate(
     if (model is None) == (url is None):
         raise KairosError("give either --model (measure an engine in this process) or --url (a running server)")
     if url is not None:
-        from kairos.calibration.probes.blackbox import calibrate_blackbox, has_step_log
         from kairos.bench.client import normalize_url
-        from kairos.calibration.probes.served import calibrate_served
+        from kairos.probes.blackbox import calibrate_blackbox, has_step_log
+        from kairos.probes.served import calibrate_served
 
         base_url = normalize_url(url)
         if has_step_log(base_url):
@@ -60,7 +60,7 @@ def calibrate(
         raise KairosError("--model-config goes with --url (a server without a step log); with --model the "
                           "model's own config is read")
     try:
-        from kairos.calibration.probes.engine import calibrate as measure
+        from kairos.probes.engine import calibrate as measure
         from kairos.serve.loader import load_model
         from kairos.serve.runner import RunnerConfig
     except ImportError as exc:

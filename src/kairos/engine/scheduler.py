@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.engine.kv_cache import KVCacheManager
 from kairos.engine.policy import make_waiting_queue
 from kairos.engine.request import Request, RequestStatus
-from kairos.perf.base import BatchShape
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,11 @@
 """Step-time models (how long one engine step takes) and GPU memory sizing."""
 
-from kairos.perf.base import BatchShape, StepTimeModel
+from kairos.perf.base import StepTimeModel
 from kairos.perf.kernels import KernelModel, covered_gpus, kernel_coverage
 from kairos.perf.memory import activation_bytes_per_token, kv_cache_blocks, reserved_bytes
 from kairos.perf.roofline import RooflineModel, RooflineParams
 
 __all__ = [
-    "BatchShape",
     "KernelModel",
     "RooflineModel",
     "RooflineParams",

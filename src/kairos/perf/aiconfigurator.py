@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.hardware import GPU
 from kairos.models import ModelArch, aiconfigurator_model_configs, catalog_config
-from kairos.perf.base import BatchShape, StepTimeModel
+from kairos.perf.base import StepTimeModel
 from kairos.perf.kernels.database import SYSTEMS
 from kairos.perf.parallel import Parallelism
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kairos.perf.base import BatchShape, StepTimeModel
+from kairos.engine.batch_shape import BatchShape
+from kairos.perf.base import StepTimeModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.hardware import GPU
 from kairos.models import ModelArch
 from kairos.models.precision import bits_per_weight
-from kairos.perf.base import BatchShape, ComposedStepModel
+from kairos.perf.base import ComposedStepModel
 
 
 @dataclass(frozen=True, slots=True)

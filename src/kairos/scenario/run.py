@@ -17,8 +17,8 @@ from kairos.models import ModelArch, resolve_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.front_end import FrontEnd, load_front_end
 from kairos.perf.parallel import Parallelism
-from kairos.perf.registry import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.scenario.schema import Scenario
+from kairos.scenario.step_models import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.sim.executor import SimExecutor
 from kairos.sim.explain import StepSampler, explain_steps
 from kairos.sim.lockstep import LockstepCores

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kairos.engine.attention_groups import split_runs
+from kairos.perf.attention_groups import split_runs
 from kairos.serve.rope import apply_rotary
 
 
@@ -89,7 +89,7 @@ def build_attention_metadata(starts: list[int], lens: list[int], tables: list[li
     return AttentionMetadata(positions.to(device), slot_mapping.to(device), groups, num_tokens)
 
 
-# A split (kairos.engine.attention_groups) must also save this many bytes of K and V per
+# A split (kairos.perf.attention_groups) must also save this many bytes of K and V per
 # layer. One more group costs about 50 us of kernel calls per layer on a CPU, where
 # padding costs about 20 ns per slot of the tiny preset (256 bytes): the split paid off
 # from about 2,000 slots saved (1-3 decodes of 100-900 tokens ran up to 25 % slower

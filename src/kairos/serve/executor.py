@@ -32,7 +32,7 @@ class TorchExecutor:
         self.sampler = sampler
         self.device = kv_pool.device
         self.queries_per_kv = model.config.num_heads // model.config.num_kv_heads
-        # Context slots an attention batch split must save (kairos.engine.attention_groups).
+        # Context slots an attention batch split must save (kairos.perf.attention_groups).
         self.min_split_slots = min_split_slots(self.device, model.config.num_kv_heads, model.config.head_dim,
                                                 kv_pool.dtype)
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kairos.engine import EngineCore, KVCacheManager, Request, RequestStatus, SchedulerConfig, StepResult
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 from kairos.serve.cpu_tuning import tune_malloc
 from kairos.serve.executor import TorchExecutor
 from kairos.serve.kv_pool import allocate_kv_pool, default_kv_memory, num_blocks_for_memory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
 
 
 @dataclass(slots=True)

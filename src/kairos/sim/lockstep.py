@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.engine.core import EngineCore, EngineStats, StepResult
 from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
-from kairos.perf.base import BatchShape
 from kairos.workload.spec import RequestSpec
 
 # vLLM's DP load balancer weighs a waiting request 4 times a running one.

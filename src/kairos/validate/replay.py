@@ -12,10 +12,10 @@ from kairos.calibration.model import CalibratedModel
 from kairos.errors import KairosError
 from kairos.hardware import gpu_name_for_device
 from kairos.metrics import RequestRecord
-from kairos.perf.registry import is_calibrated, load_calibrated
 from kairos.scenario.load import validate_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.scenario.schema import Scenario
+from kairos.scenario.step_models import is_calibrated, load_calibrated
 from kairos.validate.compare import compare_counters, compare_runs
 from kairos.validate.steps import step_time_errors
 from kairos.workload.spec import RequestSpec

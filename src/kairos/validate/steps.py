@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kairos.calibration.profile import MeasuredPoint
-from kairos.perf.base import BatchShape, StepTimeModel
+from kairos.engine.batch_shape import BatchShape
+from kairos.perf.base import StepTimeModel
 
 STEP_KINDS = ("prefill", "mixed", "decode")
 

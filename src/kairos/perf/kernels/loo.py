@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.hardware import GPU
 from kairos.models import ModelArch
-from kairos.perf.base import BatchShape
 from kairos.perf.kernels import ops
 from kairos.perf.kernels.curves import leave_one_out
 from kairos.perf.kernels.database import (

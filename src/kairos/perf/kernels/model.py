@@ -24,10 +24,11 @@ from functools import cache
 
 import numpy as np
 
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.hardware import GPU
 from kairos.models import ModelArch
-from kairos.perf.base import BatchShape, ComposedStepModel
+from kairos.perf.base import ComposedStepModel
 from kairos.perf.kernels import ops
 from kairos.perf.kernels.curves import Curve, fill_gaps, interpolate_loglog
 from kairos.perf.kernels.database import AttentionGrid, KernelDatabase, KernelTables, Phase

@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from kairos.perf.base import BatchShape
+from kairos.engine.batch_shape import BatchShape
 from kairos.perf.kernels.curves import Curve, fill_gaps
 from kairos.perf.kernels.database import AttentionGrid, GemmGrid, KernelTables, MemoryModel, Phase
 from kairos.perf.roofline import RooflineModel

@@ -1,6 +1,6 @@
 """Calibrate a served engine that keeps no step log (real vLLM) from probes it runs and its Prometheus metrics.
 
-`kairos.calibration.probes.served` fits the steps `kairos serve` logs. vLLM logs
+`kairos.probes.served` fits the steps `kairos serve` logs. vLLM logs
 none, and its Prometheus page has no step-duration histogram. But a client can
 make the engine run steps whose shape it knows, and time them:
 
@@ -58,7 +58,7 @@ warm-up; each probe's requests draw their prompt lengths anew (`_Prober.fresh`)
 and give one point: the median time at their mean length. The front-end time per
 request (HTTP, the hand-over to the engine core, streaming the first token back)
 is what the idle probes' client TTFT holds beyond vLLM's own queue and prefill
-time (kairos.calibration.probes.front_end).
+time (kairos.probes.front_end).
 
 What the server does not publish comes from the caller: the model's config.json
 (vLLM exposes no architecture), max_num_seqs and max_num_batched_tokens.
@@ -86,11 +86,11 @@ from kairos.bench.engine_steps import ENGINE_PATH
 from kairos.bench.server_counters import phase_totals
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import StepTimeFit, fit_step_time
-from kairos.calibration.probes.front_end import FrontEndSample, fit_front_end
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
 from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, idle_wake, term_values
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
+from kairos.probes.front_end import FrontEndSample, fit_front_end
 from kairos.workload import RequestSpec
 
 # A designed grid of medians: relative error (kairos.calibration.fit.fit_step_time's default).
@@ -869,7 +869,7 @@ def build_profile(base_url: str, facts: ServerFacts, seen: Observations, *, pass
                     "are busy (idle 0), so idle_wake is what an idle prefill costs beyond a busy one",
             "front_end": {"request_s": request_s, "per_input_token_s": per_token_s, "samples": len(front),
                           "how": "idle probes' client TTFT less vLLM's queue and prefill time "
-                                 "(kairos.calibration.probes.front_end.fit_front_end); the simulation "
+                                 "(kairos.probes.front_end.fit_front_end); the simulation "
                                  "adds request_s + per_input_token_s x prompt tokens"},
             "skipped": seen.skipped + skipped,
             "warnings": warnings,

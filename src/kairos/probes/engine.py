@@ -23,8 +23,8 @@ from kairos.calibration.fit import fit_step_time
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
 from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.engine import Request, RequestStatus
+from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
-from kairos.perf.base import BatchShape
 from kairos.serve.loader import LoadedModel
 from kairos.serve.runner import EngineRunner, RunnerConfig
 from kairos.serve.runtime import runtime_facts, torch_threads

@@ -1,6 +1,6 @@
 """Calibrate a running Kairos server: drive a grid of loads through it and fit its logged steps.
 
-In-process calibration (`kairos.calibration.probes.engine`) times the bare engine. A server
+In-process calibration (`kairos.probes.engine`) times the bare engine. A server
 also spends time per step on HTTP streaming and on sharing the machine with its
 HTTP side, so a twin of a *served* engine is calibrated here: phases of requests
 (batch size x prompt length, with and without a shared prefix, arriving together
@@ -11,7 +11,7 @@ The grid runs in several passes, each in its own shuffled order, after an
 untimed warm-up: a machine whose speed drifts (a shared virtual machine's slow
 spells last seconds) then spreads its drift over every shape instead of
 skewing the few shapes measured during one spell. A last phase of Poisson
-requests fits the front-end latency the simulation adds (kairos.calibration.probes.latency_fit).
+requests fits the front-end latency the simulation adds (kairos.probes.latency_fit).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from kairos.bench.engine_steps import ENGINE_PATH, STEPS_COUNT_PATH, STEPS_PATH,
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import fit_step_time
 from kairos.calibration.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
-from kairos.calibration.probes.latency_fit import LatencySample, fit_request_latency
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
 from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.errors import KairosError
+from kairos.probes.latency_fit import LatencySample, fit_request_latency
 from kairos.workload import RequestSpec
 
 # Each logged step's error weighs time ** -0.5 in the fit (kairos.calibration.fit.fit_step_time): an

@@ -1,4 +1,7 @@
-"""Step-time models by name, as a scenario's `perf.model` picks them."""
+"""Step-time models by name, as a scenario's `perf.model` picks them.
+
+It names perf's models and calibration's fitted one, so it sits above both.
+"""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 prefill chunks of more than one token) share a padded SDPA call, cut into a few runs of
 similar context length where that saves enough padding.
 
-Torch-free, so that both the executor (kairos.serve.attention) and the calibrated
-step-time model, which counts the padded work the executor really does, use this one rule.
+Torch-free, and in perf (the step-pricing layer) so that both the executor
+(kairos.serve.attention) and the calibrated step-time model, which counts the padded
+work the executor really does, use this one rule.
 """
 
 from __future__ import annotations
