@@ -42,7 +42,7 @@ def timelines(result):
 @settings(max_examples=60, deadline=None)
 @given(workloads(), st.sampled_from([60, 150, 1000]), st.sampled_from([1, 3]),
        st.sampled_from(["fcfs", "priority"]), st.sampled_from([4, 64]),
-       st.sampled_from(["round_robin", "least_kv", "prefix_affinity"]))
+       st.sampled_from(["round_robin", "least_kv", "prefix_affinity", "least_outstanding", "power_of_two"]))
 def test_fast_path_matches_single_steps(specs, blocks, replicas, policy, max_seqs, router):
     cfg = SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=256, policy=policy)
     kw = dict(num_blocks=blocks, replicas=replicas, config=cfg, router=router)
@@ -52,7 +52,7 @@ def test_fast_path_matches_single_steps(specs, blocks, replicas, policy, max_seq
 @settings(max_examples=60, deadline=None)
 @given(workloads(), st.integers(1, 6), st.booleans(), st.sampled_from([60, 150, 1000]),
        st.sampled_from([1, 3]), st.sampled_from([4, 64]),
-       st.sampled_from(["round_robin", "least_kv", "prefix_affinity"]))
+       st.sampled_from(["round_robin", "least_kv", "prefix_affinity", "least_outstanding", "power_of_two"]))
 def test_fast_path_matches_single_steps_in_a_closed_loop(specs, concurrency, at_once, blocks, replicas,
                                                          max_seqs, router):
     """Slot releases send requests at the instant a window ends on a completion (or a

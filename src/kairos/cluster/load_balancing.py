@@ -40,6 +40,9 @@ class LeastOutstanding:
     name: str = field(default="least_outstanding", init=False)
 
     def route(self, spec: RequestSpec, replicas: Sequence[ReplicaView]) -> int:
+        least = getattr(replicas, "least_outstanding", None)
+        if least is not None:  # a LoadIndexed set: the same choice without reading every replica
+            return least().index
         return min(replicas, key=lambda r: (r.num_outstanding(), r.index)).index
 
 

@@ -38,3 +38,13 @@ class ReplicaView(Protocol):
     def cached_prefix_tokens(self, spec: RequestSpec) -> int:
         """How many leading prompt tokens of `spec` this replica's prefix cache holds now."""
         ...
+
+
+class LoadIndexed(Protocol):
+    """Replicas that keep their least-outstanding one at hand (the simulator's ReplicaSet), so a
+    router need not read every replica for each request: the cost of a request must not grow
+    with the fleet."""
+
+    def least_outstanding(self) -> ReplicaView:
+        """The replica with the fewest outstanding requests (ties: lowest index)."""
+        ...

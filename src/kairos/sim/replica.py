@@ -1,8 +1,15 @@
-"""A simulated replica: an engine core plus its executor, seen by routers through ReplicaView."""
+"""Simulated replicas: an engine core plus its executor, seen by routers through ReplicaView, and
+the set of them a router chooses among."""
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
 
 from kairos.engine.block_hash import prompt_prefix_hashes
 from kairos.engine.core import EngineCore
@@ -26,6 +33,16 @@ class PrefixHasher:
         return self._hashes
 
 
+@dataclass(slots=True)
+class SimClock:
+    """The simulation's time, shared with the replicas: `now` and the latest step end (its time and
+    replica), which decide what a router reading a replica mid-window sees."""
+
+    now: float = 0.0
+    last_step_t: float = -math.inf
+    last_step_index: int = -1
+
+
 class SimReplica:
     """One engine replica in simulation; implements the router's ReplicaView."""
 
@@ -34,15 +51,45 @@ class SimReplica:
         self.core = core
         self.executor = executor
         self._hasher = hasher
+        self.clock = SimClock()  # the simulation's, once it runs this replica
         self.in_flight: SchedulerOutput | None = None  # the step (or window) now running
         self.in_flight_ends = None
+        self.kv_synced = 0  # steps of the window now running whose KV slots are allocated
         self.waking = False  # a start-of-step event is queued for this idle replica
         self.window_id = 0  # id of the latest queued step end; older ones are stale
         self.last_step_end = -math.inf  # when its last step ended: a later start found it idle
         self.num_routed = 0
         self.num_finished = 0
 
+    def start_window(self, out: SchedulerOutput, ends: np.ndarray) -> None:
+        """A step (or a fused window of decode steps) starts; `ends[j]` is when step j+1 ends.
+        Scheduling gave the first step its KV slots."""
+        self.in_flight, self.in_flight_ends, self.kv_synced = out, ends, 1
+
+    def steps_begun(self, t: float) -> int:
+        """How many steps of the window now running have started by `t`.
+
+        Step j+1 (j >= 1) starts when step j ends. A request sent at `t` by a step end
+        at `t` (a follow-up turn, a freed client slot) comes after the step ends of lower
+        replicas at `t`, whose next steps stepping has begun."""
+        ends = self.in_flight_ends
+        clock = self.clock
+        begun = clock.last_step_t == t and self.index < clock.last_step_index
+        return 1 + int(np.searchsorted(ends[:-1], t, side="right" if begun else "left"))
+
+    def sync_kv(self) -> None:
+        """Allocate the KV slots of every step of the running window begun by now, as stepping one
+        iteration at a time would have (the window itself runs on)."""
+        if self.in_flight is None or len(self.in_flight_ends) == 1:
+            return
+        begun = self.steps_begun(self.clock.now)
+        if begun > self.kv_synced:
+            self.core.begin_decode_window(begun)
+            self.kv_synced = begun
+
     # ---- ReplicaView -------------------------------------------------------------
+    # Inside a window nothing is admitted, preempted or finished: the counts hold still;
+    # the KV state grows with the steps, so its readings sync first.
     def num_running(self) -> int:
         return self.core.num_running
 
@@ -53,11 +100,61 @@ class SimReplica:
         return self.num_routed - self.num_finished
 
     def kv_usage(self) -> float:
+        self.sync_kv()
         return self.core.kv.usage()
 
     def cache_usage(self) -> float:
+        self.sync_kv()
         kv = self.core.kv
         return kv.num_cached_blocks / kv.num_blocks
 
     def cached_prefix_tokens(self, spec: RequestSpec) -> int:
+        self.sync_kv()
         return self.core.kv.probe(self._hasher.hashes(spec)) * self._hasher.block_size
+
+
+class ReplicaSet(Sequence[SimReplica]):
+    """The replicas a router chooses among, with what it would otherwise scan all of them for
+    kept up to date as requests are routed and finish: the least-outstanding replica in
+    O(log replicas) (a heap of (outstanding, index) with stale entries skipped)."""
+
+    def __init__(self, replicas: list[SimReplica], clock: SimClock) -> None:
+        self._replicas = replicas
+        for replica in replicas:
+            replica.clock = clock
+        self._load = [(r.num_outstanding(), r.index, r) for r in replicas]
+        heapq.heapify(self._load)
+
+    def __len__(self) -> int:
+        return len(self._replicas)
+
+    @overload
+    def __getitem__(self, i: int) -> SimReplica: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[SimReplica]: ...
+    def __getitem__(self, i: int | slice) -> SimReplica | list[SimReplica]:
+        return self._replicas[i]
+
+    def __iter__(self) -> Iterator[SimReplica]:
+        return iter(self._replicas)
+
+    def routed(self, replica: SimReplica) -> None:
+        replica.num_routed += 1
+        self._loaded(replica)
+
+    def finished(self, replica: SimReplica) -> None:
+        replica.num_finished += 1
+        self._loaded(replica)
+
+    def least_outstanding(self) -> SimReplica:
+        """The replica with the fewest outstanding requests (ties: lowest index)."""
+        load = self._load
+        while load[0][0] != load[0][2].num_outstanding():
+            heapq.heappop(load)
+        return load[0][2]
+
+    def _loaded(self, replica: SimReplica) -> None:
+        heapq.heappush(self._load, (replica.num_outstanding(), replica.index, replica))
+        if len(self._load) > 4 * len(self._replicas) + 64:  # drop the stale entries
+            self._load = [(r.num_outstanding(), r.index, r) for r in self._replicas]
+            heapq.heapify(self._load)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import heapq
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,7 +14,8 @@ from kairos.engine.request import Request
 from kairos.metrics.itl import ItlCollector
 from kairos.metrics.record import RequestRecord
 from kairos.sim.explain import StepSampler
-from kairos.sim.replica import SimReplica
+from kairos.sim.events import EventQueue, Priority
+from kairos.sim.replica import ReplicaSet, SimClock, SimReplica
 from kairos.workload.spec import RequestSpec
 
 ProgressFn = Callable[[int, int], None]
@@ -44,13 +45,17 @@ class SimResult:
 class Simulation:
     """Drives replicas behind a router through a workload, on virtual time.
 
-    Events are arrivals and step ends; at equal times arrivals go first, so a step
-    that starts at time t sees every request that arrived by t. While a replica's
-    batch only decodes and nothing can change the scheduler's decision, the whole
-    run of identical steps up to the next possible arrival, completion or KV
-    shortage is one event (`fast_decode`); an arrival during such a window ends it
-    with the step running at that moment. The outcome is exactly that of stepping
-    one iteration at a time.
+    Every timed happening is an event on one heap (kairos.sim.events): arrivals,
+    deliveries to the engines after the front end's latency, and step ends. At
+    equal times arrivals go first, so a step that starts at time t sees every
+    request that arrived by t. While a replica's batch only decodes and nothing
+    can change the scheduler's decision, the whole run of identical steps up to
+    its next completion or KV shortage is one event (`fast_decode`). A request
+    delivered during such a window ends only the window of the replica it goes
+    to (with the step running then); a router reading another replica's KV
+    state mid-window sees what stepping would show (`SimReplica.sync_kv`)
+    without cutting it. The outcome is exactly that of stepping one iteration
+    at a time.
 
     With `concurrency` C the workload is a closed loop (vLLM bench's
     --max-concurrency): at most C requests are in flight, from their send to their
@@ -62,7 +67,8 @@ class Simulation:
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
                  progress: ProgressFn | None = None, explain: StepSampler | None = None,
                  request_latency: Callable[[int], float] | None = None, concurrency: int | None = None) -> None:
-        self.replicas = replicas
+        self.clock = SimClock()
+        self.replicas = ReplicaSet(replicas, self.clock)
         self.router = router
         self.max_model_len = max_model_len
         self.itl = itl
@@ -73,9 +79,10 @@ class Simulation:
         # (HTTP, parsing, tokenization), by prompt length: it counts in TTFT but the
         # engine cannot use it.
         self.request_latency = request_latency
+        self._events = EventQueue()
         # Client slots left; infinite in an open loop, where nothing waits for one.
         self._free_slots: float = math.inf if concurrency is None else concurrency
-        self._deliveries: list[tuple[float, int, RequestSpec, RequestRecord]] = []
+        self._held: deque[RequestSpec] = deque()  # due while no slot was free, in the order they were due
         self._open = sorted((s for s in specs if s.after is None), key=lambda s: s.arrival_s)
         self._next_open = 0
         self._followers: dict[str, list[RequestSpec]] = {}
@@ -83,75 +90,50 @@ class Simulation:
             if spec.after is not None:
                 self._followers.setdefault(spec.after, []).append(spec)
         self._total = len(specs)
-        self._seq = 0
-        # Arrivals created while running (follow-up turns): (time, seq, spec).
-        self._arrivals: list[tuple[float, int, RequestSpec]] = []
-        # Step ends (and wake-ups of idle replicas): (time, replica index, seq, window id).
-        # Equal times go in replica order, fused or not: see _cut_window.
-        self._steps: list[tuple[float, int, int, int]] = []
-        self._last_step = (-math.inf, -1)  # (time, replica index) of the latest step end
         self._records: list[tuple[float, int, RequestRecord]] = []
         self._live: dict[int, tuple[Request, RequestRecord]] = {}
         self._ended = 0
-        self._now = 0.0
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
 
     # ---- main loop -------------------------------------------------------------------
     def run(self) -> SimResult:
-        steps = self._steps
-        events = 0
-        while True:
-            t_arrival = self._next_arrival_time()
-            t_deliver = self._deliveries[0][0] if self._deliveries else math.inf
-            t_step = steps[0][0] if steps else math.inf
-            if t_arrival == math.inf and t_deliver == math.inf and t_step == math.inf:
-                break
-            if t_arrival <= t_deliver and t_arrival <= t_step:
-                spec, due = self._pop_arrival()
-                # Held for a slot, a request goes when one frees: now, after it was due.
-                self._arrive(spec, max(due, self._now))
-            elif t_deliver <= t_step:
-                t, _, spec, record = heapq.heappop(self._deliveries)
-                self._deliver(spec, record, t)
-            else:
-                t, index, _, window_id = heapq.heappop(steps)
-                replica = self.replicas[index]
-                if window_id == replica.window_id:  # else a window cut short has moved its end
-                    self._end_step(replica, t)
-            events += 1
-            if self.progress is not None and events % 4096 == 0:
+        events = self._events
+        clock = self.clock
+        self._push_next_open()
+        processed = 0
+        while events:
+            t, _, _, _, handler, payload = events.pop()
+            clock.now = t
+            handler(t, payload)
+            processed += 1
+            if self.progress is not None and processed % 4096 == 0:
                 self.progress(self._ended, self._total)
         if self.progress is not None:
             self.progress(self._ended, self._total)
-        return self._result(events)
+        return self._result(processed)
 
-    def _next_arrival_time(self) -> float:
-        if self._free_slots <= 0:  # closed loop: whatever is due waits until a request ends
-            return math.inf
-        t = self._open[self._next_open].arrival_s if self._next_open < len(self._open) else math.inf
-        if self._arrivals and self._arrivals[0][0] < t:
-            t = self._arrivals[0][0]
-        return t
-
-    def _pop_arrival(self) -> tuple[RequestSpec, float]:
+    def _push_next_open(self) -> None:
+        """The workload's arrivals enter the heap one at a time, in order: the heap stays small."""
         if self._next_open < len(self._open):
             spec = self._open[self._next_open]
-            if not self._arrivals or spec.arrival_s <= self._arrivals[0][0]:
-                self._next_open += 1
-                return spec, spec.arrival_s
-        t, _, spec = heapq.heappop(self._arrivals)
-        return spec, t
+            self._next_open += 1
+            self._events.push(spec.arrival_s, Priority.ARRIVAL, self._on_open_arrival, spec)
 
     # ---- events ----------------------------------------------------------------------
+    def _on_open_arrival(self, t: float, spec: RequestSpec) -> None:
+        self._push_next_open()
+        self._on_arrival(t, spec)
+
+    def _on_arrival(self, t: float, spec: RequestSpec) -> None:
+        if self._free_slots <= 0:  # closed loop: it waits for a request to end
+            self._held.append(spec)
+            return
+        self._arrive(spec, t)
+
     def _arrive(self, spec: RequestSpec, t: float) -> None:
         """The client sends the request at `t`: it holds a slot until it ends."""
-        self._now = t
         self._free_slots -= 1
         record = RequestRecord.for_spec(spec, t)
-        self._records.append((t, self._next_seq(), record))
+        self._records.append((t, len(self._records), record))
         reason = self._reject_reason(spec)
         if reason is not None:
             record.rejected_reason = reason
@@ -159,18 +141,17 @@ class Simulation:
             return
         latency = self.request_latency(spec.prompt_len) if self.request_latency is not None else 0.0
         if latency > 0:
-            heapq.heappush(self._deliveries, (t + latency, self._next_seq(), spec, record))
+            self._events.push(t + latency, Priority.DELIVERY, self._deliver, (spec, record))
         else:
-            self._deliver(spec, record, t)
+            self._deliver(t, (spec, record))
 
-    def _deliver(self, spec: RequestSpec, record: RequestRecord, t: float) -> None:
-        """The engines see the request at `t`: route it and queue it."""
-        self._now = t
-        for replica in self.replicas:
-            self._cut_window(replica, t)
+    def _deliver(self, t: float, request: tuple[RequestSpec, RequestRecord]) -> None:
+        """The engines see the request at `t`: route it and queue it on the one replica it goes to."""
+        spec, record = request
         replica = self.replicas[self.router.route(spec, self.replicas)]
+        self._cut_window(replica, t)
         record.replica = replica.index
-        replica.num_routed += 1
+        self.replicas.routed(replica)
         req = replica.core.add_request(spec, t)
         req.replica = replica.index
         self._live[id(req)] = (req, record)
@@ -180,23 +161,17 @@ class Simulation:
             self._push_step_end(replica, t)
 
     def _cut_window(self, replica: SimReplica, t: float) -> None:
-        """An arrival at `t` may change what a replica schedules next: end its fused window
-        with the step running at `t`, and make its KV state what stepping would show now."""
+        """A request delivered at `t` may change what its replica schedules next: end its fused
+        window with the step running at `t`, and make its KV state what stepping would show now."""
         ends = replica.in_flight_ends
         if replica.in_flight is None or len(ends) == 1:
             return
-        # Steps j+1 with j >= 1 start at ends[j-1]; keep those that start before t. A request
-        # sent at t by a step end at t (a follow-up turn, a freed concurrency slot) comes
-        # after the step ends of lower replicas at t: stepping has begun their next steps.
-        last_t, last_index = self._last_step
-        begun = last_t == t and replica.index < last_index
-        keep = 1 + int(np.searchsorted(ends[:-1], t, side="right" if begun else "left"))
+        keep = replica.steps_begun(t)
         if keep < len(ends):
             replica.in_flight_ends = ends[:keep]
             replica.core.stats.busy_s -= float(ends[-1]) - float(ends[keep - 1])
             self._push_step_end(replica, float(ends[keep - 1]))
-        # Every step that has started by t has its KV slots: routers may read them.
-        replica.core.begin_decode_window(len(replica.in_flight_ends))
+        replica.sync_kv()
 
     def _reject_reason(self, spec: RequestSpec) -> str | None:
         total = spec.prompt_len + spec.output_len
@@ -207,9 +182,14 @@ class Simulation:
             return f"needs {total} tokens of KV cache, more than the {kv.num_blocks * kv.block_size} a replica holds"
         return None
 
+    def _on_step_end(self, t: float, window: tuple[SimReplica, int]) -> None:
+        replica, window_id = window
+        if window_id == replica.window_id:  # else a window cut short has moved its end
+            self._end_step(replica, t)
+
     def _end_step(self, replica: SimReplica, t: float) -> None:
-        self._now = t
-        self._last_step = (t, replica.index)
+        clock = self.clock
+        clock.last_step_t, clock.last_step_index = t, replica.index
         replica.waking = False
         out = replica.in_flight
         if out is not None:
@@ -222,7 +202,7 @@ class Simulation:
             for req in result.finished:
                 _, record = self._live.pop(id(req))
                 _fill_record(record, req)
-                replica.num_finished += 1
+                self.replicas.finished(replica)
                 self._end(req.request_id, t)
         self._start_step(replica, t)
 
@@ -240,26 +220,31 @@ class Simulation:
         # first step is slower (calibrated models only: the others give 0).
         start = t + replica.executor.idle_penalty(t - replica.last_step_end, t) if t > replica.last_step_end else t
         if steps > 1:
-            # Fused up to the first completion or KV shortage; an arrival cuts it short.
+            # Fused up to the first completion or KV shortage; a request routed here cuts it short.
             durations = replica.executor.decode_durations(out, steps, start)
             ends = np.cumsum(np.concatenate(([start], durations)))[1:]
         else:
             ends = np.array([start + replica.executor.duration(out, start)])
-        replica.in_flight = out
-        replica.in_flight_ends = ends
+        replica.start_window(out, ends)
         core.stats.busy_s += float(ends[-1]) - t
         self._push_step_end(replica, float(ends[-1]))
 
     def _push_step_end(self, replica: SimReplica, t: float) -> None:
         replica.window_id += 1
-        heapq.heappush(self._steps, (t, replica.index, self._next_seq(), replica.window_id))
+        self._events.push(t, Priority.STEP_END, self._on_step_end, (replica, replica.window_id), key=replica.index)
 
     def _end(self, request_id: str, t: float) -> None:
         """A request ended (finished or rejected): free its slot, release the turns that follow it."""
         self._ended += 1
         self._free_slots += 1
+        if self._held:
+            # The longest-held request takes the slot, before anything due now.
+            self._events.push(t, Priority.RELEASED, self._release, self._held.popleft())
         for kid in self._followers.pop(request_id, ()):
-            heapq.heappush(self._arrivals, (t + kid.think_s, self._next_seq(), kid))
+            self._events.push(t + kid.think_s, Priority.ARRIVAL, self._on_arrival, kid, key=1)
+
+    def _release(self, t: float, spec: RequestSpec) -> None:
+        self._arrive(spec, t)
 
     # ---- results ---------------------------------------------------------------------
     def _result(self, events: int) -> SimResult:
@@ -288,7 +273,7 @@ class Simulation:
                 "peak_kv_usage": stats.peak_kv_usage,
                 "prefix_cache_hit_rate": kv.stats.hit_rate,
             })
-        return SimResult(records, self.itl, replicas, queries, hits, preemptions, self._now, events)
+        return SimResult(records, self.itl, replicas, queries, hits, preemptions, self.clock.now, events)
 
 
 def _fill_record(record: RequestRecord, req: Request) -> None:
