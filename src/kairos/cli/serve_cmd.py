@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kairos.engine.policy import POLICIES
-from kairos.errors import KairosError, unknown_name_error
+from kairos.errors import KairosError
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}
 
@@ -44,8 +44,7 @@ def serve(
     """Serve a model over an OpenAI-compatible API (completions, chat, /metrics, /kairos/engine)."""
     if num_blocks is not None and kv_cache_memory is not None:
         raise KairosError("give --num-blocks or --kv-cache-memory, not both")
-    if policy not in POLICIES:
-        raise unknown_name_error("scheduling policy", policy, POLICIES)
+    policy = POLICIES.canonical(policy)
     if attention not in ("auto", "native", "sdpa"):
         raise KairosError(f"unknown --attention '{attention}': use auto, native or sdpa")
     try:
