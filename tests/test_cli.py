@@ -55,6 +55,28 @@ def test_unknown_gpu_lists_close_matches(capsys):
     assert "h100" in line
 
 
+def test_unknown_plug_in_names_list_close_matches(capsys):
+    line = one_line_error(capsys, "simulate", "--router", "least-kvv", "-q")
+    assert "unknown router 'least-kvv': did you mean least_kv" in line
+    line = one_line_error(capsys, "simulate", "--perf", "rooflin", "-q")
+    assert "unknown step-time model 'rooflin': did you mean roofline" in line
+    line = one_line_error(capsys, "simulate", "--policy", "fifo", "-q")
+    assert "unknown scheduling policy 'fifo'" in line and "fcfs" in line
+
+
+def test_simulate_help_is_built_from_the_registries(capsys):
+    from kairos.cluster import ROUTERS
+    from kairos.engine import POLICIES
+    from kairos.scenario.step_models import STEP_TIME_MODELS
+
+    code, out, _ = kairos(capsys, "simulate", "--help")
+    assert code == 0
+    for registry in (ROUTERS, POLICIES, STEP_TIME_MODELS):
+        for name in registry.summaries():
+            assert f"{name}:" in out, name
+    assert "Cycle through the replicas in order." in out
+
+
 def test_model_that_does_not_fit_suggests_tp(capsys):
     line = one_line_error(capsys, "simulate", "--model", "llama-3.1-70b", "-q")
     assert "GiB missing" in line and "--tp" in line

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from kairos.cluster import ROUTER_NAMES, ReplicaView, make_router, router_knobs
+from kairos.cluster import ROUTERS, ReplicaView, make_router, router_knobs
 from kairos.errors import KairosError
 from kairos.workload.spec import RequestSpec
 
@@ -102,10 +102,10 @@ def test_power_of_two_single_replica():
 
 
 def test_registry_names_and_errors():
-    assert ROUTER_NAMES == (
+    assert ROUTERS.names() == (
         "round_robin", "least_outstanding", "least_kv", "power_of_two", "prefix_affinity",
     )
-    for name in ROUTER_NAMES:
+    for name in ROUTERS.names():
         assert make_router(name).name == name
     assert make_router("Least-Outstanding").name == "least_outstanding"
     with pytest.raises(KairosError, match="did you mean round_robin"):

@@ -13,9 +13,13 @@ from kairos.cli import bench_cmd, calibrate_cmd, serve_cmd, validate_cmd
 from kairos.cli.overrides import parse_set, workload_override
 from kairos.cli.explain_table import explain_table
 from kairos.cli.consoles import err, out
+from kairos.cli.plugins import plugins_epilog
 from kairos.cli.progress import LazyProgress
+from kairos.cluster import ROUTERS
+from kairos.engine import POLICIES
 from kairos.errors import KairosError
 from kairos.metrics import render_summary, write_report
+from kairos.scenario.step_models import STEP_TIME_MODELS
 from kairos.scenario.load import load_scenario
 from kairos.scenario.run import run_scenario
 
@@ -25,21 +29,21 @@ app = typer.Typer(
 )
 
 
-@app.command()
+@app.command(epilog=plugins_epilog(("--router", ROUTERS), ("--policy", POLICIES), ("--perf", STEP_TIME_MODELS)))
 def simulate(
     scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML; the built-in default when omitted.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model: catalog name, Hugging Face id or config.json path.")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU kind (see `kairos gpus`).")] = None,
     tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel GPUs per replica.")] = None,
     replicas: Annotated[Optional[int], typer.Option(help="Engine replicas.")] = None,
-    router: Annotated[Optional[str], typer.Option(help="round_robin, least_outstanding, least_kv, power_of_two, prefix_affinity.")] = None,
+    router: Annotated[Optional[str], typer.Option(help=f"Router: {ROUTERS.choices()}.")] = None,
     workload: Annotated[Optional[str], typer.Option(help="'synthetic' or 'trace:PATH' (Azure CSV, Mooncake JSONL, BurstGPT CSV, Kairos JSONL).")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Synthetic arrival rate, requests (or sessions) per second.")] = None,
     num_requests: Annotated[Optional[int], typer.Option(help="Number of requests (a trace's first N arrivals).")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Closed loop: at most C requests in flight, each end sending the next due (as vllm bench --max-concurrency).")] = None,
     time_scale: Annotated[Optional[float], typer.Option(help="Replay a trace k times faster.")] = None,
-    perf: Annotated[Optional[str], typer.Option(help="Step-time model: roofline, kernels, aiconfigurator, auto or calibrated:PROFILE.")] = None,
-    policy: Annotated[Optional[str], typer.Option(help="Queue policy: fcfs or priority.")] = None,
+    perf: Annotated[Optional[str], typer.Option(help=f"Step-time model: {STEP_TIME_MODELS.choices()}.")] = None,
+    policy: Annotated[Optional[str], typer.Option(help=f"Queue policy: {POLICIES.choices()}.")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Most requests running at once.")] = None,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(help="Token budget per step.")] = None,
     prefix_caching: Annotated[Optional[bool], typer.Option("--prefix-caching/--no-prefix-caching", help="Prefix caching on or off.")] = None,

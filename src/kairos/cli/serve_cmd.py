@@ -7,15 +7,16 @@ from typing import Annotated
 
 import typer
 
+from kairos.cli.plugins import plugins_epilog
 from kairos.engine.policy import POLICIES
-from kairos.errors import KairosError, unknown_name_error
+from kairos.errors import KairosError
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}
 
 
 def register(app: typer.Typer) -> None:
     """Add the `serve` command to the kairos app."""
-    app.command()(serve)
+    app.command(epilog=plugins_epilog(("--policy", POLICIES)))(serve)
 
 
 def serve(
@@ -31,7 +32,7 @@ def serve(
     max_num_seqs: Annotated[int, typer.Option(min=1, help="Most requests running at once.")] = 256,
     max_num_batched_tokens: Annotated[int, typer.Option(min=1, help="Token budget per engine step.")] = 2048,
     prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", help="Reuse the KV blocks of shared prompt prefixes.")] = True,
-    policy: Annotated[str, typer.Option(help="Waiting-queue policy: fcfs or priority (the request's `priority`, lower first).")] = "fcfs",
+    policy: Annotated[str, typer.Option(help=f"Waiting-queue policy: {POLICIES.choices()} (see below).")] = "fcfs",
     max_waiting: Annotated[int, typer.Option(min=1, help="Requests allowed to wait; more are refused with HTTP 429.")] = 1024,
     seed: Annotated[int, typer.Option(help="Seed of the preset's random weights and of sampling without a request seed.")] = 0,
     served_model_name: Annotated[str | None, typer.Option(help="Model name clients send and /v1/models lists (default: --model).")] = None,
@@ -44,8 +45,7 @@ def serve(
     """Serve a model over an OpenAI-compatible API (completions, chat, /metrics, /kairos/engine)."""
     if num_blocks is not None and kv_cache_memory is not None:
         raise KairosError("give --num-blocks or --kv-cache-memory, not both")
-    if policy not in POLICIES:
-        raise unknown_name_error("scheduling policy", policy, POLICIES)
+    policy = POLICIES.canonical(policy)
     if attention not in ("auto", "native", "sdpa"):
         raise KairosError(f"unknown --attention '{attention}': use auto, native or sdpa")
     try:

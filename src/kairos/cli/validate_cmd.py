@@ -11,9 +11,11 @@ from rich.table import Table
 
 from kairos.bench.run_format import load_measured_run
 from kairos.cli.consoles import err, out
+from kairos.cli.plugins import plugins_epilog
 from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError, unknown_name_error
 from kairos.hardware import load_gpu
+from kairos.scenario.step_models import STEP_TIME_MODELS
 from kairos.validate import replay_scenario, validate_run
 from kairos.validate.suite import (PROMPTS_PER_CLIENT, SUITE_FILE, SUITE_NAMES, attach_peer, load_peer, load_rows,
                                   run_suite)
@@ -23,7 +25,7 @@ VALIDATION_FILE = "validation.json"
 
 def register(app: typer.Typer) -> None:
     """Add the `validate` command to the kairos app."""
-    app.command()(validate)
+    app.command(epilog=plugins_epilog(("--perf", STEP_TIME_MODELS)))(validate)
 
 
 def validate(
@@ -32,7 +34,7 @@ def validate(
     backend: Annotated[str, typer.Option(help="Suite only: the serving framework whose rows are replayed.")] = "vllm",
     gpu: Annotated[Optional[str], typer.Option(help="GPU of the run; default: from meta.json's device name. With --suite: comma-separated GPUs (h100,h200); default all.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model of the run; default: meta.json's model.")] = None,
-    perf: Annotated[str, typer.Option(help="Step-time model: auto, roofline, kernels, aiconfigurator or calibrated:PROFILE (--suite: default aiconfigurator).")] = "auto",
+    perf: Annotated[str, typer.Option(help=f"Step-time model: {STEP_TIME_MODELS.choices()} (--suite: default aiconfigurator).")] = "auto",
     jobs: Annotated[Optional[int], typer.Option(min=1, help="Suite only: processes simulating rows at once; default one per CPU.")] = None,
     prompts_per_client: Annotated[int, typer.Option(min=1, help="Suite only: requests each client sent (the benchmark's --num-prompts / concurrency; the rows do not record it).")] = PROMPTS_PER_CLIENT,
     peer: Annotated[Optional[Path], typer.Option(help="Suite only: a peer's estimates of the same rows (benchmarks/aiconfigurator_peer/estimate.py), put beside ours.")] = None,

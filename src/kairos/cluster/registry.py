@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from kairos.cluster.load_balancing import LeastKv, LeastOutstanding, PowerOfTwo, RoundRobin
 from kairos.cluster.prefix_affinity import PrefixAffinity
 from kairos.cluster.router import Router
-from kairos.errors import KairosError, unknown_name_error
+from kairos.errors import KairosError
+from kairos.registry import Registry
 
-_ROUTERS: dict[str, type] = {
-    "round_robin": RoundRobin,
-    "least_outstanding": LeastOutstanding,
-    "least_kv": LeastKv,
-    "power_of_two": PowerOfTwo,
-    "prefix_affinity": PrefixAffinity,
-}
-ROUTER_NAMES: tuple[str, ...] = tuple(_ROUTERS)
+ROUTERS: Registry[Callable[..., Router]] = Registry("router")
+for _router in (RoundRobin, LeastOutstanding, LeastKv, PowerOfTwo, PrefixAffinity):
+    ROUTERS.register(_router.name, _router)
 
 
 def router_knobs(name: str) -> tuple[str, ...]:
     """The knobs a router accepts (its constructor fields; `seed` is passed separately)."""
-    return tuple(
-        f.name for f in dataclasses.fields(_router_class(name)) if f.init and f.name != "seed"
-    )
+    return tuple(knob for knob in ROUTERS.knobs(name) if knob != "seed")
 
 
 def make_router(name: str, seed: int = 0, **knobs: Any) -> Router:
@@ -33,7 +27,7 @@ def make_router(name: str, seed: int = 0, **knobs: Any) -> Router:
     `seed` reaches the policies that draw random numbers; unknown knobs are a
     KairosError that lists the accepted ones.
     """
-    cls = _router_class(name)
+    cls = ROUTERS.get(name)
     accepted = router_knobs(name)
     unknown = sorted(set(knobs) - set(accepted))
     if unknown:
@@ -41,14 +35,7 @@ def make_router(name: str, seed: int = 0, **knobs: Any) -> Router:
         raise KairosError(
             f"router '{name}' has no knob {', '.join(unknown)} (knobs: {hint})"
         )
-    if any(f.name == "seed" for f in dataclasses.fields(cls)):
+    if "seed" in ROUTERS.knobs(name):
         knobs["seed"] = seed
     router: Router = cls(**knobs)
     return router
-
-
-def _router_class(name: str) -> type:
-    key = name.strip().lower().replace("-", "_")
-    if key not in _ROUTERS:
-        raise unknown_name_error("router", name, ROUTER_NAMES)
-    return _ROUTERS[key]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from kairos.engine.request import Request
-from kairos.errors import unknown_name_error
+from kairos.registry import Registry
 
 
 class WaitingQueue(Protocol):
@@ -35,6 +35,10 @@ class WaitingQueue(Protocol):
     def __iter__(self) -> Iterator[Request]: ...
 
 
+POLICIES: Registry[Callable[[], WaitingQueue]] = Registry("scheduling policy")
+
+
+@POLICIES.register("fcfs")
 class FcfsQueue:
     """First come, first served; the newest running request is preempted first (vLLM default)."""
 
@@ -71,6 +75,7 @@ class FcfsQueue:
         return iter(self._queue)
 
 
+@POLICIES.register("priority")
 class PriorityQueue:
     """Lowest `priority` value first, then earliest arrival; the worst-ranked running request is preempted."""
 
@@ -112,15 +117,6 @@ class PriorityQueue:
         return (item[3] for item in sorted(self._heap, key=lambda item: item[:3]))
 
 
-POLICIES: dict[str, Callable[[], WaitingQueue]] = {
-    "fcfs": FcfsQueue,
-    "priority": PriorityQueue,
-}
-
-
 def make_waiting_queue(policy: str) -> WaitingQueue:
-    """Build the waiting queue of a registered policy."""
-    try:
-        return POLICIES[policy]()
-    except KeyError:
-        raise unknown_name_error("scheduling policy", policy, POLICIES) from None
+    """Build the waiting queue of a registered policy ("FCFS" finds fcfs)."""
+    return POLICIES.get(policy)()

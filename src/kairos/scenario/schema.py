@@ -6,11 +6,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kairos.cluster.registry import ROUTERS
+from kairos.engine.policy import POLICIES
+from kairos.scenario.step_models import STEP_TIME_MODELS
+from kairos.registry import Registry
 from kairos.workload.config import WorkloadConfig
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _described(registry: Registry[Any]) -> str:
+    """A registry's names, each with its summary, for a field's description."""
+    return " ".join(f"{name}: {summary.rstrip('.')}." for name, summary in registry.summaries().items())
 
 
 def _name_shorthand(field: str):
@@ -72,7 +81,7 @@ class EngineSection(_Section):
                                           " engine may use (weights, activations, KV). Default 0.9.")
     num_gpu_blocks: int | None = Field(None, ge=1, description="KV blocks per replica, overriding"
                                        " the size derived from memory. Default: derived.")
-    policy: str = Field("fcfs", description="Queue policy: fcfs or priority. Default fcfs.")
+    policy: str = Field("fcfs", description=f"Queue policy. {_described(POLICIES)} Default fcfs.")
     front_end: str | None = Field(None, description="API server whose own time per request counts in"
                                   " TTFT: 'vllm' (newest measured version) or 'vllm==0.18.0' (nearest"
                                   " measured version). Default: none, the engine alone.")
@@ -83,8 +92,7 @@ class ClusterSection(_Section):
 
     replicas: int | None = Field(None, ge=1, description="Engine replicas. Default 1 (or"
                                  " hardware.count / tp).")
-    router: str = Field("round_robin", description="round_robin, least_outstanding, least_kv,"
-                        " power_of_two or prefix_affinity. Default round_robin.")
+    router: str = Field("round_robin", description=f"Router. {_described(ROUTERS)} Default round_robin.")
     router_options: dict[str, float | int] = Field(default_factory=dict, description="Knobs of"
                                                    " the router (e.g. cache_threshold). Default none.")
 
@@ -100,12 +108,8 @@ class SloSection(_Section):
 class PerfSection(_Section):
     """How step times are predicted."""
 
-    model: str = Field("roofline", description="Step-time model: roofline, kernels (measured"
-                       " kernel database, needs the `kernels` extra), aiconfigurator"
-                       " (aiconfigurator-core's forward-pass estimator: TP, DP, EP, quantized"
-                       " kernels; same extra), auto (kernels where the database covers the GPU,"
-                       " else roofline) or calibrated:PROFILE (a profile from `kairos"
-                       " calibrate`). Default roofline.")
+    model: str = Field("roofline", description=f"Step-time model. {_described(STEP_TIME_MODELS)}"
+                       " Default roofline.")
     roofline: dict[str, float] = Field(default_factory=dict, description="Overrides of roofline"
                                        " parameters (see docs/BENCHMARKS.md). Default none.")
     overheads: dict[str, float] = Field(default_factory=dict, description="Overrides of engine"

@@ -5,10 +5,11 @@ It names perf's models and calibration's fitted one, so it sits above both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from kairos.calibration.model import CalibratedModel
-from kairos.errors import KairosError, unknown_name_error
+from kairos.errors import KairosError
 from kairos.hardware.gpu import GPU
 from kairos.models.arch import ModelArch
 from kairos.perf.aiconfigurator import SYSTEMS as AICONFIGURATOR_SYSTEMS
@@ -19,12 +20,44 @@ from kairos.perf.kernels.database import systems_root
 from kairos.perf.overheads import EngineOverheads, WithOverheads
 from kairos.perf.parallel import Parallelism
 from kairos.perf.roofline import RooflineModel, RooflineParams
+from kairos.registry import Registry, normalise
 
-PERF_MODELS = ("roofline", "kernels", "aiconfigurator", "auto")
 # Weight precisions the measured kernel composition (`kernels`) models.
 KERNEL_WEIGHTS = ("bf16", "fp16", "fp8", "fp8_block")
 # `calibrated:PATH` names a profile written by `kairos calibrate`.
 CALIBRATED_PREFIX = "calibrated:"
+
+# A GPU-time model of a model on a GPU and parallelism, given the scenario's roofline overrides.
+StepTimeBuilder = Callable[[ModelArch, GPU, Parallelism, dict[str, float] | None], StepTimeModel]
+STEP_TIME_MODELS: Registry[StepTimeBuilder] = Registry("step-time model")
+
+
+@STEP_TIME_MODELS.register("roofline")
+def _roofline(model: ModelArch, gpu: GPU, parallel: Parallelism, roofline: dict[str, float] | None
+              ) -> StepTimeModel:
+    """Each operator costs max(compute time, memory time) at the GPU's peak figures."""
+    return RooflineModel(model, gpu, parallel.tp, _dataclass_from(RooflineParams, roofline, "roofline parameter"))
+
+
+@STEP_TIME_MODELS.register("kernels")
+def _kernels(model: ModelArch, gpu: GPU, parallel: Parallelism, roofline: dict[str, float] | None
+             ) -> StepTimeModel:
+    """Operators looked up in aiconfigurator-core's measured kernel database (the `kernels` extra)."""
+    return KernelModel(model, gpu, parallel.tp)
+
+
+@STEP_TIME_MODELS.register("aiconfigurator")
+def _aiconfigurator(model: ModelArch, gpu: GPU, parallel: Parallelism, roofline: dict[str, float] | None
+                    ) -> StepTimeModel:
+    """aiconfigurator-core's forward-pass estimator: TP, DP, EP, quantized kernels (the `kernels` extra)."""
+    return AiconfiguratorModel(model, gpu, parallel)
+
+
+# Resolved here, not built: the report names the model `auto` picked.
+STEP_TIME_MODELS.describe_form("auto", "kernels for a dense 16-bit or fp8 model where its database covers the "
+                               "GPU, else aiconfigurator where that covers the GPU, else roofline.")
+STEP_TIME_MODELS.describe_form(CALIBRATED_PREFIX + "PROFILE", "A profile from `kairos calibrate`: whole measured "
+                               "steps, host time included.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +97,17 @@ def make_step_time_model(name: str, model: ModelArch, gpu: GPU | None, tp: int,
     parallel = parallel or Parallelism(tp)
     if parallel.tp != tp:
         raise KairosError(f"tp {tp} and the parallelism's tp {parallel.tp} differ")
-    if name not in PERF_MODELS and not is_calibrated(name):
-        raise unknown_name_error("step-time model", name, (*PERF_MODELS, CALIBRATED_PREFIX + "PROFILE"))
-    used = "calibrated" if is_calibrated(name) else _auto(model, gpu) if name == "auto" else name
+    if is_calibrated(name):
+        used = "calibrated"
+    else:
+        used = _auto(model, gpu) if normalise(name) == "auto" else STEP_TIME_MODELS.canonical(name)
     if used != "aiconfigurator" and model.is_moe and (parallel.dp > 1 or parallel.ep):
         raise KairosError(f"--perf {name} models tensor parallelism only; an MoE model with data or expert "
                           "parallelism needs --perf aiconfigurator (lockstep ranks, expert all-to-all)")
     if used == "calibrated":
         path = name[len(CALIBRATED_PREFIX):]  # empty for a bare "calibrated"
         return ResolvedPerf(_calibrated(path, model, tp, roofline, overheads, calibrated), "calibrated")
-    if used == "aiconfigurator":
-        inner: StepTimeModel = AiconfiguratorModel(model, gpu, parallel)
-    elif used == "kernels":
-        inner = KernelModel(model, gpu, tp)
-    else:
-        inner = RooflineModel(model, gpu, tp, _dataclass_from(RooflineParams, roofline, "roofline parameter"))
+    inner = STEP_TIME_MODELS.get(used)(model, gpu, parallel, roofline)
     return ResolvedPerf(WithOverheads(inner, _dataclass_from(EngineOverheads, overheads, "engine overhead")), used,
                         tuple(getattr(inner, "notes", ())))
 
