@@ -25,6 +25,8 @@ from kairos.workload.spec import RequestSpec
 # only decodes: the running set, the budget left and max_num_seqs do not change,
 # and free KV blocks only shrink.
 _STEADY_BLOCKS = frozenset({BLOCKED_NONE, BLOCKED_SEQS, BLOCKED_BUDGET, BLOCKED_KV, BLOCKED_CHUNK})
+# A prefill-only request that ends so has KV for the decode side to pull; an aborted one does not.
+_SENDS_KV = frozenset({"length", "stop"})
 
 
 class ItlSink(Protocol):
@@ -60,7 +62,13 @@ class EngineStats:
 
 
 class EngineCore:
-    """Owns the scheduler and KV cache of one replica and advances requests through steps."""
+    """Owns the scheduler and KV cache of one replica and advances requests through steps.
+
+    For prefill/decode disaggregation the driver (the simulator) reads
+    `SchedulerOutput.remote_kv` to start each transfer, and calls
+    `remote_kv_landed` on the decode engine and `release_held` on the prefill
+    engine when it ends.
+    """
 
     def __init__(self, config: SchedulerConfig, kv: KVCacheManager, itl: ItlSink | None = None,
                  stop_token_ids: frozenset[int] = frozenset(), check_invariants: bool = False) -> None:
@@ -72,24 +80,61 @@ class EngineCore:
         self.stop_token_ids = stop_token_ids
         self.check_invariants = check_invariants
         self.stats = EngineStats()
+        # Finished requests whose blocks stay in use until a transfer out of (or into) them ends, by uid.
+        self.held: dict[int, Request] = {}
         self._next_uid = 0
 
     # ---- requests ----------------------------------------------------------------
-    def add_request(self, spec: RequestSpec, now: float) -> Request:
-        req = Request(spec, self._next_uid, now)
+    def add_request(self, spec: RequestSpec, now: float, *, remote_prefill: bool = False,
+                    remote_decode: bool = False) -> Request:
+        """Queue a request; `remote_prefill`: its prompt KV is pulled from a prefill engine;
+        `remote_decode`: this engine only prefills it and holds its KV for a decode engine."""
+        req = Request(spec, self._next_uid, now, remote_prefill=remote_prefill, remote_decode=remote_decode)
         self._next_uid += 1
         self.scheduler.add(req)
         return req
 
     def abort(self, req: Request, now: float, reason: str = "aborted") -> None:
-        """Stop a request wherever it is and release its blocks."""
+        """Stop a request wherever it is and release its blocks.
+
+        One loading remote KV keeps its blocks until `remote_kv_landed`, as vLLM
+        frees them only once the transfer writing into them has ended.
+        """
+        sched = self.scheduler
         if req.status == RequestStatus.FINISHED:
             return
-        if req in self.scheduler.running:
-            self.scheduler.running.remove(req)
-        else:
-            self.scheduler.waiting.remove(req)
+        if req.status == RequestStatus.WAITING_FOR_REMOTE_KV:
+            del sched.loading[req.uid]
+            self._finish(req, now, reason, hold=True)
+            return
+        if req in sched.running:
+            sched.running.remove(req)
+        elif not sched.landed.remove(req):
+            sched.waiting.remove(req)
         self._finish(req, now, reason)
+
+    def remote_kv_landed(self, req: Request) -> None:
+        """The remote KV load of `req` (listed in a step's `remote_kv`) has ended.
+
+        The request is queued to compute its last prompt token and its blocks
+        become prefix hits, which changes what the next step schedules: like an
+        arrival, the simulator cuts the replica's fused decode window when it
+        delivers a landing. A request aborted while loading frees its blocks now.
+        """
+        if req.status == RequestStatus.FINISHED:
+            self.release_held(req)
+        else:
+            self.scheduler.finish_remote_kv(req)
+
+    def release_held(self, req: Request) -> None:
+        """Free the blocks a finished prefill-only request kept for the decode side, which has pulled them.
+
+        They go to the cached-free LRU as any freed blocks do. Freed blocks may
+        let a waiting request in: the simulator cuts a fused decode window here too.
+        """
+        if self.held.pop(req.uid, None) is not req:
+            raise ValueError(f"request {req.request_id} holds no KV blocks for a transfer")
+        self.kv.free(req)
 
     @property
     def num_running(self) -> int:
@@ -97,10 +142,14 @@ class EngineCore:
 
     @property
     def num_waiting(self) -> int:
-        return len(self.scheduler.waiting)
+        """Requests not running, those loading or holding remote KV included (as vLLM counts them)."""
+        sched = self.scheduler
+        return len(sched.waiting) + len(sched.loading) + len(sched.landed)
 
     def has_work(self) -> bool:
-        return bool(self.scheduler.running) or len(self.scheduler.waiting) > 0
+        """Whether a step could run something; requests loading remote KV are no work until it lands."""
+        sched = self.scheduler
+        return bool(sched.running) or len(sched.waiting) > 0 or len(sched.landed) > 0
 
     # ---- stepping ----------------------------------------------------------------
     def schedule(self, now: float) -> SchedulerOutput:
@@ -108,6 +157,8 @@ class EngineCore:
         usage = self.kv.usage()
         if usage > self.stats.peak_kv_usage:
             self.stats.peak_kv_usage = usage
+        if self.check_invariants:
+            assert all(r.status == RequestStatus.RUNNING for r, _ in out.scheduled), "a step runs a request not running"
         return out
 
     def update(self, out: SchedulerOutput, now: float, sampled: dict[int, int] | None = None) -> StepResult:
@@ -156,7 +207,10 @@ class EngineCore:
         Returns 0 when `out` is not such a step. The answer is bounded by the first
         completion (its step is the last one) and by free KV blocks: a window never
         needs a preemption, so stepping it one iteration at a time would schedule
-        exactly the same requests at every step.
+        exactly the same requests at every step. Requests loading remote KV are
+        skipped at every one of those steps (`out` may start loads: later steps
+        would not); only `remote_kv_landed` or `release_held`, events the
+        simulator cuts the window at, can change that.
         """
         running = self.scheduler.running
         n = len(running)
@@ -228,12 +282,31 @@ class EngineCore:
         self._after_step(out, result, steps)
         return result
 
+    # ---- invariants -----------------------------------------------------------------
+    def check_kv(self, full: bool = True) -> None:
+        """The KV cache's invariants, and who holds blocks: each request with a block table
+        is running, loading or holding landed remote KV, or finished and held for a transfer."""
+        self.kv.check_invariants(full)
+        sched = self.scheduler
+        assert all(r.status == RequestStatus.WAITING_FOR_REMOTE_KV for r in sched.loading.values())
+        assert all(r.status == RequestStatus.FINISHED for r in self.held.values())
+        if not full:
+            return
+        owners = [r.uid for r in sched.running] + list(sched.loading) + [r.uid for r in sched.landed]
+        owners += list(self.held)
+        assert len(set(owners)) == len(owners), "a request is in two places"
+        assert self.kv.holders() == set(owners), "block tables disagree with the requests holding blocks"
+
     # ---- internals ------------------------------------------------------------------
-    def _finish(self, req: Request, now: float, reason: str) -> None:
+    def _finish(self, req: Request, now: float, reason: str, hold: bool = False) -> None:
         req.status = RequestStatus.FINISHED
         req.finish_s = now
         req.finish_reason = reason
-        self.kv.free(req)
+        if hold or (req.remote_decode and reason in _SENDS_KV):
+            # vLLM's delay_free_blocks: a transfer still reads (or writes) these blocks.
+            self.held[req.uid] = req
+        else:
+            self.kv.free(req)
 
     def _after_step(self, out: SchedulerOutput, result: StepResult, steps: int) -> None:
         self.stats.steps += steps
@@ -241,4 +314,4 @@ class EngineCore:
         if result.finished:
             self.scheduler.remove_finished(result.finished)
         if self.check_invariants:
-            self.kv.check_invariants(full=False)
+            self.check_kv(full=False)

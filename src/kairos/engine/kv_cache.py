@@ -10,10 +10,12 @@ cached, its own tokens and generated ones included, and so is a second block
 holding content already cached (a duplicate): lookups get the oldest copy, and
 the next takes over when it is evicted. Shared content is registered when it is
 allocated, before it is computed, so a request admitted later in the same step
-hits it. Content only its own request can hit (a simulated request's unique
-tokens) is registered when the request releases its blocks, which no lookup can
-tell apart: indexed by hash if it was preempted (it looks it up on resuming),
-else only marked cached, which puts it in the LRU where vLLM has it.
+hits it; blocks a remote KV load fills wait until it lands (vLLM's
+delay_cache_blocks): a transfer may take many steps. Content only its own
+request can hit (a simulated request's unique tokens) is registered when the
+request releases its blocks, which no lookup can tell apart: indexed by hash if
+it was preempted (it looks it up on resuming), else only marked cached, which
+puts it in the LRU where vLLM has it.
 Deviation: content registered at allocation that a preemption leaves uncomputed is dropped (vLLM would serve hits on unwritten KV).
 """
 from __future__ import annotations
@@ -42,8 +44,8 @@ class PrefixCacheStats:
 class KVCacheManager:
     """Block pool, per-request block tables and the prefix cache.
 
-    The scheduler uses it only through `lookup`, `allocate`, `free` and the
-    free-block count, the same narrow interface vLLM's scheduler has.
+    The scheduler uses it only through `lookup`, `allocate`, `cache_blocks`, `free`
+    and the free-block count, the same narrow interface vLLM's scheduler has.
     """
 
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True) -> None:
@@ -106,6 +108,10 @@ class KVCacheManager:
             needed += int(np.count_nonzero(self._ref[hits] == 0))
         return needed > self.num_free_blocks
 
+    def holders(self) -> set[int]:
+        """Uids of the requests whose block tables hold blocks (for invariant checks)."""
+        return {uid for uid, table in self._tables.items() if table}
+
     def lookup(self, req: Request) -> tuple[list[int], int]:
         """Blocks holding the longest cached prefix of `req` and the tokens they cover.
 
@@ -140,10 +146,13 @@ class KVCacheManager:
         return n
 
     # ---- changes ---------------------------------------------------------------
-    def allocate(self, req: Request, num_new_tokens: int, hit_blocks: list[int] | None = None) -> bool:
+    def allocate(self, req: Request, num_new_tokens: int, hit_blocks: list[int] | None = None,
+                 delay_cache: bool = False) -> bool:
         """Give `req` slots for `num_new_tokens` more tokens (after `hit_blocks`, if any).
 
-        Returns False and changes nothing when there are not enough blocks.
+        Returns False and changes nothing when there are not enough blocks. With
+        `delay_cache` the new blocks are not offered to the prefix cache: a remote
+        load fills them later, and `cache_blocks` registers them once it has.
         """
         table = self._tables.get(req.uid)
         if table is None:
@@ -167,11 +176,20 @@ class KVCacheManager:
             return False
         if needed > 0:
             self._take(table, needed)
-        if self.enable_prefix_caching:
+        if self.enable_prefix_caching and not delay_cache:
             upto = min(total // bs, shareable_blocks(req, bs))
             if upto > self._registered.get(req.uid, 0):
                 self._register(req, table, upto)
         return True
+
+    def cache_blocks(self, req: Request, num_tokens: int) -> None:
+        """Offer the full blocks of `req`'s first `num_tokens` tokens, now written, to the prefix cache."""
+        if not self.enable_prefix_caching:
+            return
+        table = self._tables.get(req.uid)
+        if table:
+            upto = min(num_tokens // self.block_size, len(table), shareable_blocks(req, self.block_size))
+            self._register(req, table, upto)
 
     def _take(self, table: list[int], count: int) -> None:
         """Append `count` fresh blocks to `table`: free ones first, then evict cached ones."""

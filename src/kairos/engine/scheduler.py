@@ -8,9 +8,20 @@ others (by recompute) until it fits or is itself preempted. Only when nothing
 was preempted are waiting requests admitted, in policy order, after looking up
 their cached prefix, until the budget, max_num_seqs or the KV cache runs out.
 
+Remote prefill (P/D disaggregation, vLLM's NixlConnector pulling KV): a request
+with `remote_prefill` is admitted like any other (same checks, its local prefix
+hits counted), but gets blocks for its whole prompt, computes nothing, and
+waits for its KV aside (WAITING_FOR_REMOTE_KV) while the queue behind it goes
+on; `SchedulerOutput.remote_kv` tells the driver to start the transfer, and
+`finish_remote_kv` ends it. Like vLLM 0.32's kv_holding_waiting queue, landed
+requests are admitted before the waiting queue: one that cannot get blocks
+never keeps a landed request, which needs none, from running. A request
+waiting for its KV is not running, so it is never preempted.
+
 Not modelled (vLLM 0.32 features off by default, or off on its CPU platform):
 long_prefill_token_threshold, the admission watermark, async scheduling's
-one-step lag, speculative decoding and KV connectors.
+one-step lag, speculative decoding, and KV connectors other than the remote
+prefill above (no failed loads, no offloading).
 """
 
 from __future__ import annotations
@@ -55,6 +66,8 @@ class SchedulerOutput:
     num_admitted: int = 0
     waiting_blocked: str = BLOCKED_NONE
     shape: BatchShape = BatchShape()
+    # Remote KV loads to start: (request, prompt tokens to pull); not part of the step's work.
+    remote_kv: list[tuple[Request, int]] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
@@ -73,6 +86,10 @@ class Scheduler:
         self.kv = kv
         self.running: list[Request] = []
         self.waiting = make_waiting_queue(config.policy)
+        # Requests holding blocks while their remote KV arrives, by uid.
+        self.loading: dict[int, Request] = {}
+        # Requests whose remote KV arrived: admitted before `waiting`.
+        self.landed = make_waiting_queue(config.policy)
         self.num_preemptions = 0
 
     def add(self, req: Request) -> None:
@@ -123,19 +140,39 @@ class Scheduler:
 
         admitted = 0
         blocked = BLOCKED_NONE
-        waiting = self.waiting
+        remote_kv: list[tuple[Request, int]] = []
+        waiting, landed = self.waiting, self.landed
         if preempted:
-            blocked = BLOCKED_PREEMPTION if len(waiting) else BLOCKED_NONE
+            blocked = BLOCKED_PREEMPTION if len(waiting) or len(landed) else BLOCKED_NONE
         else:
-            while len(waiting):
+            while len(landed) or len(waiting):
                 if len(running) >= cfg.max_num_seqs:
                     blocked = BLOCKED_SEQS
                     break
                 if budget <= 0:
                     blocked = BLOCKED_BUDGET
                     break
-                req = waiting.peek()
-                hits, hit_tokens = kv.lookup(req)
+                queue = landed if len(landed) else waiting
+                req = queue.peek()
+                if queue is landed:
+                    # Its blocks and computed tokens came with the load: no lookup.
+                    hits, hit_tokens = [], req.num_computed
+                else:
+                    hits, hit_tokens = kv.lookup(req)
+                if req.remote_prefill:
+                    # vLLM also holds back the blocks unfinished prefills still need
+                    # (reserved_blocks); here an unfinished prefill always used up the
+                    # budget, so no load is ever admitted beside one.
+                    num_remote = req.num_tokens - hit_tokens
+                    if (kv.blocks_short(req, req.num_tokens, hits)
+                            or not kv.allocate(req, num_remote, hits, delay_cache=True)):
+                        blocked = BLOCKED_KV
+                        break
+                    queue.pop()
+                    self._count_lookup(req, hit_tokens)
+                    self._start_remote_kv(req, hit_tokens, num_remote)
+                    remote_kv.append((req, num_remote))
+                    continue
                 num_new = req.num_tokens - hit_tokens
                 if num_new > budget:
                     if not cfg.enable_chunked_prefill:
@@ -148,23 +185,53 @@ class Scheduler:
                 if not kv.allocate(req, num_new, hits):
                     blocked = BLOCKED_KV
                     break
-                waiting.pop()
+                queue.pop()
                 req.num_computed = hit_tokens
                 req.status = RequestStatus.RUNNING
                 if req.first_scheduled_s is None:
                     req.first_scheduled_s = now
-                    req.cached_tokens = hit_tokens
-                    # vllm:prefix_cache_queries/hits count a request's first admission only
-                    # (a resumed one counts apart) and nothing when the cache is off.
-                    if kv.enable_prefix_caching:
-                        kv.stats.queries += req.prompt_len
-                        kv.stats.hits += hit_tokens
+                self._count_lookup(req, hit_tokens)
                 running.append(req)
                 scheduled.append((req, num_new))
                 budget -= num_new
                 admitted += 1
 
-        return SchedulerOutput(scheduled, preempted, admitted, blocked, _batch_shape(scheduled))
+        return SchedulerOutput(scheduled, preempted, admitted, blocked, _batch_shape(scheduled), remote_kv)
+
+    def _count_lookup(self, req: Request, hit_tokens: int) -> None:
+        """Record the prefix hits of a request's first admission (to run or to load)."""
+        if req.cached_tokens >= 0:
+            return
+        req.cached_tokens = hit_tokens
+        # vllm:prefix_cache_queries/hits count a request's first admission only
+        # (a resumed one counts apart) and nothing when the cache is off.
+        if self.kv.enable_prefix_caching:
+            self.kv.stats.queries += req.prompt_len
+            self.kv.stats.hits += hit_tokens
+
+    def _start_remote_kv(self, req: Request, hit_tokens: int, num_remote: int) -> None:
+        # Only the local hits are in the cache until the load lands: an abort meanwhile
+        # must not offer the unwritten blocks to the prefix cache.
+        req.num_computed = hit_tokens
+        req.num_remote_tokens = num_remote
+        req.remote_prefill = False
+        req.status = RequestStatus.WAITING_FOR_REMOTE_KV
+        self.loading[req.uid] = req
+
+    def finish_remote_kv(self, req: Request) -> None:
+        """The remote KV of `req` arrived: cache its blocks and queue it to compute its last prompt token.
+
+        As vLLM's _update_waiting_for_remote_kv: every loaded token counts as
+        computed except the last one of the sequence, which the next admission
+        computes (a one-token prefill chunk) to sample the first output token.
+        """
+        if self.loading.pop(req.uid, None) is not req:
+            raise ValueError(f"request {req.request_id} is not waiting for remote KV")
+        computed = req.num_computed + req.num_remote_tokens
+        self.kv.cache_blocks(req, computed)
+        req.num_computed = min(computed, req.num_tokens - 1)
+        req.status = RequestStatus.WAITING
+        self.landed.add(req)
 
     def _preempt(self, req: Request) -> None:
         self.kv.free(req, preempted=True)
