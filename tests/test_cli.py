@@ -32,7 +32,8 @@ def test_overrides_reach_the_scenario(capsys, tmp_path):
                           "--no-prefix-caching", "-q", "-o", str(tmp_path))
     assert code == 0, err
     scenario = json.loads((tmp_path / "report.json").read_text())["scenario"]
-    assert scenario["cluster"] == {"replicas": 2, "router": "least_kv", "router_options": {}}
+    assert scenario["cluster"] == {"replicas": 2, "router": "least_kv", "router_options": {}, "pools": None,
+                                   "disaggregation": None}
     assert scenario["engine"]["block_size"] == 32
     assert scenario["engine"]["enable_prefix_caching"] is False
 

@@ -76,13 +76,23 @@ def simulate(
         run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}", markup=False),
                            explain=explain)
     if not quiet:
-        d = run.report["deployment"]
-        for note in d["notes"]:
-            err.print(f"note: {note}", markup=False)
-        layout = f"tp {d['tp']}" + (f" x dp {d['dp']}" if d["dp"] > 1 else "") + (", ep" if d["ep"] else "")
-        out.print(f"[bold]{d['model']}[/] ({d['weights_dtype']}) on {d['replicas']} x {d['gpus_per_replica']} "
-                  f"{d['gpu']} ({layout}), {d['kv_blocks_per_replica']:,} KV blocks per replica, "
-                  f"perf {d['perf']}, {spec.workload.kind} workload")
+        deployment = run.report["deployment"]
+        pools = [(name, deployment[name]) for name in ("prefill", "decode")] if "decode" in deployment \
+            else [("", deployment)]
+        for name, d in pools:
+            for note in d["notes"]:
+                err.print(f"note: {note}", markup=False)
+            layout = f"tp {d['tp']}" + (f" x dp {d['dp']}" if d["dp"] > 1 else "") + (", ep" if d["ep"] else "")
+            out.print(f"{name + ' pool: ' if name else ''}[bold]{d['model']}[/] ({d['weights_dtype']}) on "
+                      f"{d['replicas']} x {d['gpus_per_replica']} {d['gpu']} ({layout}), "
+                      f"{d['kv_blocks_per_replica']:,} KV blocks per replica, perf {d['perf']}")
+        if "link" in deployment:
+            link = deployment["link"]
+            out.print(f"KV over {link['name']} ({link['bandwidth_gb_s']:g} GB/s, {link['latency_us']:g} us), decider "
+                      f"{deployment['decider']}{', layer by layer' if deployment['overlap'] else ''}; "
+                      f"{spec.workload.kind} workload")
+        else:
+            out.print(f"{spec.workload.kind} workload")
         out.print(render_summary(run.report))
         if explain:
             out.print(explain_table(run.report["explain"]))

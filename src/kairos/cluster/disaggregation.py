@@ -8,11 +8,13 @@ prefill replica when that is worth a KV transfer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from kairos.errors import unknown_name_error
+from kairos.registry import Registry
 from kairos.workload.spec import RequestSpec
+
+DECIDERS: Registry[type] = Registry("disaggregation decider")
 
 
 class Decider(Protocol):
@@ -23,48 +25,43 @@ class Decider(Protocol):
     def remote(self, spec: RequestSpec, uncached_tokens: int) -> bool: ...
 
 
+@DECIDERS.register("always")
 @dataclass(frozen=True)
 class Always:
     """Every prompt is prefilled on the prefill pool (vLLM's P/D proxy, DistServe)."""
 
-    name: str = "always"
+    name: str = field(default="always", init=False)
 
     def remote(self, spec: RequestSpec, uncached_tokens: int) -> bool:
         return True
 
 
+@DECIDERS.register("never")
 @dataclass(frozen=True)
 class Never:
     """Every request runs wholly on its decode replica: the pools' split without the transfer."""
 
-    name: str = "never"
+    name: str = field(default="never", init=False)
 
     def remote(self, spec: RequestSpec, uncached_tokens: int) -> bool:
         return False
 
 
+@DECIDERS.register("prefix_threshold")
 @dataclass(frozen=True)
 class PrefixThreshold:
     """Prefill remotely only when the decode replica lacks more than `threshold_tokens` of the prompt
     (llm-d's prefix-based decider): short or mostly cached prompts are cheaper to prefill in place."""
 
     threshold_tokens: int
-    name: str = "prefix_threshold"
+    name: str = field(default="prefix_threshold", init=False)
 
     def remote(self, spec: RequestSpec, uncached_tokens: int) -> bool:
         return uncached_tokens > self.threshold_tokens
 
 
-DECIDERS = ("always", "never", "prefix_threshold")
-
-
 def make_decider(name: str, threshold_tokens: int) -> Decider:
     """Decider `name` (one of DECIDERS); `threshold_tokens` is prefix_threshold's."""
-    key = name.strip().lower().replace("-", "_")
-    if key == "always":
-        return Always()
-    if key == "never":
-        return Never()
-    if key == "prefix_threshold":
-        return PrefixThreshold(threshold_tokens)
-    raise unknown_name_error("disaggregation decider", name, DECIDERS)
+    cls = DECIDERS.get(name)
+    decider: Decider = cls(threshold_tokens) if "threshold_tokens" in DECIDERS.knobs(name) else cls()
+    return decider

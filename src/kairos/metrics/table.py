@@ -23,6 +23,8 @@ def render_summary(report: dict[str, Any]) -> RenderableType:
     """A compact rich view of a report (what `kairos simulate` prints)."""
     summary = report["summary"]
     parts: list[RenderableType] = [_headline(summary), _latencies(summary)]
+    if report.get("disaggregation"):
+        parts.append(_disaggregation(report["disaggregation"]))
     replicas = report.get("replicas") or []
     if len(replicas) > 1:
         parts.append(_replica_table(replicas))
@@ -68,6 +70,21 @@ def _latencies(summary: dict[str, Any]) -> Table:
             table.add_row(label, *[NOT_MEASURED] * 4)
         else:
             table.add_row(label, *(f"{stats[s]:,.2f}" for s in ("mean", "p50", "p90", "p99")))
+    return table
+
+
+def _disaggregation(pd: dict[str, Any]) -> Table:
+    """Where a disaggregated cluster's TTFT went: the remote prefill, the KV transfer, the first decode step."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title_justify="left",
+                  title=f"Disaggregation: {pd['remote']:,} prefilled remotely, {pd['local']:,} locally, "
+                        f"{pd['kv_bytes'] / 1e9:,.2f} GB of KV moved")
+    table.add_column("ms", style="bold cyan")
+    for stat in ("mean", "p50", "p99"):
+        table.add_column(stat, justify="right")
+    for label, key in (("prefill (with its queue)", "prefill_ms"), ("KV transfer", "transfer_ms"),
+                       ("first decode step", "first_decode_step_ms")):
+        stats = pd.get(key)
+        table.add_row(label, *(NOT_MEASURED if stats is None else f"{stats[s]:,.1f}" for s in ("mean", "p50", "p99")))
     return table
 
 

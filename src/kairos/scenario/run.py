@@ -8,21 +8,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kairos.calibration.model import CalibratedModel
-from kairos.cluster import make_router, router_knobs
+from kairos.cluster import Router, make_router, router_knobs
+from kairos.cluster.disaggregation import Decider, make_decider
 from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
 from kairos.errors import KairosError
-from kairos.hardware import load_gpu
+from kairos.hardware import Link, load_gpu, resolve_link
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
-from kairos.models import ModelArch, resolve_model
+from kairos.models import ModelArch, kv_shards, resolve_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.front_end import FrontEnd, load_front_end
 from kairos.perf.parallel import Parallelism
-from kairos.scenario.schema import Scenario
+from kairos.scenario.schema import ClusterSection, EngineSection, Scenario
 from kairos.scenario.step_models import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.sim.executor import SimExecutor
 from kairos.sim.explain import StepSampler, explain_steps
 from kairos.sim.lockstep import LockstepCores
 from kairos.sim.replica import PrefixHasher, SimReplica
+from kairos.sim.disaggregated import DisaggregatedSimulation
 from kairos.sim.runner import ProgressFn, Simulation
 from kairos.workload import RequestSpec, build_workload
 from kairos.workload.spec import SLO
@@ -121,10 +123,70 @@ def resolve_deployment(scenario: Scenario, calibrated: CalibratedModel | None = 
                       front_end, (*notes, *perf.notes))
 
 
-def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[RequestSpec], *,
+@dataclass(frozen=True, slots=True)
+class PoolDeployments:
+    """A prefill/decode disaggregated cluster resolved: each pool's deployment, the link between them,
+    the decider and whether KV is sent layer by layer during the prefill."""
+
+    prefill: Deployment
+    decode: Deployment
+    link: Link
+    decider: Decider
+    overlap: bool
+    prefill_scenario: Scenario  # each pool's own scenario (pool_scenario)
+    decode_scenario: Scenario
+
+    @property
+    def max_model_len(self) -> int:
+        return min(self.prefill.max_model_len, self.decode.max_model_len)
+
+    def describe(self) -> dict:
+        """The deployment section of report.json for a disaggregated cluster."""
+        return {"prefill": self.prefill.describe(), "decode": self.decode.describe(),
+                "link": {"name": self.link.name, "bandwidth_gb_s": self.link.bandwidth / 1e9,
+                         "latency_us": self.link.latency_s * 1e6},
+                "decider": self.decider.name, "overlap": self.overlap}
+
+
+def pool_scenario(scenario: Scenario, name: str) -> Scenario:
+    """The scenario of one pool of a disaggregated cluster: its GPU, TP, replicas, engine and router."""
+    pools = scenario.cluster.pools
+    assert pools is not None
+    pool = getattr(pools, name)
+    engine = EngineSection.model_validate({**scenario.engine.model_dump(), **pool.engine})
+    hardware = scenario.hardware.model_copy(update={"gpu": pool.gpu or scenario.hardware.gpu,
+                                                    "tp": pool.tp or scenario.hardware.tp})
+    cluster = ClusterSection(replicas=pool.replicas, router=pool.router or scenario.cluster.router,
+                             router_options=pool.router_options or scenario.cluster.router_options)
+    return scenario.model_copy(update={"hardware": hardware, "engine": engine, "cluster": cluster})
+
+
+def resolve_pools(scenario: Scenario) -> PoolDeployments | None:
+    """Both pools' deployments where the scenario disaggregates (cluster.pools), else None."""
+    pools, options = scenario.cluster.pools, scenario.cluster.disaggregation
+    if pools is None or options is None:
+        return None
+    if load_calibrated(scenario.perf.model) is not None:
+        raise KairosError("cluster.pools: a calibrated profile measured one engine; disaggregated pools"
+                          " need a step-time model per pool's GPU (roofline, kernels, aiconfigurator)")
+    prefill, decode = (pool_scenario(scenario, name) for name in ("prefill", "decode"))
+    if prefill.engine.block_size != decode.engine.block_size:
+        raise KairosError(f"cluster.pools: the pools' engine.block_size differ ({prefill.engine.block_size},"
+                          f" {decode.engine.block_size}): KV moves block by block")
+    return PoolDeployments(resolve_deployment(prefill), resolve_deployment(decode), resolve_link(options.link),
+                           make_decider(options.decider, options.threshold_tokens), options.overlap,
+                           prefill, decode)
+
+
+def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployments, specs: list[RequestSpec], *,
                      fast_decode: bool = True, progress: ProgressFn | None = None,
                      check_invariants: bool = False, explain: StepSampler | None = None) -> Simulation:
     """Wire replicas (engine core + simulated executor) behind the scenario's router."""
+    if isinstance(deployment, PoolDeployments):
+        if explain is not None:
+            raise KairosError("--explain samples one deployment's steps: not for disaggregated pools yet")
+        return _build_disaggregated(scenario, deployment, specs, fast_decode=fast_decode, progress=progress,
+                                    check_invariants=check_invariants)
     eng = scenario.engine
     step_model = deployment.perf.model
     config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens,
@@ -144,19 +206,52 @@ def build_simulation(scenario: Scenario, deployment: Deployment, specs: list[Req
         # requests over all of them, as vLLM's internal load balancer does over its ranks.
         cores = [engine() for _ in range(deployment.replicas * dp)]
     replicas = [SimReplica(i, core, SimExecutor(step_model), hasher) for i, core in enumerate(cores)]
-    knobs: dict = dict(scenario.cluster.router_options)
-    accepted = router_knobs(scenario.cluster.router)
-    # Cache-aware routers must hash prompts exactly as the engines' prefix caches do.
-    if "prefix_block_keys" in accepted:
-        knobs.update(prefix_block_keys=hasher.hashes, block_size=eng.block_size)
-        knobs.setdefault("max_tracked_blocks", deployment.kv_blocks)
-    router = make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
+    router = _make_router(scenario, hasher, deployment.kv_blocks)
     # A profile measured through a server's API knows its own front-end time.
     request_latency = (deployment.front_end.latency_s if deployment.front_end is not None
                        else step_model.front_end_latency())
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress, explain=explain,
                       request_latency=request_latency, concurrency=scenario.workload.concurrency)
+
+
+def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list[RequestSpec], *,
+                         fast_decode: bool, progress: ProgressFn | None,
+                         check_invariants: bool) -> DisaggregatedSimulation:
+    """A prefill and a decode pool of replicas, each pool with its own engines, step model and router."""
+    itl = ItlCollector()
+    block_size = pools.decode_scenario.engine.block_size
+    hasher = PrefixHasher(block_size)
+    replicas: dict[str, list[SimReplica]] = {}
+    routers = {}
+    for name, pool, derived in (("prefill", pools.prefill, pools.prefill_scenario),
+                                ("decode", pools.decode, pools.decode_scenario)):
+        eng = derived.engine
+        config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens, eng.enable_chunked_prefill, eng.policy)
+        first = sum(len(r) for r in replicas.values())
+        replicas[name] = [
+            SimReplica(first + i, EngineCore(config, KVCacheManager(pool.kv_blocks, block_size, eng.enable_prefix_caching),
+                                             itl=itl, check_invariants=check_invariants),
+                       SimExecutor(pool.perf.model), hasher)
+            for i in range(pool.replicas)]
+        routers[name] = _make_router(derived, hasher, pool.kv_blocks)
+    model, tp_prefill, tp_decode = pools.decode.model, pools.prefill.tp, pools.decode.tp
+    return DisaggregatedSimulation(
+        specs, replicas["prefill"], replicas["decode"], routers["prefill"], routers["decode"],
+        decider=pools.decider, link=pools.link, overlap=pools.overlap, num_layers=model.num_layers,
+        kv_bytes=lambda tokens: kv_shards(model, tokens, tp_prefill, tp_decode).bytes_per_link,
+        max_model_len=pools.max_model_len, itl=itl, fast_decode=fast_decode, progress=progress,
+        request_latency=None if pools.decode.front_end is None else pools.decode.front_end.latency_s,
+        concurrency=scenario.workload.concurrency)
+
+
+def _make_router(scenario: Scenario, hasher: PrefixHasher, kv_blocks: int) -> Router:
+    """The scenario's router; cache-aware ones hash prompts exactly as the engines' prefix caches do."""
+    knobs: dict = dict(scenario.cluster.router_options)
+    if "prefix_block_keys" in router_knobs(scenario.cluster.router):
+        knobs.update(prefix_block_keys=hasher.hashes, block_size=scenario.engine.block_size)
+        knobs.setdefault("max_tracked_blocks", kv_blocks)
+    return make_router(scenario.cluster.router, seed=scenario.seed, **knobs)
 
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
@@ -168,7 +263,7 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     their predicted time split by operator.
     """
     started = time.perf_counter()
-    deployment = resolve_deployment(scenario)
+    deployment: Deployment | PoolDeployments = resolve_pools(scenario) or resolve_deployment(scenario)
     specs = build_workload(scenario.workload, scenario.seed, warn=warn)
     sampler = StepSampler() if explain else None
     sim = build_simulation(scenario, deployment, specs, fast_decode=fast_decode,
@@ -177,6 +272,8 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     summary = summarize(result.records, result.itl, slo, result.prefix_cache_hit_rate)
     extra = {"deployment": deployment.describe()}
+    if result.disaggregation is not None:
+        extra["disaggregation"] = result.disaggregation
     if sampler is not None:
         extra["explain"] = explain_steps(sampler, deployment.perf.model)
     # Through JSON text: pydantic serialises infinite rates as "Infinity" there.

@@ -87,6 +87,43 @@ class EngineSection(_Section):
                                   " measured version). Default: none, the engine alone.")
 
 
+class PoolSection(_Section):
+    """One pool of a prefill/decode disaggregated cluster: its own GPUs, replicas and engine settings."""
+
+    replicas: int = Field(1, ge=1, description="Engine replicas in the pool. Default 1.")
+    gpu: str | None = Field(None, description="GPU kind (`kairos gpus`). Default hardware.gpu.")
+    tp: int | None = Field(None, ge=1, description="Tensor-parallel GPUs per engine. Default hardware.tp.")
+    engine: dict[str, Any] = Field(default_factory=dict, description="Engine settings of this pool over"
+                                   " the engine section's (e.g. max_num_batched_tokens). Default none.")
+    router: str | None = Field(None, description="How the pool's replicas are chosen. Default"
+                               " cluster.router.")
+    router_options: dict[str, float | int] = Field(default_factory=dict, description="Knobs of the"
+                                                   " pool's router. Default none.")
+
+
+class PoolsSection(_Section):
+    """A disaggregated cluster's two pools: prompts are prefilled on one, answers decoded on the other."""
+
+    prefill: PoolSection
+    decode: PoolSection
+
+
+class DisaggregationSection(_Section):
+    """Which requests prefill remotely, and the link their KV crosses."""
+
+    decider: str = Field("always", description="always, never or prefix_threshold (prefill remotely"
+                         " when the decode replica lacks more than threshold_tokens of the prompt in"
+                         " its prefix cache, as llm-d's disaggregation decider does). Default always.")
+    threshold_tokens: int = Field(256, ge=0, description="prefix_threshold's uncached prompt tokens."
+                                  " Default 256.")
+    link: str | dict[str, float] = Field("roce-400g", description="The link between the pools: a name"
+                                         " (`kairos.hardware.links.json`: nvlink4, ib-ndr, roce-400g,"
+                                         " pcie5, eth-100g...) or {bandwidth_gbps: GB/s, latency_us}."
+                                         " Default roce-400g.")
+    overlap: bool = Field(True, description="Send the KV layer by layer while the prefill runs."
+                          " Default on.")
+
+
 class ClusterSection(_Section):
     """Replicas and how requests are routed to them."""
 
@@ -95,6 +132,11 @@ class ClusterSection(_Section):
     router: str = Field("round_robin", description=f"Router. {_described(ROUTERS)} Default round_robin.")
     router_options: dict[str, float | int] = Field(default_factory=dict, description="Knobs of"
                                                    " the router (e.g. cache_threshold). Default none.")
+    pools: PoolsSection | None = Field(None, description="Prefill/decode disaggregation: a prefill"
+                                       " and a decode pool, each with its own GPUs, replicas and"
+                                       " engine settings (replaces replicas). Default none: colocated.")
+    disaggregation: DisaggregationSection | None = Field(None, description="With pools: the decider"
+                                                         " and the link. Default: always, roce-400g.")
 
 
 class SloSection(_Section):
@@ -131,6 +173,20 @@ class Scenario(_Section):
 
     @model_validator(mode="after")
     def _replicas_match_count(self) -> Scenario:
+        cluster = self.cluster
+        if cluster.pools is not None:
+            # The built-in scenario's replicas: 1 is merged under every file: only another count conflicts.
+            if (cluster.replicas or 1) != 1 or self.hardware.count is not None:
+                raise ValueError("cluster.pools sets each pool's replicas: drop cluster.replicas and"
+                                 " hardware.count")
+            if self.hardware.dp > 1:
+                raise ValueError("cluster.pools: data-parallel replicas (hardware.dp) are not modelled"
+                                 " in disaggregated pools")
+            if cluster.disaggregation is None:
+                cluster.disaggregation = DisaggregationSection()
+            return self
+        if cluster.disaggregation is not None:
+            raise ValueError("cluster.disaggregation needs cluster.pools (a prefill and a decode pool)")
         count, per_replica = self.hardware.count, self.hardware.gpus_per_replica
         what = f"tp {self.hardware.tp}" + (f" x dp {self.hardware.dp}" if self.hardware.dp > 1 else "")
         if count is not None:

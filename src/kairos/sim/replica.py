@@ -52,6 +52,7 @@ class SimReplica:
         self.executor = executor
         self._hasher = hasher
         self.clock = SimClock()  # the simulation's, once it runs this replica
+        self.fleet: ReplicaSet | None = None  # the set routers choose it from, which tracks its load
         self.in_flight: SchedulerOutput | None = None  # the step (or window) now running
         self.in_flight_ends = None
         self.kv_synced = 0  # steps of the window now running whose KV slots are allocated
@@ -121,7 +122,7 @@ class ReplicaSet(Sequence[SimReplica]):
     def __init__(self, replicas: list[SimReplica], clock: SimClock) -> None:
         self._replicas = replicas
         for replica in replicas:
-            replica.clock = clock
+            replica.clock, replica.fleet = clock, self
         self._load = [(r.num_outstanding(), r.index, r) for r in replicas]
         heapq.heapify(self._load)
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from kairos.cluster.router import Router
 from kairos.engine.request import Request
+from kairos.engine.scheduler import SchedulerOutput
 from kairos.metrics.itl import ItlCollector
 from kairos.metrics.record import RequestRecord
 from kairos.sim.explain import StepSampler
@@ -36,6 +37,7 @@ class SimResult:
     preemptions: int = 0
     end_s: float = 0.0
     events: int = 0  # arrivals and step (or fused window) ends processed
+    disaggregation: dict | None = None  # a disaggregated cluster's remote prefills and KV transfers
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -149,14 +151,25 @@ class Simulation:
         """The engines see the request at `t`: route it and queue it on the one replica it goes to."""
         spec, record = request
         replica = self.replicas[self.router.route(spec, self.replicas)]
+        self._admit(replica, spec, record, t)
+
+    def _admit(self, replica: SimReplica, spec: RequestSpec, record: RequestRecord | None, t: float,
+               **engine_options: bool) -> Request:
+        """Queue `spec` on `replica` at `t` (`record`: its client-facing timeline, None for work done on
+        another request's behalf); `engine_options` go to the engine core's add_request."""
         self._cut_window(replica, t)
-        record.replica = replica.index
-        self.replicas.routed(replica)
-        req = replica.core.add_request(spec, t)
+        replica.fleet.routed(replica)
+        req = replica.core.add_request(spec, t, **engine_options)
         req.replica = replica.index
-        self._live[id(req)] = (req, record)
+        if record is not None:
+            record.replica = replica.index
+            self._live[id(req)] = (req, record)
+        self._wake(replica, t)
+        return req
+
+    def _wake(self, replica: SimReplica, t: float) -> None:
+        """An idle replica with new work starts a step at `t`, once every event of this instant is in."""
         if replica.in_flight is None and not replica.waking:
-            # Start once every arrival at this same instant has been delivered.
             replica.waking = True
             self._push_step_end(replica, t)
 
@@ -200,17 +213,25 @@ class Simulation:
             result = replica.core.run_decode_window(out, ends)
             replica.in_flight = None
             for req in result.finished:
-                _, record = self._live.pop(id(req))
-                _fill_record(record, req)
-                self.replicas.finished(replica)
-                self._end(req.request_id, t)
+                replica.fleet.finished(replica)
+                self._finished(replica, req, t)
         self._start_step(replica, t)
+
+    def _finished(self, replica: SimReplica, req: Request, t: float) -> None:
+        """`req` finished on `replica` at `t`."""
+        _, record = self._live.pop(id(req))
+        _fill_record(record, req)
+        self._end(req.request_id, t)
+
+    def _scheduled(self, replica: SimReplica, out: SchedulerOutput, t: float) -> None:
+        """`replica` scheduled `out` at `t` (a hook: a disaggregated cluster starts KV loads here)."""
 
     def _start_step(self, replica: SimReplica, t: float) -> None:
         core = replica.core
         if not core.has_work():
             return
         out = core.schedule(t)
+        self._scheduled(replica, out, t)
         if out.is_empty:
             return
         if self.explain is not None:
