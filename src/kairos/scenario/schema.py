@@ -6,10 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kairos.cluster.disaggregation import DECIDERS
 from kairos.cluster.registry import ROUTERS
 from kairos.engine.policy import POLICIES
-from kairos.scenario.step_models import STEP_TIME_MODELS
 from kairos.registry import Registry
+from kairos.scenario.step_models import STEP_TIME_MODELS
 from kairos.workload.config import WorkloadConfig
 
 
@@ -111,9 +112,9 @@ class PoolsSection(_Section):
 class DisaggregationSection(_Section):
     """Which requests prefill remotely, and the link their KV crosses."""
 
-    decider: str = Field("always", description="always, never or prefix_threshold (prefill remotely"
-                         " when the decode replica lacks more than threshold_tokens of the prompt in"
-                         " its prefix cache, as llm-d's disaggregation decider does). Default always.")
+    decider: str = Field("always", description=f"Which requests prefill on the prefill pool, decided on"
+                         f" the decode replica's uncached prompt tokens. {_described(DECIDERS)}"
+                         " Default always.")
     threshold_tokens: int = Field(256, ge=0, description="prefix_threshold's uncached prompt tokens."
                                   " Default 256.")
     link: str | dict[str, float] = Field("roce-400g", description="The link between the pools: a name"
