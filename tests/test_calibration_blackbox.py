@@ -353,7 +353,7 @@ def test_the_fit_predicts_the_fake_engines_known_step_times(calibrated):
     # The wake probes and the idle prefills' gaps give the fake's first step after an idle spell.
     assert profile["idle_time_constant_s"] > 0
     for idle_s in (0.2, 1.0, 4.0):
-        assert model.idle_penalty(idle_s) == pytest.approx(known_wake_s(idle_s), abs=2e-3), idle_s
+        assert model.idle_penalty(idle_s) == pytest.approx(known_wake_s(idle_s), abs=3e-3), idle_s
     # The fake's front-end: 2 ms asleep plus loopback HTTP and parsing.
     assert 0.002 <= profile["request_latency_s"] < 0.02
 

@@ -126,6 +126,29 @@ class EngineCore:
         else:
             self.scheduler.finish_remote_kv(req)
 
+    def detach(self, req: Request) -> None:
+        """Take running `req` out of this engine for a live migration's last, stop-and-copy stage: it
+        runs here no more, and its blocks stay held (`release_held`) while the copy reads them.
+        Like an arrival, this changes what the next step schedules."""
+        self.scheduler.running.remove(req)
+        req.status = RequestStatus.MIGRATED
+        self.held[req.uid] = req
+
+    def add_migrated(self, req: Request, now: float) -> Request:
+        """Queue a request migrated from another engine, where it produced `req.num_output` tokens: it
+        loads all its KV as a remote prefill does, then decodes on, its timeline (first token, last
+        token for the next inter-token latency) carried over."""
+        new = Request(req.spec, self._next_uid, req.arrival_s, remote_prefill=True)
+        self._next_uid += 1
+        new.num_output = req.num_output
+        new.first_scheduled_s, new.first_token_s, new.last_token_s = (req.first_scheduled_s, req.first_token_s,
+                                                                      req.last_token_s)
+        new.cached_tokens, new.preemptions, new.replica = req.cached_tokens, req.preemptions, req.replica
+        if req.token_ids is not None:
+            new.token_ids = list(req.token_ids)
+        self.scheduler.add(new)
+        return new
+
     def release_held(self, req: Request) -> None:
         """Free the blocks a finished prefill-only request kept for the decode side, which has pulled them.
 
@@ -289,7 +312,7 @@ class EngineCore:
         self.kv.check_invariants(full)
         sched = self.scheduler
         assert all(r.status == RequestStatus.WAITING_FOR_REMOTE_KV for r in sched.loading.values())
-        assert all(r.status == RequestStatus.FINISHED for r in self.held.values())
+        assert all(r.status in (RequestStatus.FINISHED, RequestStatus.MIGRATED) for r in self.held.values())
         if not full:
             return
         owners = [r.uid for r in sched.running] + list(sched.loading) + [r.uid for r in sched.landed]

@@ -16,6 +16,8 @@ class RequestStatus(enum.Enum):
     RUNNING = "running"
     PREEMPTED = "preempted"
     FINISHED = "finished"
+    # Moved to another engine by a live migration; its blocks held here until copied.
+    MIGRATED = "migrated"
 
 
 class Request:

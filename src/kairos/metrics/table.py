@@ -25,6 +25,8 @@ def render_summary(report: dict[str, Any]) -> RenderableType:
     parts: list[RenderableType] = [_headline(summary), _latencies(summary)]
     if report.get("disaggregation"):
         parts.append(_disaggregation(report["disaggregation"]))
+    if report.get("migration"):
+        parts.append(_migration(report["migration"]))
     replicas = report.get("replicas") or []
     if len(replicas) > 1:
         parts.append(_replica_table(replicas))
@@ -85,6 +87,19 @@ def _disaggregation(pd: dict[str, Any]) -> Table:
                        ("first decode step", "first_decode_step_ms")):
         stats = pd.get(key)
         table.add_row(label, *(NOT_MEASURED if stats is None else f"{stats[s]:,.1f}" for s in ("mean", "p50", "p99")))
+    return table
+
+
+def _migration(m: dict[str, Any]) -> Table:
+    """How many requests moved between replicas, what they carried, and how long each stopped."""
+    table = Table(box=box.ROUNDED, show_header=False, title=f"Migration ({m['policy']})", title_justify="left")
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    table.add_row("Migrations", f"{m['migrations']:,} ({m['abandoned']:,} abandoned: the request ended first)")
+    table.add_row("KV moved", f"{m['kv_bytes'] / 1e9:,.2f} GB")
+    downtime = m.get("downtime_ms")
+    table.add_row("Downtime", NOT_MEASURED if downtime is None else
+                  f"mean {downtime['mean']:,.2f} ms   p50 {downtime['p50']:,.2f}   p99 {downtime['p99']:,.2f}")
     return table
 
 

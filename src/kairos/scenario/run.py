@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from kairos.calibration.model import CalibratedModel
 from kairos.cluster import Router, make_router, router_knobs
 from kairos.cluster.disaggregation import Decider, make_decider
+from kairos.cluster.migration import make_migration_policy
 from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
 from kairos.errors import KairosError
 from kairos.hardware import Link, load_gpu, resolve_link
@@ -25,6 +26,7 @@ from kairos.sim.explain import StepSampler, explain_steps
 from kairos.sim.lockstep import LockstepCores
 from kairos.sim.replica import PrefixHasher, SimReplica
 from kairos.sim.disaggregated import DisaggregatedSimulation
+from kairos.sim.migration import MigratingSimulation
 from kairos.sim.runner import ProgressFn, Simulation
 from kairos.workload import RequestSpec, build_workload
 from kairos.workload.spec import SLO
@@ -210,6 +212,17 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
     # A profile measured through a server's API knows its own front-end time.
     request_latency = (deployment.front_end.latency_s if deployment.front_end is not None
                        else step_model.front_end_latency())
+    migration = scenario.cluster.migration
+    if migration is not None:
+        if deployment.lockstep or explain is not None:
+            raise KairosError("cluster.migration: not with data-parallel MoE replicas or --explain yet")
+        model, tp = deployment.model, deployment.tp
+        return MigratingSimulation(
+            specs, replicas, router, policy=make_migration_policy(migration.policy, **migration.options),
+            link=resolve_link(migration.link), kv_bytes=lambda tokens: kv_shards(model, tokens, tp, tp).bytes_per_link,
+            interval_s=migration.interval_ms / 1e3, max_stages=migration.max_stages,
+            max_model_len=deployment.max_model_len, itl=itl, fast_decode=fast_decode, progress=progress,
+            request_latency=request_latency, concurrency=scenario.workload.concurrency)
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress, explain=explain,
                       request_latency=request_latency, concurrency=scenario.workload.concurrency)
@@ -274,6 +287,8 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     extra = {"deployment": deployment.describe()}
     if result.disaggregation is not None:
         extra["disaggregation"] = result.disaggregation
+    if result.migration is not None:
+        extra["migration"] = result.migration
     if sampler is not None:
         extra["explain"] = explain_steps(sampler, deployment.perf.model)
     # Through JSON text: pydantic serialises infinite rates as "Infinity" there.

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kairos.cluster.disaggregation import DECIDERS
+from kairos.cluster.migration import MIGRATION_POLICIES
 from kairos.cluster.registry import ROUTERS
 from kairos.engine.policy import POLICIES
 from kairos.registry import Registry
@@ -125,6 +126,19 @@ class DisaggregationSection(_Section):
                           " Default on.")
 
 
+class MigrationSection(_Section):
+    """Live migration of running requests between replicas (Llumnix)."""
+
+    policy: str = Field("imbalance", description=f"When to move a request, and where. {_described(MIGRATION_POLICIES)}"
+                        " Default imbalance.")
+    options: dict[str, float] = Field(default_factory=dict, description="Knobs of the policy (imbalance: gap;"
+                                      " kv_pressure: high, low). Default none.")
+    interval_ms: float = Field(50.0, gt=0, description="How often the policy looks. Default 50.")
+    link: str | dict[str, float] = Field("nvlink4", description="The link a replica's incoming copies share:"
+                                         " a name or {bandwidth_gbps: GB/s, latency_us}. Default nvlink4.")
+    max_stages: int = Field(4, ge=1, description="Live copy stages before the stop-and-copy one. Default 4.")
+
+
 class ClusterSection(_Section):
     """Replicas and how requests are routed to them."""
 
@@ -138,6 +152,8 @@ class ClusterSection(_Section):
                                        " engine settings (replaces replicas). Default none: colocated.")
     disaggregation: DisaggregationSection | None = Field(None, description="With pools: the decider"
                                                          " and the link. Default: always, roce-400g.")
+    migration: MigrationSection | None = Field(None, description="Move running requests between replicas"
+                                               " (colocated clusters). Default none.")
 
 
 class SloSection(_Section):
@@ -183,6 +199,9 @@ class Scenario(_Section):
             if self.hardware.dp > 1:
                 raise ValueError("cluster.pools: data-parallel replicas (hardware.dp) are not modelled"
                                  " in disaggregated pools")
+            if cluster.migration is not None:
+                raise ValueError("cluster.migration moves requests between colocated replicas: not with"
+                                 " cluster.pools yet")
             if cluster.disaggregation is None:
                 cluster.disaggregation = DisaggregationSection()
             return self

@@ -139,6 +139,13 @@ class ReplicaSet(Sequence[SimReplica]):
     def __iter__(self) -> Iterator[SimReplica]:
         return iter(self._replicas)
 
+    def moved(self, source: SimReplica, target: SimReplica) -> None:
+        """A request routed to `source` is now `target`'s (a live migration)."""
+        source.num_routed -= 1
+        target.num_routed += 1
+        self._loaded(source)
+        self._loaded(target)
+
     def routed(self, replica: SimReplica) -> None:
         replica.num_routed += 1
         self._loaded(replica)

@@ -38,6 +38,7 @@ class SimResult:
     end_s: float = 0.0
     events: int = 0  # arrivals and step (or fused window) ends processed
     disaggregation: dict | None = None  # a disaggregated cluster's remote prefills and KV transfers
+    migration: dict | None = None  # live migrations between replicas
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -215,7 +216,12 @@ class Simulation:
             for req in result.finished:
                 replica.fleet.finished(replica)
                 self._finished(replica, req, t)
+            self._step_ended(replica, t)
         self._start_step(replica, t)
+
+    def _step_ended(self, replica: SimReplica, t: float) -> None:
+        """`replica`'s step (or window) ended at `t`, its outcome applied, before the next one is scheduled
+        (a hook: a migration stops its request on the source here)."""
 
     def _finished(self, replica: SimReplica, req: Request, t: float) -> None:
         """`req` finished on `replica` at `t`."""

@@ -1,0 +1,233 @@
+"""Live migration of running requests between replicas, in stages as Llumnix runs it.
+
+Every `interval_s` the migration policy (kairos.cluster.migration) may name a
+source and a destination replica; the source's decoding request with the fewest
+tokens moves. While it keeps decoding on the source, its KV is copied over the
+destination's link (shared with the other copies into that replica,
+`TransferLink`), stage after stage, each stage the tokens computed during the
+one before; once a stage leaves at most one block's worth (or after
+`max_stages`), the request stops on the source and the rest is copied: that last
+copy, and the destination's wait for blocks to load it into, is the downtime.
+The destination loads it as a remote prefill (kairos.engine: all its KV arrives,
+its last token is recomputed as the next decode step samples), and the source
+frees its blocks. A request that finishes or is preempted on the source while
+its live stages run is not moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kairos.cluster.migration import MigrationPolicy
+from kairos.cluster.router import Router
+from kairos.cluster.transfer_link import TransferLink
+from kairos.engine.request import Request, RequestStatus
+from kairos.engine.scheduler import SchedulerOutput
+from kairos.hardware import Link
+from kairos.metrics.itl import ItlCollector
+from kairos.sim.events import Priority
+from kairos.sim.replica import SimReplica
+from kairos.sim.runner import ProgressFn, SimResult, Simulation
+from kairos.workload.spec import RequestSpec
+
+
+@dataclass(slots=True)
+class _Migration:
+    """One request on its way from `source` to `target`."""
+
+    req: Request  # on the source
+    source: SimReplica
+    target: SimReplica
+    started_s: float
+    copied: int = 0  # tokens whose KV the finished stages copied
+    staged: int = 0  # tokens the stage now running copies up to
+    stages: int = 0
+    paused_s: float | None = None  # when it stopped on the source
+    moved: Request | None = None  # on the target, once paused
+    nbytes: int = 0
+
+
+@dataclass(slots=True)
+class _Stats:
+    migrations: int = 0
+    abandoned: int = 0  # finished or preempted on the source before its last stage
+    bytes_moved: int = 0
+    downtime_s: list[float] = field(default_factory=list)
+    stages: list[int] = field(default_factory=list)
+
+
+class MigratingSimulation(Simulation):
+    """A colocated Simulation whose replicas move running requests between them (see the module docstring).
+
+    `kv_bytes(tokens)` is what one copy of that many tokens' KV moves over the busiest GPU pair.
+    """
+
+    def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
+                 policy: MigrationPolicy, link: Link, kv_bytes: Callable[[int], int], interval_s: float,
+                 max_stages: int, max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
+                 progress: ProgressFn | None = None, request_latency: Callable[[int], float] | None = None,
+                 concurrency: int | None = None) -> None:
+        super().__init__(specs, replicas, router, max_model_len=max_model_len, itl=itl, fast_decode=fast_decode,
+                         progress=progress, request_latency=request_latency, concurrency=concurrency)
+        self.policy = policy
+        self.link = link
+        self.kv_bytes = kv_bytes
+        self.interval_s = interval_s
+        self.max_stages = max_stages
+        self._links = {r.index: TransferLink.for_link(link) for r in replicas}
+        self._link_version = dict.fromkeys(self._links, 0)
+        self._moving: dict[int, _Migration] = {}  # id(transfer) -> (the source request's id, then the target's)
+        self._busy: set[int] = set()  # replicas sending or receiving a migration
+        self._pausing: dict[int, list[_Migration]] = {}  # by source replica: stop when its step ends
+        self._stats = _Stats()
+
+    def run(self) -> SimResult:
+        self._events.push(self.interval_s, Priority.TRANSFER, self._on_check)
+        return super().run()
+
+    # ---- the policy's check --------------------------------------------------------
+    def _on_check(self, t: float, _: object) -> None:
+        if self._ended < self._total:
+            self._events.push(t + self.interval_s, Priority.TRANSFER, self._on_check)
+        free = [r for r in self.replicas if r.index not in self._busy]
+        pair = self.policy.choose(free)
+        if pair is None:
+            return
+        source, target = self.replicas[pair[0]], self.replicas[pair[1]]
+        if source is target:
+            return
+        decoding = [r for r in source.core.scheduler.running if r.num_computed >= r.num_tokens - 1 and r.num_output]
+        if not decoding:
+            return
+        req = min(decoding, key=lambda r: (r.num_tokens, r.uid))
+        self._busy.update((source.index, target.index))
+        self._stage(_Migration(req, source, target, t), t)
+
+    # ---- stages ----------------------------------------------------------------------
+    def _stage(self, m: _Migration, t: float) -> None:
+        """Copy, live, the KV computed since the last stage."""
+        m.staged = _computed_by(m.source, m.req, t)
+        m.stages += 1
+        self._send(m, m.staged - m.copied, t, id(m.req))
+
+    def _send(self, m: _Migration, tokens: int, t: float, key: int) -> None:
+        nbytes = self.kv_bytes(max(tokens, 0)) if tokens > 0 else 0
+        m.nbytes += nbytes
+        self._moving[key] = m
+        link = self._links[m.target.index]
+        link.start(key, nbytes, t)
+        self._push_transfer(m.target.index)
+
+    def _push_transfer(self, index: int) -> None:
+        nxt = self._links[index].next_completion()
+        self._link_version[index] += 1
+        if nxt is not None:
+            self._events.push(nxt[0], Priority.TRANSFER, self._on_transfer, (index, self._link_version[index]),
+                              key=index)
+
+    def _on_transfer(self, t: float, payload: tuple[int, int]) -> None:
+        index, version = payload
+        if version != self._link_version[index]:
+            return  # a later copy moved this link's next completion
+        for done_s, key in self._links[index].advance(t):
+            m = self._moving.pop(key)
+            if m.paused_s is None:
+                self._stage_done(m, done_s)
+            else:
+                self._landed(m, done_s)
+        self._push_transfer(index)
+
+    def _stage_done(self, m: _Migration, t: float) -> None:
+        req, source = m.req, m.source
+        m.copied = m.staged
+        if req.status != RequestStatus.RUNNING:  # finished or preempted meanwhile: nothing to move
+            self._stats.abandoned += 1
+            self._busy.difference_update((source.index, m.target.index))
+            return
+        left = _computed_by(source, req, t) - m.copied
+        if left > source.core.kv.block_size and m.stages < self.max_stages:
+            self._stage(m, t)
+            return
+        # Stop and copy, once the step running now ends (its tokens are the request's).
+        if source.in_flight is None:
+            self._pause(m, t)
+            return
+        self._cut_window(source, t)
+        self._pausing.setdefault(source.index, []).append(m)
+
+    def _step_ended(self, replica: SimReplica, t: float) -> None:
+        for m in self._pausing.pop(replica.index, ()):
+            self._pause(m, t)
+
+    def _pause(self, m: _Migration, t: float) -> None:
+        """The request leaves the source's batch; the target loads the rest of its KV once it has the blocks."""
+        req, source = m.req, m.source
+        if req.status != RequestStatus.RUNNING:
+            self._stats.abandoned += 1
+            self._busy.difference_update((source.index, m.target.index))
+            return
+        source.core.detach(req)
+        m.paused_s = t
+        m.staged = req.num_computed
+        m.moved = self._admit_moved(m, t)
+
+    def _admit_moved(self, m: _Migration, t: float) -> Request:
+        target = m.target
+        self._cut_window(target, t)
+        moved = target.core.add_migrated(m.req, t)
+        moved.replica = target.index
+        _, record = self._live.pop(id(m.req))
+        record.replica = target.index
+        self._live[id(moved)] = (moved, record)
+        self.replicas.moved(m.source, target)
+        self._moving[id(moved)] = m
+        self._wake(target, t)
+        return moved
+
+    def _scheduled(self, replica: SimReplica, out: SchedulerOutput, t: float) -> None:
+        for req, _tokens in out.remote_kv:
+            m = self._moving.pop(id(req))
+            self._send(m, m.staged - m.copied, t, id(req))
+
+    def _landed(self, m: _Migration, t: float) -> None:
+        target, source = m.target, m.source
+        assert m.moved is not None and m.paused_s is not None
+        self._cut_window(target, t)
+        target.core.remote_kv_landed(m.moved)
+        self._wake(target, t)
+        self._cut_window(source, t)
+        source.core.release_held(m.req)
+        self._wake(source, t)
+        self._busy.difference_update((source.index, target.index))
+        stats = self._stats
+        stats.migrations += 1
+        stats.bytes_moved += m.nbytes
+        stats.downtime_s.append(t - m.paused_s)
+        stats.stages.append(m.stages)
+
+    # ---- results ---------------------------------------------------------------------
+    def _result(self, events: int) -> SimResult:
+        result = super()._result(events)
+        stats = self._stats
+        downtime = np.asarray(stats.downtime_s) * 1e3
+        result.migration = {
+            "policy": self.policy.name, "migrations": stats.migrations, "abandoned": stats.abandoned,
+            "kv_bytes": stats.bytes_moved,
+            "downtime_ms": None if not len(downtime) else {
+                "mean": float(downtime.mean()), "p50": float(np.percentile(downtime, 50)),
+                "p99": float(np.percentile(downtime, 99))},
+            "mean_stages": float(np.mean(stats.stages)) if stats.stages else None,
+        }
+        return result
+
+
+def _computed_by(replica: SimReplica, req: Request, t: float) -> int:
+    """Tokens of `req` whose KV `replica` has computed by `t`, steps of its fused window included
+    (the window applies them all when it ends)."""
+    ends = replica.in_flight_ends
+    if replica.in_flight is None or ends is None or len(ends) == 1 or req not in replica.core.scheduler.running:
+        return req.num_computed
+    return req.num_computed + int(np.searchsorted(ends, t, side="right"))
