@@ -15,6 +15,44 @@ _COMPACT_AT = 1 << 16
 SMALL_POP = 8
 
 
+class FreeBlocks:
+    """Free blocks holding nothing, as a stack: the most recently freed are taken first, then the never
+    used ones from the lowest id up. The never-used ones are only a counter, so a replica's pool costs
+    nothing before it is used: a fleet of hundreds of replicas is mostly untouched blocks."""
+
+    __slots__ = ("_recycled", "_next_fresh", "_num_blocks")
+
+    def __init__(self, num_blocks: int) -> None:
+        self._recycled: list[int] = []
+        self._next_fresh = 0  # blocks from here to num_blocks - 1 were never used
+        self._num_blocks = num_blocks
+
+    def __len__(self) -> int:
+        return len(self._recycled) + self._num_blocks - self._next_fresh
+
+    def __iter__(self):
+        yield from self._recycled
+        yield from range(self._next_fresh, self._num_blocks)
+
+    def take(self, count: int) -> list[int]:
+        """The top `count` blocks (count <= len(self)), in stack order: fresh ones (highest id first),
+        then the recycled ones in the order they were freed."""
+        recycled = self._recycled
+        if count <= len(recycled):
+            taken = recycled[len(recycled) - count:]
+            del recycled[len(recycled) - count:]
+            return taken
+        fresh = count - len(recycled)
+        first = self._next_fresh
+        taken = list(range(first + fresh - 1, first - 1, -1)) + recycled
+        self._next_fresh = first + fresh
+        recycled.clear()
+        return taken
+
+    def extend(self, blocks: list[int]) -> None:
+        self._recycled.extend(blocks)
+
+
 class CachedFreeLru:
     """Free blocks that hold registered content, least recently released first.
 

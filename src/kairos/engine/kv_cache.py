@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kairos.engine.block_hash import extend_hashes, shareable_blocks
-from kairos.engine.block_pool import SMALL_POP, CachedFreeLru
+from kairos.engine.block_pool import SMALL_POP, CachedFreeLru, FreeBlocks
 from kairos.engine.request import Request
 
 
@@ -56,7 +56,7 @@ class KVCacheManager:
         self.enable_prefix_caching = enable_prefix_caching
         self._ref = np.zeros(num_blocks, dtype=np.int32)
         # Free blocks with no registered content; pop() hands out the lowest id first.
-        self._free: list[int] = list(range(num_blocks - 1, -1, -1))
+        self._free = FreeBlocks(num_blocks)
         self._cached_free = CachedFreeLru(num_blocks)
         # Cached: holds content and goes to the LRU when released. Indexed: found by hash.
         self._hashed = np.zeros(num_blocks, dtype=bool)
@@ -196,8 +196,7 @@ class KVCacheManager:
         free = self._free
         take = min(count, len(free))
         if take:
-            new = free[-take:]
-            del free[-take:]
+            new = free.take(take)
             table.extend(new)
             self._ref[new] = 1
         if count - take > SMALL_POP:
