@@ -69,7 +69,7 @@ def test_suite_command_writes_suite_json(capsys, tmp_path, monkeypatch):
     # Two small rows, so the command runs in a second: the CLI path, table and file.
     rows = sorted((r for r in load_rows("vllm", ["h100"]) if r.model == "Qwen/Qwen3-32B"),
                   key=lambda r: r.concurrency * (r.isl + r.osl))[:2]
-    monkeypatch.setattr("kairos.cli.validate_cmd.load_rows", lambda backend, gpus: rows)
+    monkeypatch.setattr("kairos.cli.validate_cmd.load_rows", lambda backend, gpus, mode="agg": rows)
     code, out, _ = kairos(capsys, "validate", "--suite", "aiconfigurator", "--jobs", "1",
                           "--prompts-per-client", "2", "-o", str(tmp_path))
     assert code == 0 and "Measured-silicon suite" in out
@@ -111,7 +111,7 @@ def test_peer_files_are_checked(tmp_path):
 
 def test_suite_command_with_a_peer(capsys, tmp_path, monkeypatch):
     rows = _small_rows(1)
-    monkeypatch.setattr("kairos.cli.validate_cmd.load_rows", lambda backend, gpus: rows)
+    monkeypatch.setattr("kairos.cli.validate_cmd.load_rows", lambda backend, gpus, mode="agg": rows)
     peer = tmp_path / "peer.json"
     peer.write_text(json.dumps({"source": "aiconfigurator 0.12.0 estimate",
                                 "rows": {rows[0].id: {"ttft_ms": 10.0, "tpot_ms": 5.0}}}))
@@ -121,3 +121,25 @@ def test_suite_command_with_a_peer(capsys, tmp_path, monkeypatch):
     entry = json.loads((tmp_path / "suite.json").read_text())["rows"][0]
     assert entry["aiconfigurator"]["tpot_ms"]["estimated"] == 5.0
     assert "--peer goes with --suite" in one_line_error(capsys, "validate", "--peer", str(peer))
+
+
+def test_disaggregated_rows_run_as_two_pools():
+    rows = load_rows("sglang", ["h100"], mode="disagg")
+    assert rows and all(r.prefill is not None and r.decode is not None for r in rows)
+    row = min((r for r in rows if not (r.prefill.dp > 1 or r.prefill.ep or r.decode.dp > 1 or r.decode.ep)),
+              key=lambda r: r.concurrency * (r.isl + r.osl))
+    entry = run_row(replace(row, concurrency=2), prompts_per_client=2)
+    assert entry["skipped"] is None and entry["pools"]["prefill"]["workers"] == row.prefill.workers
+    assert entry["ttft_ms"]["simulated"] > 0 and entry["tpot_ms"]["simulated"] > 0
+
+
+def test_disaggregated_rows_kairos_cannot_express_are_skipped_with_a_reason():
+    rows = load_rows("vllm", mode="disagg")
+    measured = next(r for r in load_rows("sglang", ["h100"], mode="disagg") if r.concurrency)
+    pooled_dp = replace(measured, prefill=replace(measured.prefill, dp=2))
+    assert "data-parallel attention or experts" in run_row(pooled_dp)["skipped"]
+    unknown_load = next(r for r in rows if not r.concurrency)
+    assert "no client concurrency" in run_row(replace(unknown_load, prefill=replace(unknown_load.prefill, dp=1),
+                                                      decode=replace(unknown_load.decode, dp=1)))["skipped"]
+    with pytest.raises(KairosError, match="suite mode must be one of agg, disagg"):
+        load_rows("vllm", mode="both")

@@ -32,6 +32,7 @@ def validate(
     against: Annotated[Optional[Path], typer.Option(help="Measured run directory (meta.json + requests.jsonl), from vLLM or `kairos bench`.")] = None,
     suite: Annotated[Optional[str], typer.Option(help="Instead of one run, a suite of measured rows: 'aiconfigurator' (aiconfigurator-core's silicon_sample.csv; needs the kernels extra).")] = None,
     backend: Annotated[str, typer.Option(help="Suite only: the serving framework whose rows are replayed.")] = "vllm",
+    mode: Annotated[str, typer.Option(help="Suite only: agg (aggregated rows) or disagg (prefill/decode disaggregated rows, as cluster.pools).")] = "agg",
     gpu: Annotated[Optional[str], typer.Option(help="GPU of the run; default: from meta.json's device name. With --suite: comma-separated GPUs (h100,h200); default all.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model of the run; default: meta.json's model.")] = None,
     perf: Annotated[str, typer.Option(help=f"Step-time model: {STEP_TIME_MODELS.choices()} (--suite: default aiconfigurator).")] = "auto",
@@ -46,7 +47,7 @@ def validate(
     if suite is not None:
         if against is not None:
             raise KairosError("give either --against RUN or --suite NAME, not both")
-        _validate_suite(suite, backend, gpu, "aiconfigurator" if perf == "auto" else perf, jobs,
+        _validate_suite(suite, backend, mode, gpu, "aiconfigurator" if perf == "auto" else perf, jobs,
                         prompts_per_client, peer, output, quiet)
         return
     if peer is not None:
@@ -71,12 +72,12 @@ def validate(
         _write_json(output / VALIDATION_FILE, result)
 
 
-def _validate_suite(name: str, backend: str, gpus: str | None, perf: str, jobs: int | None,
+def _validate_suite(name: str, backend: str, mode: str, gpus: str | None, perf: str, jobs: int | None,
                     prompts_per_client: int, peer: Path | None, output: Path | None, quiet: bool) -> None:
     if name not in SUITE_NAMES:
         raise unknown_name_error("suite", name, SUITE_NAMES)
     wanted = [load_gpu(g.strip()).name for g in gpus.split(",")] if gpus else None
-    rows = load_rows(backend, wanted)
+    rows = load_rows(backend, wanted, mode=mode)
     estimates = load_peer(peer) if peer is not None else None  # a bad file fails before the long run
     with LazyProgress(f"simulating {len(rows)} measured rows", err, enabled=not quiet) as progress:
         result = run_suite(rows, perf, jobs, progress=progress, prompts_per_client=prompts_per_client)

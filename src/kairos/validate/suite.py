@@ -31,6 +31,7 @@ both answered.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -48,11 +49,13 @@ from kairos.errors import KairosError
 from kairos.models import resolve_model
 from kairos.perf.aiconfigurator import SYSTEMS
 from kairos.perf.front_end import measured_front_ends
-from kairos.scenario.run import build_simulation, resolve_deployment
+from kairos.hardware import load_gpu
+from kairos.scenario.run import PoolDeployments, build_simulation, resolve_deployment, resolve_pools
 from kairos.scenario.schema import Scenario
 from kairos.workload.spec import RequestSpec
 
 SUITE_NAMES = ("aiconfigurator",)
+MODES = ("agg", "disagg")
 DEV_GPUS = ("h100", "h200")
 TEST_GPUS = ("b200", "b300", "gb200")
 SUITE_FILE = "suite.json"
@@ -71,8 +74,19 @@ _CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
+class PoolShape:
+    """One pool of a disaggregated row: its engines (workers), TP, attention DP and expert parallelism."""
+
+    workers: int
+    tp: int
+    dp: int
+    ep: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SuiteRow:
-    """One measured serving point: deployment, load and the measured means."""
+    """One measured serving point: deployment, load and the measured means (a disaggregated row's
+    deployment is its two pools)."""
 
     id: str
     gpu: str
@@ -88,6 +102,8 @@ class SuiteRow:
     weights_mode: str
     ttft_ms: float
     tpot_ms: float
+    prefill: PoolShape | None = None
+    decode: PoolShape | None = None
 
 
 def silicon_csv() -> Path:
@@ -101,21 +117,25 @@ def silicon_csv() -> Path:
     return path
 
 
-def load_rows(backend: str = "vllm", gpus: Iterable[str] | None = None, path: Path | None = None
-              ) -> list[SuiteRow]:
-    """The aggregated rows of `backend` on `gpus` (catalog names; None: every GPU)."""
+def load_rows(backend: str = "vllm", gpus: Iterable[str] | None = None, path: Path | None = None,
+              mode: str = "agg") -> list[SuiteRow]:
+    """The rows of `backend` on `gpus` (catalog names; None: every GPU) in `mode`: agg (aggregated) or
+    disagg (prefill/decode disaggregated)."""
+    if mode not in MODES:
+        raise KairosError(f"suite mode must be one of {', '.join(MODES)}, got '{mode}'")
     wanted = set(gpus) if gpus is not None else None
     rows = []
     with open(path or silicon_csv(), newline="") as f:
         for raw in csv.DictReader(f):
-            if raw["backend"] != backend or raw["mode"] != "agg":
+            if raw["backend"] != backend or raw["mode"] != mode:
                 continue
             gpu = _GPU_OF_SYSTEM.get(raw["system"], raw["system"])
             if wanted is not None and gpu not in wanted:
                 continue
             rows.append(_row(raw, gpu))
     if not rows:
-        raise KairosError(f"no measured aggregated {backend} rows on {', '.join(sorted(wanted or ['any GPU']))}")
+        kind = "aggregated" if mode == "agg" else "disaggregated"
+        raise KairosError(f"no measured {kind} {backend} rows on {', '.join(sorted(wanted or ['any GPU']))}")
     return rows
 
 
@@ -124,8 +144,16 @@ def _row(raw: dict[str, str], gpu: str) -> SuiteRow:
         text = raw.get(key) or ""
         return float(text) if text else default
 
+    def pool(prefix: str) -> PoolShape:
+        tp = int(number(f"{prefix}_tp_size", 1)) or 1
+        return PoolShape(int(number(f"{prefix}_num_workers", 1)) or 1, tp,
+                         int(number(f"{prefix}_attention_dp_size", 1)) or 1, int(number(f"{prefix}_moe_ep_size", 0)) > 1)
+
     found = _CONCURRENCY.search(raw["silicon_data_source"])
-    concurrency = int(found.group(1)) if found else int(number("batch_size", 1))
+    pools = (pool("prefill"), pool("decode")) if raw["mode"] == "disagg" else (None, None)
+    # An aggregated row's batch size is its concurrency; a disaggregated one's decode batch is a
+    # capacity, not the load (0: not recorded, the row is skipped).
+    concurrency = int(found.group(1)) if found else (0 if pools[1] is not None else int(number("batch_size", 1)))
     tp = int(number("tp_size", 1))
     moe_tp, moe_ep = int(number("moe_tp_size", 1)) or 1, int(number("moe_ep_size", 1)) or 1
     # aiconfigurator's GPU count is tp x attention_dp = moe_tp x moe_ep; an empty
@@ -135,7 +163,7 @@ def _row(raw: dict[str, str], gpu: str) -> SuiteRow:
         id=raw["id"], gpu=gpu, model=raw["model_path"], backend=raw["backend"],
         backend_version=raw["backend_version"], isl=int(number("isl")), osl=int(number("osl")),
         concurrency=concurrency, tp=tp, dp=dp, ep=moe_ep > 1, weights_mode=raw.get("gemm_quant_mode") or "",
-        ttft_ms=number("silicon_ttft_ms"), tpot_ms=number("silicon_tpot_ms"),
+        ttft_ms=number("silicon_ttft_ms"), tpot_ms=number("silicon_tpot_ms"), prefill=pools[0], decode=pools[1],
     )
 
 
@@ -152,14 +180,34 @@ def row_scenario(row: SuiteRow, perf: str) -> Scenario:
     checkpoint = resolve_model(row.model).arch.weights_dtype
     if PRECISION_FAMILY[checkpoint] == PRECISION_FAMILY[weights]:
         weights = None
-    return Scenario.model_validate({
+    data = {
         "model": {"name": row.model, "weights_dtype": weights},
         "hardware": {"gpu": row.gpu, "tp": row.tp, "dp": row.dp, "ep": row.ep},
         "engine": {**ENGINE_DEFAULTS, "enable_prefix_caching": False, "front_end": _front_end(row)},
         "workload": {"kind": "synthetic", "concurrency": row.concurrency, "rate": math.inf,
                      "input_len": row.isl, "output_len": row.osl, "prefixes": None},
         "perf": perf,
-    })
+    }
+    if row.prefill is not None and row.decode is not None:
+        if not row.concurrency:
+            raise KairosError("the row records no client concurrency (no silicon_concurrency in its source)")
+        data["hardware"] = {"gpu": row.gpu}
+        data["cluster"] = {"pools": {"prefill": _pool(row.prefill, "prefill"), "decode": _pool(row.decode, "decode")},
+                           "disaggregation": {"decider": "always", "link": _link(row), "overlap": True}}
+    return Scenario.model_validate(data)
+
+
+def _pool(shape: PoolShape, name: str) -> dict:
+    if shape.dp > 1 or shape.ep:
+        raise KairosError(f"the {name} pool runs data-parallel attention or experts: not modelled in pools")
+    return {"replicas": shape.workers, "tp": shape.tp}
+
+
+def _link(row: SuiteRow) -> str:
+    """KV between the pools: the GPUs' NVLink when both fit one 8-GPU node, else InfiniBand NDR."""
+    assert row.prefill is not None and row.decode is not None
+    gpus = row.prefill.workers * row.prefill.tp + row.decode.workers * row.decode.tp
+    return load_gpu(row.gpu).interconnect if gpus <= 8 else "ib-ndr"
 
 
 def _front_end(row: SuiteRow) -> str | None:
@@ -190,9 +238,11 @@ def run_row(row: SuiteRow, perf: str = "aiconfigurator", prompts_per_client: int
                    "weights": row.weights_mode or "bf16", "backend_version": row.backend_version,
                    "prompts_per_client": prompts_per_client,
                    "skipped": None}
+    if row.prefill is not None and row.decode is not None:
+        entry["pools"] = {"prefill": dataclasses.asdict(row.prefill), "decode": dataclasses.asdict(row.decode)}
     try:
         scenario = row_scenario(row, perf)
-        deployment = resolve_deployment(scenario)
+        deployment = resolve_pools(scenario) or resolve_deployment(scenario)
         specs, measured_ids = row_requests(row, prompts_per_client)
         records = build_simulation(scenario, deployment, specs).run().records
     except KairosError as err:
@@ -209,7 +259,7 @@ def run_row(row: SuiteRow, perf: str = "aiconfigurator", prompts_per_client: int
     for metric, value in (("ttft_ms", row.ttft_ms), ("tpot_ms", row.tpot_ms)):
         entry[metric] = {"measured": value, "simulated": simulated[metric],
                          "error_pct": _error_pct(simulated[metric], value)}
-    entry["perf"] = deployment.perf.used
+    entry["perf"] = (deployment.decode if isinstance(deployment, PoolDeployments) else deployment).perf.used
     return entry
 
 
