@@ -7,10 +7,19 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kairos.engine import SchedulerConfig
+from kairos.cluster import make_router
+from kairos.cluster.disaggregation import make_decider
+from kairos.cluster.migration import make_migration_policy
+from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+from kairos.hardware import Link
+from kairos.metrics.itl import ItlCollector
+from kairos.sim.disaggregated import DisaggregatedSimulation
+from kairos.sim.executor import SimExecutor
+from kairos.sim.migration import MigratingSimulation
+from kairos.sim.replica import PrefixHasher, SimReplica
 from kairos.workload.spec import RequestSpec, Span
 
-from helpers import simulate
+from helpers import LinearModel, simulate
 from test_sim_concurrency import assert_closed_loop, assert_closed_loop_at_most, closed_loop
 
 
@@ -87,3 +96,48 @@ def test_fast_path_really_fuses_steps():
     assert timelines(fast) == timelines(slow)
     assert fast.replicas[0]["steps"] == slow.replicas[0]["steps"] >= 500
     assert slow.events >= 500 and fast.events < 20
+
+
+def _replicas(n, blocks, cfg, first=0):
+    itl, hasher = ItlCollector(), PrefixHasher(16)
+    return [SimReplica(first + i, EngineCore(cfg, KVCacheManager(blocks, 16, True), itl=itl, check_invariants=True),
+                       SimExecutor(LinearModel()), hasher) for i in range(n)], itl
+
+
+@settings(max_examples=40, deadline=None)
+@given(workloads(), st.sampled_from([150, 1000]), st.sampled_from(["always", "prefix_threshold"]),
+       st.booleans(), st.sampled_from([2e8, 1e10]))
+def test_fast_path_matches_single_steps_with_kv_transfers(specs, blocks, decider, overlap, bandwidth):
+    specs = [replace(spec, after=None) for spec in specs]  # turns would wait on both pools: kept simple
+    cfg = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=256)
+    runs = []
+    for fast in (True, False):
+        prefill, _ = _replicas(2, blocks, cfg)
+        decode, itl = _replicas(2, blocks, cfg, first=2)
+        for replica in prefill:
+            replica.core.itl = itl
+        sim = DisaggregatedSimulation(
+            specs, prefill, decode, make_router("least_outstanding"), make_router("round_robin"),
+            decider=make_decider(decider, 64), link=Link("test", bandwidth, 5e-6), kv_bytes=lambda n: 4096 * n,
+            overlap=overlap, num_layers=4, max_model_len=1 << 20, itl=itl, fast_decode=fast)
+        runs.append(sim.run())
+    assert_same_runs(*runs)
+    assert runs[0].disaggregation == runs[1].disaggregation
+
+
+@settings(max_examples=40, deadline=None)
+@given(workloads(), st.sampled_from([60, 150]), st.sampled_from(["imbalance", "kv_pressure"]),
+       st.sampled_from(["round_robin", "least_outstanding"]))
+def test_fast_path_matches_single_steps_with_migrations(specs, blocks, policy, router):
+    cfg = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=256)
+    runs = []
+    for fast in (True, False):
+        replicas, itl = _replicas(3, blocks, cfg)
+        knobs = {"gap": 0.05} if policy == "imbalance" else {"high": 0.5, "low": 0.4}
+        sim = MigratingSimulation(
+            specs, replicas, make_router(router), policy=make_migration_policy(policy, **knobs),
+            link=Link("test", 1e9, 5e-6), kv_bytes=lambda n: 4096 * n, interval_s=0.01, max_stages=3,
+            max_model_len=1 << 20, itl=itl, fast_decode=fast)
+        runs.append(sim.run())
+    assert_same_runs(*runs)
+    assert runs[0].migration == runs[1].migration

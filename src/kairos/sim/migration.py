@@ -90,7 +90,8 @@ class MigratingSimulation(Simulation):
 
     # ---- the policy's check --------------------------------------------------------
     def _on_check(self, t: float, _: object) -> None:
-        if self._ended < self._total:
+        # Look again while anything else can still happen: alone on the heap, checks would run for ever.
+        if self._ended < self._total and len(self._events):
             self._events.push(t + self.interval_s, Priority.TRANSFER, self._on_check)
         free = [r for r in self.replicas if r.index not in self._busy]
         pair = self.policy.choose(free)
