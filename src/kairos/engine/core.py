@@ -135,9 +135,9 @@ class EngineCore:
         self.held[req.uid] = req
 
     def add_migrated(self, req: Request, now: float) -> Request:
-        """Queue a request migrated from another engine, where it produced `req.num_output` tokens: it
-        loads all its KV as a remote prefill does, then decodes on, its timeline (first token, last
-        token for the next inter-token latency) carried over."""
+        """Queue a request migrated from another engine, where it produced `req.num_output` tokens, ahead
+        of the waiting ones: it loads all its KV as a remote prefill does, then decodes on, its timeline
+        (first token, last token for the next inter-token latency) carried over."""
         new = Request(req.spec, self._next_uid, req.arrival_s, remote_prefill=True)
         self._next_uid += 1
         new.num_output = req.num_output
@@ -146,7 +146,9 @@ class EngineCore:
         new.cached_tokens, new.preemptions, new.replica = req.cached_tokens, req.preemptions, req.replica
         if req.token_ids is not None:
             new.token_ids = list(req.token_ids)
-        self.scheduler.add(new)
+        # It was running: it goes ahead of the queue, as a preempted request resuming does.
+        new.status = RequestStatus.WAITING
+        self.scheduler.waiting.requeue(new)
         return new
 
     def release_held(self, req: Request) -> None:

@@ -103,7 +103,14 @@ class MigratingSimulation(Simulation):
         decoding = [r for r in source.core.scheduler.running if r.num_computed >= r.num_tokens - 1 and r.num_output]
         if not decoding:
             return
-        req = min(decoding, key=lambda r: (r.num_tokens, r.uid))
+        # Token counts as of now: a fused window applies its steps only when it ends.
+        tokens = {id(r): _computed_by(source, r, t) + 1 for r in decoding}
+        req = min(decoding, key=lambda r: (tokens[id(r)], r.uid))
+        # As Llumnix, only to a destination with the blocks free (and a block's worth of slack per live stage).
+        kv = target.core.kv
+        target.sync_kv()
+        if -(-tokens[id(req)] // kv.block_size) + self.max_stages > kv.num_free_blocks:
+            return
         self._busy.update((source.index, target.index))
         self._stage(_Migration(req, source, target, t), t)
 
