@@ -25,15 +25,14 @@ import numpy as np
 from kairos.cluster.disaggregation import Decider
 from kairos.cluster.kv_transfer import bytes_after_prefill
 from kairos.cluster.router import Router
-from kairos.cluster.transfer_link import TransferLink
 from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.hardware import Link
 from kairos.metrics.itl import ItlCollector
 from kairos.metrics.record import RequestRecord
-from kairos.sim.events import Priority
 from kairos.sim.replica import ReplicaSet, SimReplica
 from kairos.sim.runner import ProgressFn, SimResult, Simulation
+from kairos.sim.transfers import TransferLinks
 from kairos.workload.spec import RequestSpec
 
 
@@ -85,8 +84,8 @@ class DisaggregatedSimulation(Simulation):
         self.overlap = overlap
         self.num_layers = num_layers
         # One link into each decode replica: the transfers it pulls share its bandwidth.
-        self._links = {r.index: TransferLink.for_link(link) for r in decode}
-        self._link_version = dict.fromkeys(self._links, 0)
+        self._transfers = TransferLinks(self._events, link, [r.index for r in decode],
+                                        lambda key, t: self._land(self._remote_by_decode[key], t))
         self._remote_by_decode: dict[int, _Remote] = {}  # id(decode request) ->
         self._remote_by_prefill: dict[int, _Remote] = {}  # id(prefill request) ->
         self._landed: dict[str, float] = {}  # request id -> when its KV landed
@@ -140,24 +139,7 @@ class DisaggregatedSimulation(Simulation):
         if self.overlap:
             prefill_s = t - (req.first_scheduled_s if req.first_scheduled_s is not None else t)
             nbytes = int(round(bytes_after_prefill(nbytes, self.link.bandwidth, prefill_s, self.num_layers)))
-        link = self._links[remote.decode_replica.index]
-        link.start(id(remote.decode), nbytes, t)
-        self._push_transfer(remote.decode_replica.index)
-
-    def _push_transfer(self, index: int) -> None:
-        nxt = self._links[index].next_completion()
-        self._link_version[index] += 1
-        if nxt is not None:
-            self._events.push(nxt[0], Priority.TRANSFER, self._on_transfer, (index, self._link_version[index]),
-                              key=index)
-
-    def _on_transfer(self, t: float, payload: tuple[int, int]) -> None:
-        index, version = payload
-        if version != self._link_version[index]:
-            return  # a later start moved this link's next completion
-        for done_s, transfer_id in self._links[index].advance(t):
-            self._land(self._remote_by_decode[transfer_id], done_s)
-        self._push_transfer(index)
+        self._transfers.start(remote.decode_replica.index, id(remote.decode), nbytes, t)
 
     def _land(self, remote: _Remote, t: float) -> None:
         """The KV is on the decode replica: it may compute the last prompt token; the prefill
@@ -191,7 +173,7 @@ class DisaggregatedSimulation(Simulation):
             "remote": len(stats.transfer_s), "local": stats.local,
             "prefill_ms": _stats_ms(stats.prefill_s), "transfer_ms": _stats_ms(stats.transfer_s),
             "first_decode_step_ms": _stats_ms(first_steps), "kv_bytes": stats.bytes_moved,
-            "link_busy_s": {str(i): link.busy_s for i, link in self._links.items()},
+            "link_busy_s": self._transfers.busy_s(),
         }
         return result
 

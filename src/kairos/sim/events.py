@@ -23,6 +23,8 @@ class Priority(IntEnum):
     before step ends: a step starting at t sees every request that reached its
     engine by t. Transfers land after the steps ending at the same instant, as a
     remote KV read completes between two steps of the engine that waits for it.
+    Periodic policy checks (migration) go last: they see what everything else at
+    that instant did.
     """
 
     RELEASED = 0
@@ -30,6 +32,7 @@ class Priority(IntEnum):
     DELIVERY = 2
     STEP_END = 3
     TRANSFER = 4
+    CHECK = 5
 
 
 # (time, priority, key, seq, handler, payload): seq is unique, so handlers are never compared.

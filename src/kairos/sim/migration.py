@@ -23,7 +23,6 @@ import numpy as np
 
 from kairos.cluster.migration import MigrationPolicy
 from kairos.cluster.router import Router
-from kairos.cluster.transfer_link import TransferLink
 from kairos.engine.request import Request, RequestStatus
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.hardware import Link
@@ -31,6 +30,7 @@ from kairos.metrics.itl import ItlCollector
 from kairos.sim.events import Priority
 from kairos.sim.replica import SimReplica
 from kairos.sim.runner import ProgressFn, SimResult, Simulation
+from kairos.sim.transfers import TransferLinks
 from kairos.workload.spec import RequestSpec
 
 
@@ -77,22 +77,21 @@ class MigratingSimulation(Simulation):
         self.kv_bytes = kv_bytes
         self.interval_s = interval_s
         self.max_stages = max_stages
-        self._links = {r.index: TransferLink.for_link(link) for r in replicas}
-        self._link_version = dict.fromkeys(self._links, 0)
+        self._transfers = TransferLinks(self._events, link, [r.index for r in replicas], self._copied)
         self._moving: dict[int, _Migration] = {}  # id(transfer) -> (the source request's id, then the target's)
         self._busy: set[int] = set()  # replicas sending or receiving a migration
         self._pausing: dict[int, list[_Migration]] = {}  # by source replica: stop when its step ends
         self._stats = _Stats()
 
     def run(self) -> SimResult:
-        self._events.push(self.interval_s, Priority.TRANSFER, self._on_check)
+        self._events.push(self.interval_s, Priority.CHECK, self._on_check)
         return super().run()
 
     # ---- the policy's check --------------------------------------------------------
     def _on_check(self, t: float, _: object) -> None:
         # Look again while anything else can still happen: alone on the heap, checks would run for ever.
         if self._ended < self._total and len(self._events):
-            self._events.push(t + self.interval_s, Priority.TRANSFER, self._on_check)
+            self._events.push(t + self.interval_s, Priority.CHECK, self._on_check)
         free = [r for r in self.replicas if r.index not in self._busy]
         pair = self.policy.choose(free)
         if pair is None:
@@ -122,31 +121,17 @@ class MigratingSimulation(Simulation):
         self._send(m, m.staged - m.copied, t, id(m.req))
 
     def _send(self, m: _Migration, tokens: int, t: float, key: int) -> None:
-        nbytes = self.kv_bytes(max(tokens, 0)) if tokens > 0 else 0
+        nbytes = self.kv_bytes(tokens) if tokens > 0 else 0
         m.nbytes += nbytes
         self._moving[key] = m
-        link = self._links[m.target.index]
-        link.start(key, nbytes, t)
-        self._push_transfer(m.target.index)
+        self._transfers.start(m.target.index, key, nbytes, t)
 
-    def _push_transfer(self, index: int) -> None:
-        nxt = self._links[index].next_completion()
-        self._link_version[index] += 1
-        if nxt is not None:
-            self._events.push(nxt[0], Priority.TRANSFER, self._on_transfer, (index, self._link_version[index]),
-                              key=index)
-
-    def _on_transfer(self, t: float, payload: tuple[int, int]) -> None:
-        index, version = payload
-        if version != self._link_version[index]:
-            return  # a later copy moved this link's next completion
-        for done_s, key in self._links[index].advance(t):
-            m = self._moving.pop(key)
-            if m.paused_s is None:
-                self._stage_done(m, done_s)
-            else:
-                self._landed(m, done_s)
-        self._push_transfer(index)
+    def _copied(self, key: int, t: float) -> None:
+        m = self._moving.pop(key)
+        if m.paused_s is None:
+            self._stage_done(m, t)
+        else:
+            self._landed(m, t)
 
     def _stage_done(self, m: _Migration, t: float) -> None:
         req, source = m.req, m.source
