@@ -152,11 +152,6 @@ class ProcessEngine(EngineLoop):
         assert isinstance(message, EngineReady)
         return message
 
-    @property
-    def pid(self) -> int | None:
-        """The engine process's id."""
-        return self._process.pid
-
     def start(self) -> None:
         super().start()
         self._reader = threading.Thread(target=self._read, name="kairos-engine-output", daemon=True)

@@ -47,7 +47,6 @@ class _Remote:
     prefill: Request | None = None
     prefill_replica: SimReplica | None = None
     prefill_done_s: float = 0.0
-    landed_s: float = 0.0
     nbytes: int = 0
 
 
@@ -55,7 +54,6 @@ class _Remote:
 class _Stats:
     prefill_s: list[float] = field(default_factory=list)  # prefill-pool queue + prefill, per request
     transfer_s: list[float] = field(default_factory=list)  # the prefill's end to the KV landing
-    first_step_s: list[float] = field(default_factory=list)  # the landing to the first token
     bytes_moved: int = 0
     local: int = 0
 
@@ -144,7 +142,6 @@ class DisaggregatedSimulation(Simulation):
     def _land(self, remote: _Remote, t: float) -> None:
         """The KV is on the decode replica: it may compute the last prompt token; the prefill
         replica lets the blocks go."""
-        remote.landed_s = t
         decode = remote.decode_replica
         self._cut_window(decode, t)
         decode.core.remote_kv_landed(remote.decode)
