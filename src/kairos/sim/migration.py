@@ -41,7 +41,6 @@ class _Migration:
     req: Request  # on the source
     source: SimReplica
     target: SimReplica
-    started_s: float
     copied: int = 0  # tokens whose KV the finished stages copied
     staged: int = 0  # tokens the stage now running copies up to
     stages: int = 0
@@ -111,7 +110,7 @@ class MigratingSimulation(Simulation):
         if -(-tokens[id(req)] // kv.block_size) + self.max_stages > kv.num_free_blocks:
             return
         self._busy.update((source.index, target.index))
-        self._stage(_Migration(req, source, target, t), t)
+        self._stage(_Migration(req, source, target), t)
 
     # ---- stages ----------------------------------------------------------------------
     def _stage(self, m: _Migration, t: float) -> None:
