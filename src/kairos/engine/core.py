@@ -147,12 +147,12 @@ class EngineCore:
         if req.token_ids is not None:
             new.token_ids = list(req.token_ids)
         # It was running: it goes ahead of the queue, as a preempted request resuming does.
-        new.status = RequestStatus.WAITING
         self.scheduler.waiting.requeue(new)
         return new
 
     def release_held(self, req: Request) -> None:
-        """Free the blocks a finished prefill-only request kept for the decode side, which has pulled them.
+        """Free the blocks a request kept for a transfer that has ended: a finished prefill-only
+        request's, pulled by the decode side, or a migrated one's, copied to its destination.
 
         They go to the cached-free LRU as any freed blocks do. Freed blocks may
         let a waiting request in: the simulator cuts a fused decode window here too.
@@ -310,7 +310,8 @@ class EngineCore:
     # ---- invariants -----------------------------------------------------------------
     def check_kv(self, full: bool = True) -> None:
         """The KV cache's invariants, and who holds blocks: each request with a block table
-        is running, loading or holding landed remote KV, or finished and held for a transfer."""
+        is running, loading or holding landed remote KV, or finished (or migrated away) and held
+        for a transfer."""
         self.kv.check_invariants(full)
         sched = self.scheduler
         assert all(r.status == RequestStatus.WAITING_FOR_REMOTE_KV for r in sched.loading.values())

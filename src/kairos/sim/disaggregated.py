@@ -20,15 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from kairos.cluster.disaggregation import Decider
 from kairos.cluster.kv_transfer import bytes_after_prefill
 from kairos.cluster.router import Router
 from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.hardware import Link
+from kairos.engine.kv_cache import KVCacheManager
 from kairos.metrics.itl import ItlCollector
+from kairos.metrics.percentiles import stats_ms
 from kairos.metrics.record import RequestRecord
 from kairos.sim.replica import ReplicaSet, SimReplica
 from kairos.sim.runner import ProgressFn, SimResult, Simulation
@@ -42,8 +42,8 @@ class _Remote:
 
     decode: Request
     decode_replica: SimReplica
-    tokens: int  # prompt tokens whose KV crosses the link
-    sent_s: float  # when the prefill replica got it
+    tokens: int = 0  # prompt tokens whose KV crosses the link
+    sent_s: float = 0.0  # when the prefill replica got it
     prefill: Request | None = None
     prefill_replica: SimReplica | None = None
     prefill_done_s: float = 0.0
@@ -99,18 +99,12 @@ class DisaggregatedSimulation(Simulation):
             self._admit(replica, spec, record, t)
             return
         req = self._admit(replica, spec, record, t, remote_prefill=True)
-        self._remote_by_decode[id(req)] = _Remote(req, replica, 0, t)
+        self._remote_by_decode[id(req)] = _Remote(req, replica)
 
-    def _reject_reason(self, spec: RequestSpec) -> str | None:
-        total = spec.prompt_len + spec.output_len
-        if total > self.max_model_len:
-            return f"prompt + output ({total} tokens) exceeds max_model_len {self.max_model_len}"
-        for pool, tokens in (("decode", total), ("prefill", spec.prompt_len + 1)):
-            kv = getattr(self, pool)[0].core.kv
-            if -(-tokens // kv.block_size) > kv.num_blocks:
-                return f"needs {tokens} tokens of KV cache, more than the {kv.num_blocks * kv.block_size}" \
-                       f" a {pool} replica holds"
-        return None
+    def _kv_needs(self, spec: RequestSpec) -> list[tuple[str, KVCacheManager, int]]:
+        # A decode replica holds it all; a prefill replica its prompt and one token.
+        return [("a decode replica", self.decode[0].core.kv, spec.prompt_len + spec.output_len),
+                ("a prefill replica", self.prefill[0].core.kv, spec.prompt_len + 1)]
 
     # ---- the decode side reserved the KV: prefill it --------------------------------
     def _scheduled(self, replica: SimReplica, out: SchedulerOutput, t: float) -> None:
@@ -175,8 +169,6 @@ class DisaggregatedSimulation(Simulation):
         return result
 
 
-def _stats_ms(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    ms = np.asarray(values) * 1e3
-    return {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+def _stats_ms(values_s: list[float]) -> dict[str, float] | None:
+    """Mean and percentiles in ms; None where nothing was measured (no request took that path)."""
+    return stats_ms(values_s) if values_s else None

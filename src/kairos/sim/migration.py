@@ -27,6 +27,7 @@ from kairos.engine.request import Request, RequestStatus
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.hardware import Link
 from kairos.metrics.itl import ItlCollector
+from kairos.metrics.percentiles import stats_ms
 from kairos.sim.events import Priority
 from kairos.sim.replica import SimReplica
 from kairos.sim.runner import ProgressFn, SimResult, Simulation
@@ -77,7 +78,8 @@ class MigratingSimulation(Simulation):
         self.interval_s = interval_s
         self.max_stages = max_stages
         self._transfers = TransferLinks(self._events, link, [r.index for r in replicas], self._copied)
-        self._moving: dict[int, _Migration] = {}  # id(transfer) -> (the source request's id, then the target's)
+        # By the id of the request whose KV a copy carries: the source's while live, the target's for the last.
+        self._moving: dict[int, _Migration] = {}
         self._busy: set[int] = set()  # replicas sending or receiving a migration
         self._pausing: dict[int, list[_Migration]] = {}  # by source replica: stop when its step ends
         self._stats = _Stats()
@@ -135,9 +137,7 @@ class MigratingSimulation(Simulation):
     def _stage_done(self, m: _Migration, t: float) -> None:
         req, source = m.req, m.source
         m.copied = m.staged
-        if req.status != RequestStatus.RUNNING:  # finished or preempted meanwhile: nothing to move
-            self._stats.abandoned += 1
-            self._busy.difference_update((source.index, m.target.index))
+        if self._abandoned(m):
             return
         left = _computed_by(source, req, t) - m.copied
         if left > source.core.kv.block_size and m.stages < self.max_stages:
@@ -157,14 +157,20 @@ class MigratingSimulation(Simulation):
     def _pause(self, m: _Migration, t: float) -> None:
         """The request leaves the source's batch; the target loads the rest of its KV once it has the blocks."""
         req, source = m.req, m.source
-        if req.status != RequestStatus.RUNNING:
-            self._stats.abandoned += 1
-            self._busy.difference_update((source.index, m.target.index))
+        if self._abandoned(m):
             return
         source.core.detach(req)
         m.paused_s = t
         m.staged = req.num_computed
         m.moved = self._admit_moved(m, t)
+
+    def _abandoned(self, m: _Migration) -> bool:
+        """Whether the request finished or was preempted on the source meanwhile: then nothing moves."""
+        if m.req.status == RequestStatus.RUNNING:
+            return False
+        self._stats.abandoned += 1
+        self._busy.difference_update((m.source.index, m.target.index))
+        return True
 
     def _admit_moved(self, m: _Migration, t: float) -> Request:
         target = m.target
@@ -204,13 +210,10 @@ class MigratingSimulation(Simulation):
     def _result(self, events: int) -> SimResult:
         result = super()._result(events)
         stats = self._stats
-        downtime = np.asarray(stats.downtime_s) * 1e3
         result.migration = {
             "policy": self.policy.name, "migrations": stats.migrations, "abandoned": stats.abandoned,
             "kv_bytes": stats.bytes_moved,
-            "downtime_ms": None if not len(downtime) else {
-                "mean": float(downtime.mean()), "p50": float(np.percentile(downtime, 50)),
-                "p99": float(np.percentile(downtime, 99))},
+            "downtime_ms": stats_ms(stats.downtime_s) if stats.downtime_s else None,
             "mean_stages": float(np.mean(stats.stages)) if stats.stages else None,
         }
         return result

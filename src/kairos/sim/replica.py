@@ -123,8 +123,8 @@ class ReplicaSet(Sequence[SimReplica]):
         self._replicas = replicas
         for replica in replicas:
             replica.clock, replica.fleet = clock, self
-        self._load = [(r.num_outstanding(), r.index, r) for r in replicas]
-        heapq.heapify(self._load)
+        self._load: list[tuple[int, int, SimReplica]] = []
+        self._rebuild()
 
     def __len__(self) -> int:
         return len(self._replicas)
@@ -164,5 +164,8 @@ class ReplicaSet(Sequence[SimReplica]):
     def _loaded(self, replica: SimReplica) -> None:
         heapq.heappush(self._load, (replica.num_outstanding(), replica.index, replica))
         if len(self._load) > 4 * len(self._replicas) + 64:  # drop the stale entries
-            self._load = [(r.num_outstanding(), r.index, r) for r in self._replicas]
-            heapq.heapify(self._load)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._load = [(r.num_outstanding(), r.index, r) for r in self._replicas]
+        heapq.heapify(self._load)

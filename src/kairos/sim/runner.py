@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kairos.cluster.router import Router
+from kairos.engine.kv_cache import KVCacheManager
 from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.metrics.itl import ItlCollector
@@ -191,10 +192,14 @@ class Simulation:
         total = spec.prompt_len + spec.output_len
         if total > self.max_model_len:
             return f"prompt + output ({total} tokens) exceeds max_model_len {self.max_model_len}"
-        kv = self.replicas[0].core.kv
-        if -(-total // kv.block_size) > kv.num_blocks:
-            return f"needs {total} tokens of KV cache, more than the {kv.num_blocks * kv.block_size} a replica holds"
+        for holder, kv, tokens in self._kv_needs(spec):
+            if -(-tokens // kv.block_size) > kv.num_blocks:
+                return f"needs {tokens} tokens of KV cache, more than the {kv.num_blocks * kv.block_size} {holder} holds"
         return None
+
+    def _kv_needs(self, spec: RequestSpec) -> list[tuple[str, KVCacheManager, int]]:
+        """(who, whose KV cache, tokens) `spec` must fit in whole: one replica, all of it."""
+        return [("a replica", self.replicas[0].core.kv, spec.prompt_len + spec.output_len)]
 
     def _on_step_end(self, t: float, window: tuple[SimReplica, int]) -> None:
         replica, window_id = window
