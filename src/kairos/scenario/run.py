@@ -191,15 +191,9 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
                                     check_invariants=check_invariants)
     eng = scenario.engine
     step_model = deployment.perf.model
-    config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens,
-                             eng.enable_chunked_prefill, eng.policy)
     itl = ItlCollector()
     hasher = PrefixHasher(eng.block_size)
-
-    def engine() -> EngineCore:
-        kv = KVCacheManager(deployment.kv_blocks, eng.block_size, eng.enable_prefix_caching)
-        return EngineCore(config, kv, itl=itl, check_invariants=check_invariants)
-
+    engine = _engine_maker(eng, deployment.kv_blocks, itl, check_invariants)
     dp = deployment.parallel.dp
     if deployment.lockstep:
         cores: list = [LockstepCores([engine() for _ in range(dp)]) for _ in range(deployment.replicas)]
@@ -209,9 +203,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
         cores = [engine() for _ in range(deployment.replicas * dp)]
     replicas = [SimReplica(i, core, SimExecutor(step_model), hasher) for i, core in enumerate(cores)]
     router = _make_router(scenario, hasher, deployment.kv_blocks)
-    # A profile measured through a server's API knows its own front-end time.
-    request_latency = (deployment.front_end.latency_s if deployment.front_end is not None
-                       else step_model.front_end_latency())
+    request_latency = _request_latency(deployment)
     migration = scenario.cluster.migration
     if migration is not None:
         if deployment.lockstep or explain is not None:
@@ -233,20 +225,15 @@ def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list
                          check_invariants: bool) -> DisaggregatedSimulation:
     """A prefill and a decode pool of replicas, each pool with its own engines, step model and router."""
     itl = ItlCollector()
-    block_size = pools.decode_scenario.engine.block_size
-    hasher = PrefixHasher(block_size)
+    hasher = PrefixHasher(pools.decode_scenario.engine.block_size)  # the pools share one block size
     replicas: dict[str, list[SimReplica]] = {}
     routers = {}
     for name, pool, derived in (("prefill", pools.prefill, pools.prefill_scenario),
                                 ("decode", pools.decode, pools.decode_scenario)):
-        eng = derived.engine
-        config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens, eng.enable_chunked_prefill, eng.policy)
+        engine = _engine_maker(derived.engine, pool.kv_blocks, itl, check_invariants)
         first = sum(len(r) for r in replicas.values())
-        replicas[name] = [
-            SimReplica(first + i, EngineCore(config, KVCacheManager(pool.kv_blocks, block_size, eng.enable_prefix_caching),
-                                             itl=itl, check_invariants=check_invariants),
-                       SimExecutor(pool.perf.model), hasher)
-            for i in range(pool.replicas)]
+        replicas[name] = [SimReplica(first + i, engine(), SimExecutor(pool.perf.model), hasher)
+                          for i in range(pool.replicas)]
         routers[name] = _make_router(derived, hasher, pool.kv_blocks)
     model, tp_prefill, tp_decode = pools.decode.model, pools.prefill.tp, pools.decode.tp
     return DisaggregatedSimulation(
@@ -254,8 +241,23 @@ def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list
         decider=pools.decider, link=pools.link, overlap=pools.overlap, num_layers=model.num_layers,
         kv_bytes=lambda tokens: kv_shards(model, tokens, tp_prefill, tp_decode).bytes_per_link,
         max_model_len=pools.max_model_len, itl=itl, fast_decode=fast_decode, progress=progress,
-        request_latency=None if pools.decode.front_end is None else pools.decode.front_end.latency_s,
+        request_latency=_request_latency(pools.decode),
         concurrency=scenario.workload.concurrency)
+
+
+def _engine_maker(eng: EngineSection, kv_blocks: int, itl: ItlCollector,
+                  check_invariants: bool) -> Callable[[], EngineCore]:
+    """New engine cores with these settings and `kv_blocks` KV blocks each, sharing `itl`."""
+    config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens, eng.enable_chunked_prefill, eng.policy)
+    return lambda: EngineCore(config, KVCacheManager(kv_blocks, eng.block_size, eng.enable_prefix_caching),
+                              itl=itl, check_invariants=check_invariants)
+
+
+def _request_latency(deployment: Deployment) -> Callable[[int], float] | None:
+    """The front end's time per request; a profile measured through a server's API knows its own."""
+    if deployment.front_end is not None:
+        return deployment.front_end.latency_s
+    return deployment.perf.model.front_end_latency()
 
 
 def _make_router(scenario: Scenario, hasher: PrefixHasher, kv_blocks: int) -> Router:
