@@ -42,6 +42,12 @@ group often run important until children side feet car mile night walk white
 """.split())  # noqa: SIM905
 
 
+def random_token_ids(rng: np.random.Generator, vocab_size: int, n: int) -> list[int]:
+    """`n` random token ids clear of the low ids where special tokens sit (a probe's or a warm-up's
+    prompt: no content shared with any other)."""
+    return rng.integers(max(1, vocab_size // LOW_IDS_SKIPPED), vocab_size, n).tolist()
+
+
 class PromptBuilder:
     """Builds the prompt of each RequestSpec: `prompt_len` token ids (or about as many words).
 

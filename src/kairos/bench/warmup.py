@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kairos.bench.client import CompletionClient, completion_body
+from kairos.bench.prompts import random_token_ids
 from kairos.errors import KairosError
 from kairos.workload.spec import RequestSpec
 
@@ -55,11 +56,10 @@ async def warm_up(client: CompletionClient, model: str, vocab_size: int, plan: W
     Raises KairosError on the first request the server fails: a server that cannot
     serve the warm-up cannot be measured either."""
     rng = np.random.default_rng(seed)
-    low = max(1, vocab_size // 32)  # special tokens tend to sit at the start of small vocabularies
     total, done = len(plan.prompt_lens) + len(plan.burst_sizes), 0
 
     async def send(prompt_len: int, output_len: int) -> None:
-        prompt = rng.integers(low, vocab_size, prompt_len).tolist()
+        prompt = random_token_ids(rng, vocab_size, prompt_len)
         body = completion_body(RequestSpec("warm-up", 0.0, prompt_len, output_len), model, prompt,
                                exact_lengths=True)
         result = await client.stream(body)

@@ -83,6 +83,7 @@ import numpy as np
 
 from kairos.bench.client import CompletionClient, completion_body, normalize_url
 from kairos.bench.engine_steps import ENGINE_PATH
+from kairos.bench.prompts import random_token_ids
 from kairos.bench.server_counters import phase_totals
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import StepTimeFit, fit_step_time
@@ -528,9 +529,7 @@ class _Prober:
         return n - int(self.rng.integers(0, n // 8 + 1))
 
     def tokens(self, n: int) -> list[int]:
-        # Special tokens tend to sit at the start of small vocabularies: stay clear of them.
-        vocab = self.facts.vocab_size
-        return self.rng.integers(max(1, vocab // 32), vocab, n).tolist()
+        return random_token_ids(self.rng, self.facts.vocab_size, n)
 
     def body(self, prompt: list[int], output: int, stream: bool = True) -> dict[str, Any]:
         """The request `kairos bench` sends, or the same not streamed (the decode probes': their tokens

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kairos.bench.client import CompletionClient, completion_body
+from kairos.bench.prompts import random_token_ids
 from kairos.bench.server_counters import phase_totals
 from kairos.errors import KairosError
 from kairos.workload.spec import RequestSpec
@@ -51,8 +52,7 @@ async def probe_front_end(base_url: str, model: str, vocab_size: int, max_model_
         before = await _totals(client, base_url)
         for _ in range(repeats):
             for prompt_len in lens:
-                # Special tokens tend to sit at the start of small vocabularies: stay clear of them.
-                prompt = rng.integers(max(1, vocab_size // 32), vocab_size, prompt_len).tolist()
+                prompt = random_token_ids(rng, vocab_size, prompt_len)
                 body = completion_body(RequestSpec("front-end", 0.0, prompt_len, 1), model, prompt,
                                        exact_lengths=True)
                 result = await client.stream(body)

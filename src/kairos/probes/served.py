@@ -30,6 +30,7 @@ import numpy as np
 
 from kairos.bench.client import CompletionClient, completion_body
 from kairos.bench.engine_steps import ENGINE_PATH, STEPS_COUNT_PATH, STEPS_PATH, step_point
+from kairos.bench.prompts import random_token_ids
 from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import fit_step_time
 from kairos.calibration.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
@@ -152,13 +153,13 @@ async def _drive(base_url: str, facts: dict[str, Any], phases: list[Phase], rng:
     vocab = int(facts["model_config"]["vocab_size"])
     async with CompletionClient(base_url, timeout_s=timeout_s) as client:
         for done, phase in enumerate(phases):
-            common = _tokens(rng, vocab, phase.shared)
+            common = random_token_ids(rng, vocab, phase.shared)
             offsets = np.sort(rng.uniform(0.0, phase.spread_s, phase.requests)) if phase.spread_s else None
 
             async def one(i: int) -> None:
                 if offsets is not None:
                     await asyncio.sleep(float(offsets[i]))
-                prompt = common + _tokens(rng, vocab, phase.prompt - phase.shared)
+                prompt = common + random_token_ids(rng, vocab, phase.prompt - phase.shared)
                 result = await client.stream(_body(facts, prompt, phase.output))
                 if result.error is not None:
                     raise KairosError(f"{base_url}: a calibration request failed: {result.error}")
@@ -188,7 +189,7 @@ async def _latency_samples(base_url: str, facts: dict[str, Any], rng: np.random.
     vocab = int(facts["model_config"]["vocab_size"])
     output = max(1, min(LATENCY_OUTPUT, int(facts["max_model_len"]) // 4))
     prompt_len = max(2, min(LATENCY_PROMPT, int(facts["max_model_len"]) - output))
-    common = _tokens(rng, vocab, min(LATENCY_SHARED, prompt_len // 2))
+    common = random_token_ids(rng, vocab, min(LATENCY_SHARED, prompt_len // 2))
     arrivals = np.cumsum(rng.exponential(1.0 / LATENCY_RATE, requests))
     async with CompletionClient(base_url, timeout_s=timeout_s) as client:
         before = await _server_ttft_totals(client, base_url)
@@ -196,7 +197,7 @@ async def _latency_samples(base_url: str, facts: dict[str, Any], rng: np.random.
 
         async def one(at: float) -> StreamResult:
             await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
-            prompt = common + _tokens(rng, vocab, prompt_len - len(common))
+            prompt = common + random_token_ids(rng, vocab, prompt_len - len(common))
             result = await client.stream(_body(facts, prompt, output))
             if result.error is not None or result.first_token_ts is None:
                 raise KairosError(f"{base_url}: a calibration request failed: {result.error or 'no tokens'}")
@@ -232,11 +233,6 @@ def ttft_totals(metrics_text: str) -> tuple[float, float]:
     for series, value in _TTFT_SERIES.findall(metrics_text):
         totals[series] += float(value)
     return totals["sum"], totals["count"]
-
-
-def _tokens(rng: np.random.Generator, vocab: int, n: int) -> list[int]:
-    # Special tokens tend to sit at the start of small vocabularies: stay clear of them.
-    return rng.integers(max(1, vocab // 32), vocab, n).tolist()
 
 
 def _body(facts: dict[str, Any], prompt: list[int], output: int) -> dict[str, Any]:
