@@ -83,6 +83,15 @@ def test_knobs_are_a_dataclass_constructor_fields():
     assert registry.knobs("round_robin") == ()
 
 
+def test_unknown_knobs_are_a_one_line_error_listing_the_accepted_ones():
+    registry = make_registry()
+    registry.check_knobs("prefix_affinity", ["threshold"])
+    with pytest.raises(KairosError, match=r"^widget 'prefix_affinity' has no knob gap \(knobs: threshold, seed\)$"):
+        registry.check_knobs("prefix_affinity", ["gap", "threshold"])
+    with pytest.raises(KairosError, match=r"\(knobs: none\)$"):
+        registry.check_knobs("round_robin", ["x"])
+
+
 def test_the_project_registries_list_every_plug_in_with_a_summary():
     assert ROUTERS.names() == ("round_robin", "least_outstanding", "least_kv", "power_of_two", "prefix_affinity")
     assert POLICIES.names() == ("fcfs", "priority")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
-from kairos.errors import unknown_name_error
+from kairos.errors import KairosError, unknown_name_error
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -82,6 +82,15 @@ class Registry(Generic[T]):
         if not (isinstance(value, type) and dataclasses.is_dataclass(value)):
             return ()
         return tuple(f.name for f in dataclasses.fields(value) if f.init)
+
+    def check_knobs(self, name: str, given: Iterable[str], accepted: Sequence[str] | None = None) -> None:
+        """A one-line KairosError naming the knobs of `given` that `name` does not take (`accepted`:
+        those it takes, by default its `knobs`)."""
+        accepted = self.knobs(name) if accepted is None else accepted
+        unknown = sorted(set(given) - set(accepted))
+        if unknown:
+            raise KairosError(f"{self.kind} '{name}' has no knob {', '.join(unknown)}"
+                              f" (knobs: {', '.join(accepted) if accepted else 'none'})")
 
 
 def _first_line(value: object) -> str:

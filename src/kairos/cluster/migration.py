@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kairos.cluster.replica import ReplicaView
-from kairos.errors import KairosError
 from kairos.registry import Registry
 
 MIGRATION_POLICIES: Registry[type] = Registry("migration policy")
@@ -75,9 +74,6 @@ class KvPressure:
 def make_migration_policy(name: str, **knobs: float) -> MigrationPolicy:
     """Migration policy `name` with its knobs (unknown knobs: a one-line error listing the accepted ones)."""
     cls = MIGRATION_POLICIES.get(name)
-    accepted = MIGRATION_POLICIES.knobs(name)
-    unknown = sorted(set(knobs) - set(accepted))
-    if unknown:
-        raise KairosError(f"migration policy '{name}' has no knob {', '.join(unknown)} (knobs: {', '.join(accepted)})")
+    MIGRATION_POLICIES.check_knobs(name, knobs)
     policy: MigrationPolicy = cls(**knobs)
     return policy

@@ -8,7 +8,6 @@ from typing import Any
 from kairos.cluster.load_balancing import LeastKv, LeastOutstanding, PowerOfTwo, RoundRobin
 from kairos.cluster.prefix_affinity import PrefixAffinity
 from kairos.cluster.router import Router
-from kairos.errors import KairosError
 from kairos.registry import Registry
 
 ROUTERS: Registry[Callable[..., Router]] = Registry("router")
@@ -28,13 +27,7 @@ def make_router(name: str, seed: int = 0, **knobs: Any) -> Router:
     KairosError that lists the accepted ones.
     """
     cls = ROUTERS.get(name)
-    accepted = router_knobs(name)
-    unknown = sorted(set(knobs) - set(accepted))
-    if unknown:
-        hint = ", ".join(accepted) if accepted else "none"
-        raise KairosError(
-            f"router '{name}' has no knob {', '.join(unknown)} (knobs: {hint})"
-        )
+    ROUTERS.check_knobs(name, knobs, router_knobs(name))
     if "seed" in ROUTERS.knobs(name):
         knobs["seed"] = seed
     router: Router = cls(**knobs)
