@@ -47,6 +47,11 @@ class RequestSpec:
     `after` makes the request closed-loop (a later turn of a session): it arrives
     `think_s` seconds after request `after` finishes, and `arrival_s` is ignored.
     Lower `priority` values are served first under the priority policy.
+
+    Request classes, which scheduling policies read: `tenant` (who sent it: fair
+    share), `slo_class` (a named class such as "interactive" or "batch", whose
+    targets are `slo`), and `deadline_s`, seconds after its arrival by which it
+    should finish (earliest-deadline-first).
     """
 
     request_id: str
@@ -59,6 +64,8 @@ class RequestSpec:
     tenant: str | None = None
     priority: int = 0
     slo: SLO | None = None
+    slo_class: str | None = None
+    deadline_s: float | None = None
     after: str | None = None
     think_s: float = 0.0
 
