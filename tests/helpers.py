@@ -6,6 +6,7 @@ import numpy as np
 
 from kairos.cluster import make_router
 from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+from kairos.predict import make_predictor
 from kairos.engine.batch_shape import BatchShape
 from kairos.metrics.itl import ItlCollector
 from kairos.perf.base import StepTimeModel
@@ -37,12 +38,14 @@ class LinearModel(StepTimeModel):
 
 def simulate(specs, *, num_blocks=2000, block_size=16, replicas=1, router="round_robin",
              config=SchedulerConfig(), prefix=True, fast=True, check=True, model=None,
-             max_model_len=1 << 20, request_latency_s=0.0) -> SimResult:
+             max_model_len=1 << 20, request_latency_s=0.0, predictor=None) -> SimResult:
+    """`predictor`: a (name, knobs) pair; each run builds its own, since a learning one holds state."""
     itl = ItlCollector()
     hasher = PrefixHasher(block_size)
+    shared_predictor = make_predictor(predictor[0], **predictor[1]) if predictor else None
     reps = [
         SimReplica(i, EngineCore(config, KVCacheManager(num_blocks, block_size, prefix), itl=itl,
-                                 check_invariants=check),
+                                 check_invariants=check, predictor=shared_predictor),
                    SimExecutor(model or LinearModel()), hasher)
         for i in range(replicas)
     ]

@@ -17,7 +17,8 @@ from kairos.sim.disaggregated import DisaggregatedSimulation
 from kairos.sim.executor import SimExecutor
 from kairos.sim.migration import MigratingSimulation
 from kairos.sim.replica import PrefixHasher, SimReplica
-from kairos.workload.spec import RequestSpec, Span
+from kairos.engine.policies import POLICIES
+from kairos.workload.spec import SLO, RequestSpec, Span
 
 from helpers import LinearModel, simulate
 from test_sim_concurrency import assert_closed_loop, assert_closed_loop_at_most, closed_loop
@@ -37,8 +38,13 @@ def workloads(draw):
         think = 0.0
         if i and draw(st.integers(0, 4)) == 0:
             after, think = f"r{draw(st.integers(0, i - 1))}", draw(st.floats(0.0, 1.0))
+        slo_class = draw(st.sampled_from([None, "interactive", "batch"]))
+        slo = SLO(ttft_ms=draw(st.sampled_from([None, 200.0, 2000.0])),
+                  tpot_ms=draw(st.sampled_from([None, 5.0, 50.0])), e2e_ms=draw(st.sampled_from([None, 3000.0])))
         specs.append(RequestSpec(f"r{i}", t, prompt, draw(st.integers(1, 300)), shared=shared,
-                                 priority=draw(st.integers(0, 2)), after=after, think_s=think))
+                                 priority=draw(st.integers(0, 2)), after=after, think_s=think,
+                                 tenant=draw(st.sampled_from([None, "a", "b", "c"])), slo=slo, slo_class=slo_class,
+                                 deadline_s=draw(st.sampled_from([None, 1.0, 10.0]))))
     return specs
 
 
@@ -55,6 +61,23 @@ def timelines(result):
 def test_fast_path_matches_single_steps(specs, blocks, replicas, policy, max_seqs, router):
     cfg = SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=256, policy=policy)
     kw = dict(num_blocks=blocks, replicas=replicas, config=cfg, router=router)
+    assert_same_runs(simulate(specs, fast=True, **kw), simulate(specs, fast=False, **kw))
+
+
+# Knobs that make each policy's mechanism bite on the small workloads drawn here.
+POLICY_KNOBS = {"laps": {"short_tokens": 100, "max_wait_s": 0.3}, "filler": {"batch_tokens": 100},
+                "past_future": {"headroom": 0.1}}
+
+
+@settings(max_examples=80, deadline=None)
+@given(workloads(), st.sampled_from([60, 150, 1000]), st.sampled_from([1, 2]), st.sampled_from(POLICIES.names()),
+       st.sampled_from([4, 64]), st.sampled_from(["oracle", "noisy", "histogram"]))
+def test_fast_path_matches_single_steps_under_every_policy(specs, blocks, replicas, policy, max_seqs, predictor):
+    cfg = SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=256, policy=policy,
+                          policy_options=tuple(POLICY_KNOBS.get(policy, {}).items()))
+    knobs = {"sigma": 1.0} if predictor == "noisy" else {"min_samples": 2} if predictor == "histogram" else {}
+    kw = dict(num_blocks=blocks, replicas=replicas, config=cfg, router="least_outstanding",
+              predictor=(predictor, knobs))
     assert_same_runs(simulate(specs, fast=True, **kw), simulate(specs, fast=False, **kw))
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kairos.cli.plugins import plugins_epilog
-from kairos.engine.policy import POLICIES
+from kairos.engine.policies import POLICIES
 from kairos.errors import KairosError
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}

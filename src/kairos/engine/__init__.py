@@ -2,7 +2,7 @@
 
 from kairos.engine.core import EngineCore, EngineStats, Executor, ItlSink, StepResult
 from kairos.engine.kv_cache import KVCacheManager, PrefixCacheStats
-from kairos.engine.policy import POLICIES, make_waiting_queue
+from kairos.engine.policies import POLICIES, make_waiting_queue
 from kairos.engine.request import Request, RequestStatus
 from kairos.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 

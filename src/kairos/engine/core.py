@@ -19,12 +19,16 @@ from kairos.engine.scheduler import (
     SchedulerConfig,
     SchedulerOutput,
 )
+from kairos.predict import OutputPredictor, PredictionErrors
 from kairos.workload.spec import RequestSpec
 
 # Waiting requests blocked for one of these reasons stay blocked while a batch
 # only decodes: the running set, the budget left and max_num_seqs do not change,
 # and free KV blocks only shrink.
 _STEADY_BLOCKS = frozenset({BLOCKED_NONE, BLOCKED_SEQS, BLOCKED_BUDGET, BLOCKED_KV, BLOCKED_CHUNK})
+# Those that hold whichever request heads the queue: when a policy's order changes on its own,
+# only these stay true, since another head may fit in the KV or the chunk the last one did not.
+_ANY_HEAD_BLOCKS = frozenset({BLOCKED_NONE, BLOCKED_SEQS, BLOCKED_BUDGET})
 # A prefill-only request that ends so has KV for the decode side to pull; an aborted one does not.
 _SENDS_KV = frozenset({"length", "stop"})
 
@@ -71,10 +75,14 @@ class EngineCore:
     """
 
     def __init__(self, config: SchedulerConfig, kv: KVCacheManager, itl: ItlSink | None = None,
-                 stop_token_ids: frozenset[int] = frozenset(), check_invariants: bool = False) -> None:
+                 stop_token_ids: frozenset[int] = frozenset(), check_invariants: bool = False,
+                 predictor: OutputPredictor | None = None) -> None:
         self.config = config
         self.kv = kv
-        self.scheduler = Scheduler(config, kv)
+        self.scheduler = Scheduler(config, kv, predictor)
+        # Predicts each request's output length when it arrives, learning from those that finish.
+        self.predictor = predictor
+        self.prediction_errors = PredictionErrors()
         self.itl = itl
         # Sampling one of these ends a request (EOS; Llama 3 configs list several).
         self.stop_token_ids = stop_token_ids
@@ -91,6 +99,8 @@ class EngineCore:
         `remote_decode`: this engine only prefills it and holds its KV for a decode engine."""
         req = Request(spec, self._next_uid, now, remote_prefill=remote_prefill, remote_decode=remote_decode)
         self._next_uid += 1
+        if self.predictor is not None and not remote_decode:
+            req.predicted_output = self.predictor.predict(spec)
         self.scheduler.add(req)
         return req
 
@@ -144,6 +154,7 @@ class EngineCore:
         new.first_scheduled_s, new.first_token_s, new.last_token_s = (req.first_scheduled_s, req.first_token_s,
                                                                       req.last_token_s)
         new.cached_tokens, new.preemptions, new.replica = req.cached_tokens, req.preemptions, req.replica
+        new.predicted_output = req.predicted_output
         if req.token_ids is not None:
             new.token_ids = list(req.token_ids)
         # It was running: it goes ahead of the queue, as a preempted request resuming does.
@@ -239,8 +250,9 @@ class EngineCore:
         """
         running = self.scheduler.running
         n = len(running)
+        steady = _ANY_HEAD_BLOCKS if self.scheduler.waiting.time_varying else _STEADY_BLOCKS
         if (out.preempted or out.num_admitted or out.shape.num_decodes != n
-                or len(out.scheduled) != n or out.waiting_blocked not in _STEADY_BLOCKS
+                or len(out.scheduled) != n or out.waiting_blocked not in steady
                 or self.stop_token_ids):
             return 0
         steps = min(max_steps, min(r.max_output - r.num_output for r in running))
@@ -328,6 +340,9 @@ class EngineCore:
         req.status = RequestStatus.FINISHED
         req.finish_s = now
         req.finish_reason = reason
+        if req.predicted_output is not None and reason in _SENDS_KV:
+            self.predictor.observe(req.spec, req.num_output)
+            self.prediction_errors.add(req.predicted_output, req.num_output)
         if hold or (req.remote_decode and reason in _SENDS_KV):
             # vLLM's delay_free_blocks: a transfer still reads (or writes) these blocks.
             self.held[req.uid] = req
@@ -337,6 +352,10 @@ class EngineCore:
     def _after_step(self, out: SchedulerOutput, result: StepResult, steps: int) -> None:
         self.stats.steps += steps
         self.stats.tokens += out.num_tokens * steps
+        policy = self.scheduler.waiting
+        if policy.counts_service:
+            for req, n in out.scheduled:
+                policy.served(req, n * steps)
         if result.finished:
             self.scheduler.remove_finished(result.finished)
         if self.check_invariants:

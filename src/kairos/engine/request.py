@@ -40,7 +40,7 @@ class Request:
         "num_computed", "status", "arrival_s", "first_scheduled_s", "first_token_s",
         "finish_s", "last_token_s", "cached_tokens", "preemptions", "token_ids",
         "block_hashes", "priority", "finish_reason", "replica", "shared_len",
-        "remote_prefill", "remote_decode", "num_remote_tokens",
+        "remote_prefill", "remote_decode", "num_remote_tokens", "predicted_output",
     )
 
     def __init__(self, spec: RequestSpec, uid: int, arrival_s: float, *,
@@ -79,6 +79,8 @@ class Request:
         self.remote_decode = remote_decode
         # Prompt tokens whose KV a remote load brings or brought (0: none).
         self.num_remote_tokens = 0
+        # Output tokens predicted when it arrived (None: the engine has no predictor).
+        self.predicted_output: int | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -27,11 +27,13 @@ prefill above (no failed loads, no offloading).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kairos.engine.batch_shape import BatchShape
 from kairos.engine.kv_cache import KVCacheManager
-from kairos.engine.policy import make_waiting_queue
+from kairos.engine.policies import StepContext, make_waiting_queue
 from kairos.engine.request import Request, RequestStatus
+from kairos.predict import OutputPredictor
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class SchedulerConfig:
     # the first chunk is allocated (vLLM's scheduler_reserve_full_isl, on by default
     # since vLLM 0.1x): fewer admissions that would soon need a preemption.
     reserve_full_prompt: bool = True
+    # The policy's knobs, as (name, value) pairs: the config stays hashable.
+    policy_options: tuple[tuple[str, Any], ...] = ()
 
 
 # Why waiting requests were left waiting after a step was scheduled.
@@ -55,6 +59,7 @@ BLOCKED_BUDGET = "token_budget"
 BLOCKED_KV = "kv_cache"
 BLOCKED_CHUNK = "unchunked_prefill"
 BLOCKED_PREEMPTION = "preemption"
+BLOCKED_POLICY = "policy"  # the policy's admission control refused the head request
 
 
 @dataclass(slots=True)
@@ -81,15 +86,17 @@ class SchedulerOutput:
 class Scheduler:
     """Decides, every step, which requests run and how many tokens each computes."""
 
-    def __init__(self, config: SchedulerConfig, kv: KVCacheManager) -> None:
+    def __init__(self, config: SchedulerConfig, kv: KVCacheManager,
+                 predictor: OutputPredictor | None = None) -> None:
         self.config = config
         self.kv = kv
         self.running: list[Request] = []
-        self.waiting = make_waiting_queue(config.policy)
+        options = dict(config.policy_options)
+        self.waiting = make_waiting_queue(config.policy, options, predictor)
         # Requests holding blocks while their remote KV arrives, by uid.
         self.loading: dict[int, Request] = {}
-        # Requests whose remote KV arrived: admitted before `waiting`.
-        self.landed = make_waiting_queue(config.policy)
+        # Requests whose remote KV arrived: admitted before `waiting`, in the policy's order.
+        self.landed = make_waiting_queue(config.policy, options, predictor)
         self.num_preemptions = 0
 
     def add(self, req: Request) -> None:
@@ -103,11 +110,20 @@ class Scheduler:
         scheduled: list[tuple[Request, int]] = []
         preempted: list[Request] = []
         running = self.running
+        policy = self.waiting
+        policy.advance(now)
+        ctx = StepContext(now, running, kv, 0) if policy.gates_admission or policy.caps_running else None
 
         i = 0
         while i < len(running) and budget > 0:
             req = running[i]
             num_new = min(req.num_tokens - req.num_computed, budget)
+            if ctx is not None and policy.caps_running:
+                ctx.scheduled_tokens = cfg.max_num_batched_tokens - budget
+                num_new = policy.cap_running(req, num_new, ctx)
+                if num_new <= 0:
+                    i += 1  # the policy holds it back this step
+                    continue
             if kv.allocate(req, num_new):
                 scheduled.append((req, num_new))
                 budget -= num_new
@@ -179,6 +195,13 @@ class Scheduler:
                         blocked = BLOCKED_CHUNK
                         break
                     num_new = budget
+                if ctx is not None and policy.gates_admission and queue is waiting:
+                    ctx.scheduled_tokens = cfg.max_num_batched_tokens - budget
+                    allowed = policy.admit(req, num_new, ctx)
+                    if allowed <= 0 or (allowed < req.num_tokens - hit_tokens and not cfg.enable_chunked_prefill):
+                        blocked = BLOCKED_POLICY
+                        break
+                    num_new = allowed
                 if cfg.reserve_full_prompt and kv.blocks_short(req, req.num_tokens, hits):
                     blocked = BLOCKED_KV
                     break

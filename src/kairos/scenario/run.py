@@ -11,7 +11,7 @@ from kairos.calibration.model import CalibratedModel
 from kairos.cluster import Router, make_router, router_knobs
 from kairos.cluster.disaggregation import Decider, make_decider
 from kairos.cluster.migration import make_migration_policy
-from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+from kairos.engine import POLICIES, EngineCore, KVCacheManager, SchedulerConfig
 from kairos.errors import KairosError
 from kairos.hardware import Link, load_gpu, resolve_link
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
@@ -19,6 +19,7 @@ from kairos.models import ModelArch, kv_shards, resolve_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.front_end import FrontEnd, load_front_end
 from kairos.perf.parallel import Parallelism
+from kairos.predict import OutputPredictor, make_predictor
 from kairos.scenario.schema import ClusterSection, EngineSection, Scenario
 from kairos.scenario.step_models import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.sim.executor import SimExecutor
@@ -193,7 +194,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
     step_model = deployment.perf.model
     itl = ItlCollector()
     hasher = PrefixHasher(eng.block_size)
-    engine = _engine_maker(eng, deployment.kv_blocks, itl, check_invariants)
+    engine = _engine_maker(eng, deployment.kv_blocks, itl, check_invariants, make_predictor_for(eng))
     dp = deployment.parallel.dp
     if deployment.lockstep:
         cores: list = [LockstepCores([engine() for _ in range(dp)]) for _ in range(deployment.replicas)]
@@ -228,9 +229,11 @@ def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list
     hasher = PrefixHasher(pools.decode_scenario.engine.block_size)  # the pools share one block size
     replicas: dict[str, list[SimReplica]] = {}
     routers = {}
+    # One predictor learns from every finished request, as a cluster-wide service would.
+    predictor = make_predictor_for(pools.decode_scenario.engine)
     for name, pool, derived in (("prefill", pools.prefill, pools.prefill_scenario),
                                 ("decode", pools.decode, pools.decode_scenario)):
-        engine = _engine_maker(derived.engine, pool.kv_blocks, itl, check_invariants)
+        engine = _engine_maker(derived.engine, pool.kv_blocks, itl, check_invariants, predictor)
         first = sum(len(r) for r in replicas.values())
         replicas[name] = [SimReplica(first + i, engine(), SimExecutor(pool.perf.model), hasher)
                           for i in range(pool.replicas)]
@@ -245,12 +248,33 @@ def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list
         concurrency=scenario.workload.concurrency)
 
 
-def _engine_maker(eng: EngineSection, kv_blocks: int, itl: ItlCollector,
-                  check_invariants: bool) -> Callable[[], EngineCore]:
-    """New engine cores with these settings and `kv_blocks` KV blocks each, sharing `itl`."""
-    config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens, eng.enable_chunked_prefill, eng.policy)
-    return lambda: EngineCore(config, KVCacheManager(kv_blocks, eng.block_size, eng.enable_prefix_caching),
-                              itl=itl, check_invariants=check_invariants)
+def _engine_maker(eng: EngineSection, kv_blocks: int, itl: ItlCollector, check_invariants: bool,
+                  predictor: OutputPredictor | None) -> Callable[[], EngineCore]:
+    """New engine cores with these settings and `kv_blocks` KV blocks each, sharing `itl` and `predictor`.
+
+    The first core is built now, so that a policy's unknown knob is an error before the run.
+    """
+    config = SchedulerConfig(eng.max_num_seqs, eng.max_num_batched_tokens, eng.enable_chunked_prefill, eng.policy,
+                             policy_options=tuple(sorted(eng.policy_options.items())))
+
+    def make() -> EngineCore:
+        return EngineCore(config, KVCacheManager(kv_blocks, eng.block_size, eng.enable_prefix_caching),
+                          itl=itl, check_invariants=check_invariants, predictor=predictor)
+
+    first = [make()]
+    return lambda: first.pop() if first else make()
+
+
+def make_predictor_for(eng: EngineSection) -> OutputPredictor | None:
+    """The engine section's predictor; a policy that ranks by predicted lengths gets `histogram` by default."""
+    name = eng.predictor
+    if name is None:
+        if not getattr(POLICIES.get(eng.policy), "needs_predictor", False):
+            if eng.predictor_options:
+                raise KairosError("engine.predictor_options given without engine.predictor")
+            return None
+        name = "histogram"
+    return make_predictor(name, **eng.predictor_options)
 
 
 def _request_latency(deployment: Deployment) -> Callable[[int], float] | None:
@@ -291,6 +315,8 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
         extra["disaggregation"] = result.disaggregation
     if result.migration is not None:
         extra["migration"] = result.migration
+    if result.prediction is not None:
+        extra["prediction"] = result.prediction
     if sampler is not None:
         extra["explain"] = explain_steps(sampler, deployment.perf.model)
     # Through JSON text: pydantic serialises infinite rates as "Infinity" there.

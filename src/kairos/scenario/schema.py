@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from kairos.cluster.disaggregation import DECIDERS
 from kairos.cluster.migration import MIGRATION_POLICIES
 from kairos.cluster.registry import ROUTERS
-from kairos.engine.policy import POLICIES
+from kairos.engine.policies import POLICIES
+from kairos.predict import PREDICTORS
 from kairos.registry import Registry
 from kairos.scenario.step_models import STEP_TIME_MODELS
 from kairos.workload.config import WorkloadConfig
@@ -83,7 +84,17 @@ class EngineSection(_Section):
                                           " engine may use (weights, activations, KV). Default 0.9.")
     num_gpu_blocks: int | None = Field(None, ge=1, description="KV blocks per replica, overriding"
                                        " the size derived from memory. Default: derived.")
-    policy: str = Field("fcfs", description=f"Queue policy. {_described(POLICIES)} Default fcfs.")
+    policy: str = Field("fcfs", description=f"Scheduling policy (`kairos policies`). {_described(POLICIES)}"
+                        " Default fcfs.")
+    policy_options: dict[str, float | int | str] = Field(default_factory=dict, description="Knobs of the"
+                                                        " policy (e.g. sjf has none, laps short_tokens)."
+                                                        " Default none.")
+    predictor: str | None = Field(None, description="Output-length predictor, for policies that rank by"
+                                  f" predicted lengths. {_described(PREDICTORS)} Default: histogram for"
+                                  " those policies, none for the others.")
+    predictor_options: dict[str, float | int] = Field(default_factory=dict, description="Knobs of the"
+                                                      " predictor (noisy: sigma, seed; histogram: quantile,"
+                                                      " prior, min_samples; constant: tokens). Default none.")
     front_end: str | None = Field(None, description="API server whose own time per request counts in"
                                   " TTFT: 'vllm' (newest measured version) or 'vllm==0.18.0' (nearest"
                                   " measured version). Default: none, the engine alone.")

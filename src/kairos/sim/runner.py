@@ -15,6 +15,7 @@ from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.metrics.itl import ItlCollector
 from kairos.metrics.record import RequestRecord
+from kairos.predict import PredictionErrors
 from kairos.sim.explain import StepSampler
 from kairos.sim.events import EventQueue, Priority
 from kairos.sim.replica import ReplicaSet, SimClock, SimReplica
@@ -40,6 +41,7 @@ class SimResult:
     events: int = 0  # arrivals and step (or fused window) ends processed
     disaggregation: dict | None = None  # a disaggregated cluster's remote prefills and KV transfers
     migration: dict | None = None  # live migrations between replicas
+    prediction: dict | None = None  # the output-length predictor's error, when the engines have one
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -305,7 +307,20 @@ class Simulation:
                 "peak_kv_usage": stats.peak_kv_usage,
                 "prefix_cache_hit_rate": kv.stats.hit_rate,
             })
-        return SimResult(records, self.itl, replicas, queries, hits, preemptions, self.clock.now, events)
+        return SimResult(records, self.itl, replicas, queries, hits, preemptions, self.clock.now, events,
+                         prediction=_prediction_errors(self.replicas))
+
+
+def _prediction_errors(replicas: Sequence[SimReplica]) -> dict | None:
+    """The error of every engine's predictions, pooled (None when no engine predicts)."""
+    errors = PredictionErrors()
+    predicting = False
+    for rep in replicas:
+        for core in getattr(rep.core, "cores", (rep.core,)):  # a lockstep replica's ranks
+            if core.predictor is not None:
+                predicting = True
+                errors.merge(core.prediction_errors)
+    return errors.summary() if predicting else None
 
 
 def _fill_record(record: RequestRecord, req: Request) -> None:
