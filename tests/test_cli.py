@@ -33,7 +33,7 @@ def test_overrides_reach_the_scenario(capsys, tmp_path):
     assert code == 0, err
     scenario = json.loads((tmp_path / "report.json").read_text())["scenario"]
     assert scenario["cluster"] == {"replicas": 2, "router": "least_kv", "router_options": {}, "pools": None,
-                                   "migration": None,
+                                   "migration": None, "lifecycle": [],
                                    "disaggregation": None}
     assert scenario["engine"]["block_size"] == 32
     assert scenario["engine"]["enable_prefix_caching"] is False

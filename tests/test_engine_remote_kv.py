@@ -336,3 +336,62 @@ def test_blocks_are_conserved_on_random_disaggregated_traffic(seed):
         if r.finish_reason == "length":
             assert r.num_output == r.max_output
             assert r.first_scheduled_s is not None and r.first_scheduled_s <= r.first_token_s <= r.finish_s
+
+
+# ---- live migration into an engine: reserve first, then load ------------------------------
+def decoding(core: EngineCore, prompt: int = 100, output: int = 20, steps: int = 5) -> tuple[Request, float]:
+    """A request on `core` that has decoded `steps` tokens."""
+    req = core.add_request(spec("m", prompt, output), 0.0)
+    now = 0.0
+    for _ in range(steps):
+        _, _, now = step(core, now)
+    return req, now
+
+
+def test_a_reservation_holds_blocks_that_grow_then_load_the_migrated_request():
+    source, target = engine(), engine(num_blocks=20)
+    req, now = decoding(source)
+    reserved = target.reserve(req, req.num_computed + 1)
+    assert reserved is not None and reserved.status == RequestStatus.RESERVED
+    assert target.kv.num_used_blocks == 7 and not target.has_work() and target.num_waiting == 0
+    target.check_kv()
+    assert target.reserve_more(reserved, 120) and target.kv.num_used_blocks == 8
+    assert not target.reserve_more(reserved, 400) and target.kv.num_used_blocks == 8  # nothing changes
+    for _ in range(3):
+        _, _, now = step(source, now)
+    source.detach(req)
+    assert target.load_reserved(reserved, req)
+    assert reserved.status == LOADING and reserved.num_output == req.num_output == 8
+    assert reserved.first_token_s == req.first_token_s and not target.reserved
+    target.check_kv()
+    target.remote_kv_landed(reserved)
+    source.release_held(req)
+    out, _, now = step(target, now)
+    assert out.scheduled == [(reserved, 1)] and reserved.num_output == 9
+    run_until_idle(target, now)
+    assert reserved.num_output == 20 and target.kv.num_used_blocks == 0 == source.kv.num_used_blocks
+
+
+def test_a_reservation_that_does_not_fit_takes_nothing_and_a_released_one_gives_all_back():
+    source, target = engine(), engine(num_blocks=5)
+    req, _ = decoding(source)
+    assert target.reserve(req, req.num_tokens) is None
+    assert target.kv.num_used_blocks == 0 and not target.reserved
+    target.check_kv()
+    reserved = target.reserve(req, 64)
+    assert not target.load_reserved(reserved, req)  # 105 tokens need 7 blocks: the request stays where it is
+    assert reserved.status == RequestStatus.RESERVED and reserved.num_output == 0
+    target.release_reservation(reserved)
+    assert target.kv.num_used_blocks == 0 and target.kv.num_free_blocks == 5
+    target.check_kv()
+
+
+def test_a_queued_request_that_never_ran_is_withdrawn_and_one_that_ran_is_not():
+    core = engine(max_num_seqs=1)
+    ran, _ = decoding(core, steps=1)
+    queued = core.add_request(spec("q", 50), 0.0)
+    core.withdraw(queued)
+    assert core.num_waiting == 0 and queued.status == RequestStatus.MIGRATED
+    with pytest.raises(ValueError, match="has run here"):
+        core.withdraw(ran)
+    core.check_kv()

@@ -16,8 +16,10 @@ from kairos.metrics.itl import ItlCollector
 from kairos.sim.disaggregated import DisaggregatedSimulation
 from kairos.sim.executor import SimExecutor
 from kairos.sim.migration import MigratingSimulation
-from kairos.sim.replica import PrefixHasher, SimReplica
 from kairos.engine.policies import POLICIES
+from kairos.sim.lifecycle import FleetChange
+from kairos.sim.replica import PrefixHasher, ReplicaState, SimReplica
+from kairos.sim.runner import Simulation
 from kairos.workload.spec import SLO, RequestSpec, Span
 
 from helpers import LinearModel, simulate
@@ -121,10 +123,59 @@ def test_fast_path_really_fuses_steps():
     assert slow.events >= 500 and fast.events < 20
 
 
-def _replicas(n, blocks, cfg, first=0):
+def _replicas(n, blocks, cfg, first=0, serving=None):
     itl, hasher = ItlCollector(), PrefixHasher(16)
+    serving = n if serving is None else serving
     return [SimReplica(first + i, EngineCore(cfg, KVCacheManager(blocks, 16, True), itl=itl, check_invariants=True),
-                       SimExecutor(LinearModel()), hasher) for i in range(n)], itl
+                       SimExecutor(LinearModel()), hasher, ReplicaState.SERVING if i < serving else ReplicaState.STOPPED)
+            for i in range(n)], itl
+
+
+@st.composite
+def fleet_changes(draw, serving):
+    """Starts and drains at random times that never drain more replicas than are up, nor all at the end."""
+    changes, up, started = [], serving, 0
+    for _ in range(draw(st.integers(1, 4))):
+        at_s = draw(st.floats(0.0, 8.0))
+        if draw(st.booleans()) or up == 1:
+            n = draw(st.integers(1, 2))
+            changes.append(FleetChange(at_s, start=n, startup_s=draw(st.sampled_from([0.0, 0.3, 2.0]))))
+            up, started = up + n, started + n
+        else:
+            n = draw(st.integers(1, up - 1))
+            changes.append(FleetChange(at_s, drain=n))
+            up -= n
+    return sorted(changes, key=lambda c: c.at_s), started
+
+
+@settings(max_examples=60, deadline=None)
+@given(workloads(), st.data(), st.sampled_from([60, 150, 1000]), st.sampled_from([None, "imbalance", "kv_pressure"]),
+       st.sampled_from(["round_robin", "least_kv", "prefix_affinity", "least_outstanding", "power_of_two"]))
+def test_fast_path_matches_single_steps_with_lifecycle_changes(specs, data, blocks, policy, router):
+    """Replicas start and drain (their requests migrated out, with a policy) at random times: the fused
+    and the stepped runs agree, and every request ends once."""
+    changes, started = data.draw(fleet_changes(2))
+    cfg = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=256)
+    runs = []
+    for fast in (True, False):
+        replicas, itl = _replicas(2 + started, blocks, cfg, serving=2)
+        if policy is None:
+            sim = Simulation(specs, replicas, make_router(router), max_model_len=1 << 20, itl=itl, fast_decode=fast,
+                             lifecycle=changes)
+        else:
+            knobs = {"gap": 0.05} if policy == "imbalance" else {"high": 0.5, "low": 0.4}
+            sim = MigratingSimulation(
+                specs, replicas, make_router(router), policy=make_migration_policy(policy, **knobs),
+                link=Link("test", 1e9, 5e-6), kv_bytes=lambda n: 4096 * n, interval_s=0.01, max_stages=3,
+                max_model_len=1 << 20, itl=itl, fast_decode=fast, lifecycle=changes)
+        runs.append(sim.run())
+        for replica in replicas:
+            replica.core.check_kv()
+            assert replica.state is not ReplicaState.DRAINING or replica.num_outstanding()
+    assert_same_runs(*runs)
+    assert runs[0].lifecycle == runs[1].lifecycle and runs[0].migration == runs[1].migration
+    assert sorted(r.request_id for r in runs[0].records) == sorted(s.request_id for s in specs)
+    assert all(r.finished or "unfinished" not in r.rejected_reason for r in runs[0].records)
 
 
 @settings(max_examples=40, deadline=None)

@@ -95,3 +95,24 @@ def test_simulate_reports_migrations(capsys, tmp_path):
                             "-o", str(tmp_path))
     assert code == 0, err
     assert "Migration (imbalance)" in out
+
+
+def test_the_destination_reserves_blocks_and_counts_the_request_from_the_migration_start():
+    spec = load_scenario(None, {**PRESSED, "cluster.migration": {"policy": "imbalance"}})
+    sim = build_simulation(spec, resolve_deployment(spec), build_workload(spec.workload, spec.seed),
+                           check_invariants=True)
+    start, seen = sim._start, []
+
+    def watched(source, target, t):
+        before = (target.num_outstanding(), target.core.kv.num_used_blocks)
+        started = start(source, target, t)
+        after = (target.num_outstanding(), target.core.kv.num_used_blocks)
+        seen.append((started, before, after))
+        return started
+
+    sim._start = watched
+    result = sim.run()
+    moved = [(before, after) for started, before, after in seen if started]
+    assert moved and all(a[0] == b[0] + 1 and a[1] > b[1] for b, a in moved)
+    assert result.migration["migrations"] + result.migration["abandoned"] + result.migration["aborted"] == len(moved)
+    assert all(not replica.core.reserved for replica in sim.replicas)

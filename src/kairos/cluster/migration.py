@@ -3,7 +3,9 @@
 A policy reads the replicas' load through ReplicaView and names a (source,
 destination) pair, or none; the simulator picks the request to move (the
 decoding one with the fewest tokens: the cheapest copy, as Llumnix prefers) and
-runs the migration. Replicas already sending or receiving one are left out.
+runs the migration. Replicas already sending or receiving one are left out, and
+so are those not serving: a draining replica sheds its requests apart from the
+policy, each to the `emptiest` serving replica (Llumnix's scale-in).
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ class KvPressure:
         if not idle:
             return None
         return source.index, min(idle, key=lambda r: (usage[r.index], r.index)).index
+
+
+def emptiest(replicas: Sequence[ReplicaView]) -> int | None:
+    """The index of the replica whose KV cache is least used (ties: lowest index), None if none."""
+    if not replicas:
+        return None
+    return min(replicas, key=lambda r: (r.kv_usage(), r.index)).index
 
 
 def make_migration_policy(name: str, **knobs: float) -> MigrationPolicy:

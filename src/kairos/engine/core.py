@@ -90,6 +90,8 @@ class EngineCore:
         self.stats = EngineStats()
         # Finished requests whose blocks stay in use until a transfer out of (or into) them ends, by uid.
         self.held: dict[int, Request] = {}
+        # Blocks held for live migrations into this engine, by the uid of the request they will hold.
+        self.reserved: dict[int, Request] = {}
         self._next_uid = 0
 
     # ---- requests ----------------------------------------------------------------
@@ -144,22 +146,55 @@ class EngineCore:
         req.status = RequestStatus.MIGRATED
         self.held[req.uid] = req
 
-    def add_migrated(self, req: Request, now: float) -> Request:
-        """Queue a request migrated from another engine, where it produced `req.num_output` tokens, ahead
-        of the waiting ones: it loads all its KV as a remote prefill does, then decodes on, its timeline
-        (first token, last token for the next inter-token latency) carried over."""
-        new = Request(req.spec, self._next_uid, req.arrival_s, remote_prefill=True)
+    def withdraw(self, req: Request) -> None:
+        """Take a queued request that never ran out of this engine, to route it elsewhere (a draining
+        replica's queue). It holds no blocks. Like an arrival, this changes what the next step schedules."""
+        if req.status != RequestStatus.WAITING or req.first_scheduled_s is not None:
+            raise ValueError(f"request {req.request_id} has run here: it cannot be withdrawn")
+        self.scheduler.waiting.remove(req)
+        req.status = RequestStatus.MIGRATED
+
+    def reserve(self, req: Request, tokens: int) -> Request | None:
+        """Hold blocks for `tokens` tokens of `req`, running on another engine, before a live migration
+        brings it here (Llumnix's pre-allocation), or None when they are not free. The blocks count as
+        used (routers see them) but no step computes into them; grow them with `reserve_more`, then
+        `load_reserved` or `release_reservation`. Taking blocks changes what the next step schedules."""
+        new = Request(req.spec, self._next_uid, req.arrival_s)
+        if not self.kv.allocate(new, tokens, delay_cache=True):
+            self.kv.free(new)  # the empty block table the attempt opened
+            return None
         self._next_uid += 1
+        new.status = RequestStatus.RESERVED
+        self.reserved[new.uid] = new
+        return new
+
+    def reserve_more(self, new: Request, tokens: int) -> bool:
+        """Grow a reservation to `tokens` tokens; False (and nothing changes) when the blocks are not free."""
+        return self.kv.allocate(new, tokens, delay_cache=True)
+
+    def release_reservation(self, new: Request) -> None:
+        """Free a reservation whose migration will not come (its blocks were never written)."""
+        del self.reserved[new.uid]
+        self.kv.free(new)
+
+    def load_reserved(self, new: Request, req: Request) -> bool:
+        """The migrated `req` stopped on its source, where it produced `req.num_output` tokens: its
+        reservation `new` grows to hold all its KV and starts loading it as a remote prefill does
+        (`remote_kv_landed` ends the load), its timeline (first token, last token for the next
+        inter-token latency) carried over. False when the blocks are not free: nothing changes."""
         new.num_output = req.num_output
+        if not self.kv.allocate(new, new.num_tokens, delay_cache=True):
+            new.num_output = 0
+            return False
+        del self.reserved[new.uid]
         new.first_scheduled_s, new.first_token_s, new.last_token_s = (req.first_scheduled_s, req.first_token_s,
                                                                       req.last_token_s)
         new.cached_tokens, new.preemptions, new.replica = req.cached_tokens, req.preemptions, req.replica
         new.predicted_output = req.predicted_output
         if req.token_ids is not None:
             new.token_ids = list(req.token_ids)
-        # It was running: it goes ahead of the queue, as a preempted request resuming does.
-        self.scheduler.waiting.requeue(new)
-        return new
+        self.scheduler.load_remote_kv(new)
+        return True
 
     def release_held(self, req: Request) -> None:
         """Free the blocks a request kept for a transfer that has ended: a finished prefill-only
@@ -328,10 +363,11 @@ class EngineCore:
         sched = self.scheduler
         assert all(r.status == RequestStatus.WAITING_FOR_REMOTE_KV for r in sched.loading.values())
         assert all(r.status in (RequestStatus.FINISHED, RequestStatus.MIGRATED) for r in self.held.values())
+        assert all(r.status == RequestStatus.RESERVED for r in self.reserved.values())
         if not full:
             return
         owners = [r.uid for r in sched.running] + list(sched.loading) + [r.uid for r in sched.landed]
-        owners += list(self.held)
+        owners += list(self.held) + list(self.reserved)
         assert len(set(owners)) == len(owners), "a request is in two places"
         assert self.kv.holders() == set(owners), "block tables disagree with the requests holding blocks"
 

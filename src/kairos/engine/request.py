@@ -18,6 +18,8 @@ class RequestStatus(enum.Enum):
     FINISHED = "finished"
     # Moved to another engine by a live migration; its blocks held here until copied.
     MIGRATED = "migrated"
+    # Blocks held for a live migration into this engine, before its request arrives.
+    RESERVED = "reserved"
 
 
 class Request:

@@ -241,6 +241,11 @@ class Scheduler:
         req.status = RequestStatus.WAITING_FOR_REMOTE_KV
         self.loading[req.uid] = req
 
+    def load_remote_kv(self, req: Request) -> None:
+        """`req` already holds blocks for all its tokens (a migration's reservation): its whole KV
+        loads into them now, as an admitted remote prefill's does."""
+        self._start_remote_kv(req, 0, req.num_tokens)
+
     def finish_remote_kv(self, req: Request) -> None:
         """The remote KV of `req` arrived: cache its blocks and queue it to compute its last prompt token.
 

@@ -25,7 +25,8 @@ from kairos.scenario.step_models import ResolvedPerf, load_calibrated, make_step
 from kairos.sim.executor import SimExecutor
 from kairos.sim.explain import StepSampler, explain_steps
 from kairos.sim.lockstep import LockstepCores
-from kairos.sim.replica import PrefixHasher, SimReplica
+from kairos.sim.lifecycle import FleetChange
+from kairos.sim.replica import PrefixHasher, ReplicaState, SimReplica
 from kairos.sim.disaggregated import DisaggregatedSimulation
 from kairos.sim.migration import MigratingSimulation
 from kairos.sim.runner import ProgressFn, Simulation
@@ -202,7 +203,13 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
         # A dense model's data-parallel ranks are independent engines: the router spreads
         # requests over all of them, as vLLM's internal load balancer does over its ranks.
         cores = [engine() for _ in range(deployment.replicas * dp)]
-    replicas = [SimReplica(i, core, SimExecutor(step_model), hasher) for i, core in enumerate(cores)]
+    # The spares that lifecycle changes start are built stopped (the schema allows them with dp 1 only).
+    cores += [engine() for _ in range(scenario.cluster.total_replicas - deployment.replicas)]
+    replicas = [SimReplica(i, core, SimExecutor(step_model), hasher,
+                           ReplicaState.SERVING if i < deployment.replicas * dp else ReplicaState.STOPPED)
+                for i, core in enumerate(cores)]
+    lifecycle = [FleetChange(c.at_s, c.start or 0, c.startup_s or 0.0, c.drain or 0)
+                 for c in scenario.cluster.lifecycle]
     router = _make_router(scenario, hasher, deployment.kv_blocks)
     request_latency = _request_latency(deployment)
     migration = scenario.cluster.migration
@@ -215,10 +222,11 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
             link=resolve_link(migration.link), kv_bytes=lambda tokens: kv_shards(model, tokens, tp, tp).bytes_per_link,
             interval_s=migration.interval_ms / 1e3, max_stages=migration.max_stages,
             max_model_len=deployment.max_model_len, itl=itl, fast_decode=fast_decode, progress=progress,
-            request_latency=request_latency, concurrency=scenario.workload.concurrency)
+            request_latency=request_latency, concurrency=scenario.workload.concurrency, lifecycle=lifecycle)
     return Simulation(specs, replicas, router, max_model_len=deployment.max_model_len, itl=itl,
                       fast_decode=fast_decode, progress=progress, explain=explain,
-                      request_latency=request_latency, concurrency=scenario.workload.concurrency)
+                      request_latency=request_latency, concurrency=scenario.workload.concurrency,
+                      lifecycle=lifecycle)
 
 
 def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list[RequestSpec], *,
@@ -317,6 +325,9 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
         extra["migration"] = result.migration
     if result.prediction is not None:
         extra["prediction"] = result.prediction
+    if result.lifecycle is not None:
+        gpus = deployment.parallel.gpus if isinstance(deployment, Deployment) else 1
+        extra["lifecycle"] = {**result.lifecycle, "gpu_s": result.lifecycle["replica_s"]["up"] * gpus}
     if sampler is not None:
         extra["explain"] = explain_steps(sampler, deployment.perf.model)
     # Through JSON text: pydantic serialises infinite rates as "Infinity" there.

@@ -150,6 +150,27 @@ class MigrationSection(_Section):
     max_stages: int = Field(4, ge=1, description="Live copy stages before the stop-and-copy one. Default 4.")
 
 
+class LifecycleChange(_Section):
+    """One scheduled change of a colocated fleet: start replicas, or drain some."""
+
+    at_s: float = Field(ge=0, description="When, in seconds from the start of the run.")
+    start: int | None = Field(None, ge=1, description="Replicas to bring up: starting for startup_s,"
+                              " then serving. Spares are built stopped at the run's start.")
+    startup_s: float | None = Field(None, ge=0, description="With start: seconds from start to serving"
+                                    " (weights, warm-up). Default 0.")
+    drain: int | None = Field(None, ge=1, description="Replicas to drain, the last started first: they"
+                              " take no new requests, finish what they hold (with cluster.migration it"
+                              " moves out), then stop.")
+
+    @model_validator(mode="after")
+    def _one_change(self) -> LifecycleChange:
+        if (self.start is None) == (self.drain is None):
+            raise ValueError("a cluster.lifecycle entry sets exactly one of start or drain")
+        if self.startup_s is not None and self.start is None:
+            raise ValueError("cluster.lifecycle: startup_s goes with start, not drain")
+        return self
+
+
 class ClusterSection(_Section):
     """Replicas and how requests are routed to them."""
 
@@ -165,6 +186,27 @@ class ClusterSection(_Section):
                                                          " and the link. Default: always, roce-400g.")
     migration: MigrationSection | None = Field(None, description="Move running requests between replicas"
                                                " (colocated clusters). Default none.")
+    lifecycle: list[LifecycleChange] = Field(default_factory=list, description="Replicas started and"
+                                             " drained at set times, e.g. [{at_s: 60, start: 2, startup_s:"
+                                             " 30}, {at_s: 120, drain: 1}] (colocated clusters). Default"
+                                             " none: cluster.replicas serve throughout.")
+
+    def check_lifecycle(self) -> None:
+        """Every drain finds the replicas it drains up, and some replica is left to serve at the end."""
+        up = self.replicas or 1
+        for change in sorted(self.lifecycle, key=lambda c: c.at_s):
+            if change.drain is not None and change.drain > up:
+                raise ValueError(f"cluster.lifecycle: drain {change.drain} at {change.at_s:g} s, but only {up}"
+                                 " replica(s) are up (serving or starting) then")
+            up += (change.start or 0) - (change.drain or 0)
+        if self.lifecycle and up == 0:
+            raise ValueError("cluster.lifecycle drains every replica: requests after the last change would never"
+                             " be served; start one again or drain fewer")
+
+    @property
+    def total_replicas(self) -> int:
+        """Replicas built: those serving at the start plus every one a lifecycle change starts."""
+        return (self.replicas or 1) + sum(change.start or 0 for change in self.lifecycle)
 
 
 class SloSection(_Section):
@@ -213,6 +255,9 @@ class Scenario(_Section):
             if cluster.migration is not None:
                 raise ValueError("cluster.migration moves requests between colocated replicas: not with"
                                  " cluster.pools yet")
+            if cluster.lifecycle:
+                raise ValueError("cluster.lifecycle starts and drains colocated replicas: not with"
+                                 " cluster.pools yet")
             if cluster.disaggregation is None:
                 cluster.disaggregation = DisaggregationSection()
             return self
@@ -230,4 +275,7 @@ class Scenario(_Section):
                                  f" x {what}")
         if self.cluster.replicas is None:
             self.cluster.replicas = 1
+        if cluster.lifecycle and self.hardware.dp > 1:
+            raise ValueError("cluster.lifecycle: not with data-parallel replicas (hardware.dp) yet")
+        cluster.check_lifecycle()
         return self

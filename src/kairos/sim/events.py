@@ -18,8 +18,10 @@ Handler = Callable[[float, Any], None]
 class Priority(IntEnum):
     """Which of the events due at the same instant goes first (lowest first).
 
-    A held request released by a freed client slot was due before now, so it
-    goes before anything due now. Arrivals go before deliveries, and both
+    A replica's lifecycle change (it starts serving, or drains) goes first: a
+    request due at the same instant is routed knowing which replicas serve. A
+    held request released by a freed client slot was due before now, so it
+    goes before anything else due now. Arrivals go before deliveries, and both
     before step ends: a step starting at t sees every request that reached its
     engine by t. Transfers land after the steps ending at the same instant, as a
     remote KV read completes between two steps of the engine that waits for it.
@@ -27,12 +29,13 @@ class Priority(IntEnum):
     that instant did.
     """
 
-    RELEASED = 0
-    ARRIVAL = 1
-    DELIVERY = 2
-    STEP_END = 3
-    TRANSFER = 4
-    CHECK = 5
+    LIFECYCLE = 0
+    RELEASED = 1
+    ARRIVAL = 2
+    DELIVERY = 3
+    STEP_END = 4
+    TRANSFER = 5
+    CHECK = 6
 
 
 # (time, priority, key, seq, handler, payload): seq is unique, so handlers are never compared.

@@ -1,17 +1,27 @@
 """Live migration of running requests between replicas, in stages as Llumnix runs it.
 
 Every `interval_s` the migration policy (kairos.cluster.migration) may name a
-source and a destination replica; the source's decoding request with the fewest
-tokens moves. While it keeps decoding on the source, its KV is copied over the
-destination's link (shared with the other copies into that replica,
-`TransferLink`), stage after stage, each stage the tokens computed during the
-one before; once a stage leaves at most one block's worth (or after
-`max_stages`), the request stops on the source and the rest is copied: that last
-copy, and the destination's wait for blocks to load it into, is the downtime.
-The destination loads it as a remote prefill (kairos.engine: all its KV arrives,
-its last token is recomputed as the next decode step samples), and the source
-frees its blocks. A request that finishes or is preempted on the source while
-its live stages run is not moved.
+source and a destination among the serving replicas; a draining replica is a
+source first (Llumnix's scale-in), to the serving replica whose KV cache is
+emptiest. The source's decoding request with the fewest tokens moves.
+
+The destination reserves blocks first (Llumnix's pre-allocation): the tokens
+computed so far and one block more, grown at each stage; it counts the request
+as outstanding from then, so routers see the load coming. Where it cannot
+reserve, the migration does not start (or, mid-way, is aborted and the
+reservation freed): the request runs on where it is. While it keeps decoding on
+the source, its KV is copied over the destination's link (shared with the other
+copies into that replica, `TransferLink`), stage after stage, each stage the
+tokens computed during the one before; once a stage leaves at most one block's
+worth (or after `max_stages`), the request stops on the source and the rest is
+copied into its reserved blocks: that last copy is the downtime. The
+destination then runs it as a landed remote prefill (kairos.engine: its last
+token is recomputed as the next decode step samples), and the source frees its
+blocks. A request that finishes or is preempted on the source while its live
+stages run is not moved.
+
+A draining replica's queued requests that never ran are routed again, at once,
+to the serving replicas.
 """
 
 from __future__ import annotations
@@ -21,15 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kairos.cluster.migration import MigrationPolicy
+from kairos.cluster.migration import MigrationPolicy, emptiest
 from kairos.cluster.router import Router
 from kairos.engine.request import Request, RequestStatus
-from kairos.engine.scheduler import SchedulerOutput
 from kairos.hardware import Link
 from kairos.metrics.itl import ItlCollector
 from kairos.metrics.percentiles import stats_ms
 from kairos.sim.events import Priority
-from kairos.sim.replica import SimReplica
+from kairos.sim.lifecycle import FleetChange
+from kairos.sim.replica import ReplicaState, SimReplica
 from kairos.sim.runner import ProgressFn, SimResult, Simulation
 from kairos.sim.transfers import TransferLinks
 from kairos.workload.spec import RequestSpec
@@ -42,11 +52,11 @@ class _Migration:
     req: Request  # on the source
     source: SimReplica
     target: SimReplica
+    reserved: Request  # its blocks on the target, the request there once paused
     copied: int = 0  # tokens whose KV the finished stages copied
     staged: int = 0  # tokens the stage now running copies up to
     stages: int = 0
     paused_s: float | None = None  # when it stopped on the source
-    moved: Request | None = None  # on the target, once paused
     nbytes: int = 0
 
 
@@ -54,6 +64,8 @@ class _Migration:
 class _Stats:
     migrations: int = 0
     abandoned: int = 0  # finished or preempted on the source before its last stage
+    aborted: int = 0  # the destination could not grow its reservation
+    rerouted: int = 0  # queued on a draining replica, sent to another before running
     bytes_moved: int = 0
     downtime_s: list[float] = field(default_factory=list)
     stages: list[int] = field(default_factory=list)
@@ -69,9 +81,10 @@ class MigratingSimulation(Simulation):
                  policy: MigrationPolicy, link: Link, kv_bytes: Callable[[int], int], interval_s: float,
                  max_stages: int, max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
                  progress: ProgressFn | None = None, request_latency: Callable[[int], float] | None = None,
-                 concurrency: int | None = None) -> None:
+                 concurrency: int | None = None, lifecycle: Sequence[FleetChange] = ()) -> None:
         super().__init__(specs, replicas, router, max_model_len=max_model_len, itl=itl, fast_decode=fast_decode,
-                         progress=progress, request_latency=request_latency, concurrency=concurrency)
+                         progress=progress, request_latency=request_latency, concurrency=concurrency,
+                         lifecycle=lifecycle)
         self.policy = policy
         self.link = link
         self.kv_bytes = kv_bytes
@@ -93,31 +106,43 @@ class MigratingSimulation(Simulation):
         # Look again while anything else can still happen: alone on the heap, checks would run for ever.
         if self._ended < self._total and len(self._events):
             self._events.push(t + self.interval_s, Priority.CHECK, self._on_check)
-        free = [r for r in self.replicas if r.index not in self._busy]
+        free = [r for r in self.replicas.serving if r.index not in self._busy]
+        for source in self.replicas:
+            if source.state is ReplicaState.DRAINING and source.index not in self._busy:
+                target = emptiest(free)
+                if target is not None and self._start(source, self.replicas[target], t):
+                    free = [r for r in free if r.index != target]
         pair = self.policy.choose(free)
-        if pair is None:
-            return
-        source, target = self.replicas[pair[0]], self.replicas[pair[1]]
-        if source is target:
-            return
+        if pair is not None and pair[0] != pair[1]:
+            self._start(self.replicas[pair[0]], self.replicas[pair[1]], t)
+
+    def _start(self, source: SimReplica, target: SimReplica, t: float) -> bool:
+        """Start moving the source's cheapest decoding request, if the target can reserve its blocks."""
         decoding = [r for r in source.core.scheduler.running if r.num_computed >= r.num_tokens - 1 and r.num_output]
         if not decoding:
-            return
+            return False
         # Token counts as of now: a fused window applies its steps only when it ends.
         tokens = {id(r): _computed_by(source, r, t) + 1 for r in decoding}
         req = min(decoding, key=lambda r: (tokens[id(r)], r.uid))
-        # As Llumnix, only to a destination with the blocks free (and a block's worth of slack per live stage).
-        kv = target.core.kv
-        target.sync_kv()
-        if -(-tokens[id(req)] // kv.block_size) + self.max_stages > kv.num_free_blocks:
-            return
+        self._cut_window(target, t)
+        reserved = target.core.reserve(req, tokens[id(req)] + target.core.kv.block_size)
+        if reserved is None:
+            return False
+        self.replicas.routed(target)
         self._busy.update((source.index, target.index))
-        self._stage(_Migration(req, source, target), t)
+        self._stage(_Migration(req, source, target, reserved), t)
+        return True
 
     # ---- stages ----------------------------------------------------------------------
     def _stage(self, m: _Migration, t: float) -> None:
-        """Copy, live, the KV computed since the last stage."""
+        """Copy, live, the KV computed since the last stage, into blocks the target holds for it."""
         m.staged = _computed_by(m.source, m.req, t)
+        if m.stages:
+            target = m.target
+            self._cut_window(target, t)
+            if not target.core.reserve_more(m.reserved, m.staged + 1 + target.core.kv.block_size):
+                self._abort(m, t)
+                return
         m.stages += 1
         self._send(m, m.staged - m.copied, t, id(m.req))
 
@@ -137,7 +162,7 @@ class MigratingSimulation(Simulation):
     def _stage_done(self, m: _Migration, t: float) -> None:
         req, source = m.req, m.source
         m.copied = m.staged
-        if self._abandoned(m):
+        if self._abandoned(m, t):
             return
         left = _computed_by(source, req, t) - m.copied
         if left > source.core.kv.block_size and m.stages < self.max_stages:
@@ -155,51 +180,72 @@ class MigratingSimulation(Simulation):
             self._pause(m, t)
 
     def _pause(self, m: _Migration, t: float) -> None:
-        """The request leaves the source's batch; the target loads the rest of its KV once it has the blocks."""
-        req, source = m.req, m.source
-        if self._abandoned(m):
+        """The request leaves the source's batch; the rest of its KV is copied into its reserved blocks."""
+        req, source, target = m.req, m.source, m.target
+        if self._abandoned(m, t):
+            return
+        self._cut_window(target, t)
+        if not target.core.load_reserved(m.reserved, req):
+            self._abort(m, t)
             return
         source.core.detach(req)
+        self.replicas.unrouted(source)
         m.paused_s = t
         m.staged = req.num_computed
-        m.moved = self._admit_moved(m, t)
+        moved = m.reserved
+        moved.replica = target.index
+        _, record = self._live.pop(id(req))
+        record.replica = target.index
+        self._live[id(moved)] = (moved, record)
+        self._send(m, m.staged - m.copied, t, id(moved))
 
-    def _abandoned(self, m: _Migration) -> bool:
+    def _abandoned(self, m: _Migration, t: float) -> bool:
         """Whether the request finished or was preempted on the source meanwhile: then nothing moves."""
         if m.req.status == RequestStatus.RUNNING:
             return False
         self._stats.abandoned += 1
-        self._busy.difference_update((m.source.index, m.target.index))
+        self._drop(m, t)
         return True
 
-    def _admit_moved(self, m: _Migration, t: float) -> Request:
+    def _abort(self, m: _Migration, t: float) -> None:
+        """The target could not hold the request's KV: it runs on where it is."""
+        self._stats.aborted += 1
+        self._drop(m, t)
+
+    def _drop(self, m: _Migration, t: float) -> None:
         target = m.target
         self._cut_window(target, t)
-        moved = target.core.add_migrated(m.req, t)
-        moved.replica = target.index
-        _, record = self._live.pop(id(m.req))
-        record.replica = target.index
-        self._live[id(moved)] = (moved, record)
-        self.replicas.moved(m.source, target)
-        self._moving[id(moved)] = m
+        target.core.release_reservation(m.reserved)
+        self.replicas.unrouted(target)
         self._wake(target, t)
-        return moved
+        self._busy.difference_update((m.source.index, target.index))
+        self._stop_if_drained(target, t)
 
-    def _scheduled(self, replica: SimReplica, out: SchedulerOutput, t: float) -> None:
-        for req, _tokens in out.remote_kv:
-            m = self._moving.pop(id(req))
-            self._send(m, m.staged - m.copied, t, id(req))
+    def _draining(self, replica: SimReplica, t: float) -> None:
+        """Route the queued requests that never ran here to the serving replicas."""
+        queued = [r for r in replica.core.scheduler.waiting
+                  if r.status == RequestStatus.WAITING and r.first_scheduled_s is None]
+        if not queued:
+            return
+        self._cut_window(replica, t)
+        for req in queued:
+            replica.core.withdraw(req)
+            self.replicas.unrouted(replica)
+            _, record = self._live.pop(id(req))
+            self._stats.rerouted += 1
+            self._deliver(t, (req.spec, record))
 
     def _landed(self, m: _Migration, t: float) -> None:
         target, source = m.target, m.source
-        assert m.moved is not None and m.paused_s is not None
+        assert m.paused_s is not None
         self._cut_window(target, t)
-        target.core.remote_kv_landed(m.moved)
+        target.core.remote_kv_landed(m.reserved)
         self._wake(target, t)
         self._cut_window(source, t)
         source.core.release_held(m.req)
         self._wake(source, t)
         self._busy.difference_update((source.index, target.index))
+        self._stop_if_drained(source, t)
         stats = self._stats
         stats.migrations += 1
         stats.bytes_moved += m.nbytes
@@ -212,6 +258,7 @@ class MigratingSimulation(Simulation):
         stats = self._stats
         result.migration = {
             "policy": self.policy.name, "migrations": stats.migrations, "abandoned": stats.abandoned,
+            "aborted": stats.aborted, "rerouted": stats.rerouted,
             "kv_bytes": stats.bytes_moved,
             "downtime_ms": stats_ms(stats.downtime_s) if stats.downtime_s else None,
             "mean_stages": float(np.mean(stats.stages)) if stats.stages else None,

@@ -3,10 +3,12 @@ the set of them a router chooses among."""
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import overload
 
 import numpy as np
@@ -43,10 +45,20 @@ class SimClock:
     last_step_index: int = -1
 
 
+class ReplicaState(Enum):
+    """Where a replica is in its life: only a SERVING one is routed new requests."""
+
+    STARTING = "starting"  # brought up (loading weights, warming up): costs a GPU, serves nothing yet
+    SERVING = "serving"
+    DRAINING = "draining"  # finishes what it holds, takes nothing new
+    STOPPED = "stopped"  # a spare not started yet, or drained: costs nothing
+
+
 class SimReplica:
     """One engine replica in simulation; implements the router's ReplicaView."""
 
-    def __init__(self, index: int, core: EngineCore, executor: SimExecutor, hasher: PrefixHasher) -> None:
+    def __init__(self, index: int, core: EngineCore, executor: SimExecutor, hasher: PrefixHasher,
+                 state: ReplicaState = ReplicaState.SERVING) -> None:
         self.index = index
         self.core = core
         self.executor = executor
@@ -61,6 +73,29 @@ class SimReplica:
         self.last_step_end = -math.inf  # when its last step ended: a later start found it idle
         self.num_routed = 0
         self.num_finished = 0
+        self.state = state
+        self.state_since = 0.0
+        self.state_s = dict.fromkeys(ReplicaState, 0.0)  # seconds spent in each state before `state_since`
+        self.started_s: float | None = 0.0 if state is ReplicaState.SERVING else None
+        self.stopped_s: float | None = None
+
+    def enter(self, state: ReplicaState, t: float) -> None:
+        """Move to `state` at `t`, adding the time spent in the last one."""
+        self.state_s[self.state] += t - self.state_since
+        self.state, self.state_since = state, t
+        if state is ReplicaState.STARTING or (state is ReplicaState.SERVING and self.started_s is None):
+            self.started_s = t
+        elif state is ReplicaState.STOPPED:
+            self.stopped_s = t
+
+    def seconds_in(self, state: ReplicaState, end_s: float) -> float:
+        """Seconds spent in `state` up to `end_s`."""
+        return self.state_s[state] + (end_s - self.state_since if self.state is state else 0.0)
+
+    def is_empty(self) -> bool:
+        """Holds no request and no KV block for one (routed, running, queued or held for a copy)."""
+        return (self.num_outstanding() == 0 and self.in_flight is None and not self.core.has_work()
+                and self.core.kv.num_used_blocks == 0)
 
     def start_window(self, out: SchedulerOutput, ends: np.ndarray) -> None:
         """A step (or a fused window of decode steps) starts; `ends[j]` is when step j+1 ends.
@@ -115,14 +150,16 @@ class SimReplica:
 
 
 class ReplicaSet(Sequence[SimReplica]):
-    """The replicas a router chooses among, with what it would otherwise scan all of them for
-    kept up to date as requests are routed and finish: the least-outstanding replica in
-    O(log replicas) (a heap of (outstanding, index) with stale entries skipped)."""
+    """All the replicas, by index, and the serving ones a router chooses among (`serving`), with
+    what it would otherwise scan all of them for kept up to date as requests are routed and
+    finish: the least-outstanding serving replica in O(log replicas) (a heap of (outstanding,
+    index) with stale entries, and those of replicas no longer serving, skipped)."""
 
     def __init__(self, replicas: list[SimReplica], clock: SimClock) -> None:
         self._replicas = replicas
         for replica in replicas:
             replica.clock, replica.fleet = clock, self
+        self.serving = ServingReplicas(self, [r for r in replicas if r.state is ReplicaState.SERVING])
         self._load: list[tuple[int, int, SimReplica]] = []
         self._rebuild()
 
@@ -139,15 +176,29 @@ class ReplicaSet(Sequence[SimReplica]):
     def __iter__(self) -> Iterator[SimReplica]:
         return iter(self._replicas)
 
+    def set_state(self, replica: SimReplica, state: ReplicaState, t: float) -> None:
+        """`replica` enters `state` at `t`; it joins or leaves the serving ones routers see."""
+        was_serving = replica.state is ReplicaState.SERVING
+        replica.enter(state, t)
+        serving = self.serving.replicas
+        if was_serving and state is not ReplicaState.SERVING:
+            serving.remove(replica)
+        elif state is ReplicaState.SERVING and not was_serving:
+            bisect.insort(serving, replica, key=lambda r: r.index)
+            self._loaded(replica)
+
     def moved(self, source: SimReplica, target: SimReplica) -> None:
         """A request routed to `source` is now `target`'s (a live migration)."""
-        source.num_routed -= 1
-        target.num_routed += 1
-        self._loaded(source)
-        self._loaded(target)
+        self.unrouted(source)
+        self.routed(target)
 
     def routed(self, replica: SimReplica) -> None:
         replica.num_routed += 1
+        self._loaded(replica)
+
+    def unrouted(self, replica: SimReplica) -> None:
+        """A request routed to `replica` left it before finishing (moved or sent elsewhere)."""
+        replica.num_routed -= 1
         self._loaded(replica)
 
     def finished(self, replica: SimReplica) -> None:
@@ -155,17 +206,43 @@ class ReplicaSet(Sequence[SimReplica]):
         self._loaded(replica)
 
     def least_outstanding(self) -> SimReplica:
-        """The replica with the fewest outstanding requests (ties: lowest index)."""
+        """The serving replica with the fewest outstanding requests (ties: lowest index)."""
         load = self._load
-        while load[0][0] != load[0][2].num_outstanding():
+        while load[0][0] != load[0][2].num_outstanding() or load[0][2].state is not ReplicaState.SERVING:
             heapq.heappop(load)
         return load[0][2]
 
     def _loaded(self, replica: SimReplica) -> None:
+        if replica.state is not ReplicaState.SERVING:
+            return  # routers do not see it: its entry is pushed when it serves again
         heapq.heappush(self._load, (replica.num_outstanding(), replica.index, replica))
-        if len(self._load) > 4 * len(self._replicas) + 64:  # drop the stale entries
+        if len(self._load) > 4 * len(self.serving) + 64:  # drop the stale entries
             self._rebuild()
 
     def _rebuild(self) -> None:
-        self._load = [(r.num_outstanding(), r.index, r) for r in self._replicas]
+        self._load = [(r.num_outstanding(), r.index, r) for r in self.serving]
         heapq.heapify(self._load)
+
+
+class ServingReplicas(Sequence[SimReplica]):
+    """The serving replicas in index order: what a router is given (LoadIndexed through its set)."""
+
+    def __init__(self, fleet: ReplicaSet, replicas: list[SimReplica]) -> None:
+        self._fleet = fleet
+        self.replicas = replicas
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    @overload
+    def __getitem__(self, i: int) -> SimReplica: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[SimReplica]: ...
+    def __getitem__(self, i: int | slice) -> SimReplica | list[SimReplica]:
+        return self.replicas[i]
+
+    def __iter__(self) -> Iterator[SimReplica]:
+        return iter(self.replicas)
+
+    def least_outstanding(self) -> SimReplica:
+        return self._fleet.least_outstanding()

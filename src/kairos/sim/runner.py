@@ -18,7 +18,8 @@ from kairos.metrics.record import RequestRecord
 from kairos.predict import PredictionErrors
 from kairos.sim.explain import StepSampler
 from kairos.sim.events import EventQueue, Priority
-from kairos.sim.replica import ReplicaSet, SimClock, SimReplica
+from kairos.sim.lifecycle import FleetChange, to_drain, to_start
+from kairos.sim.replica import ReplicaSet, ReplicaState, SimClock, SimReplica
 from kairos.workload.spec import RequestSpec
 
 ProgressFn = Callable[[int, int], None]
@@ -42,6 +43,7 @@ class SimResult:
     disaggregation: dict | None = None  # a disaggregated cluster's remote prefills and KV transfers
     migration: dict | None = None  # live migrations between replicas
     prediction: dict | None = None  # the output-length predictor's error, when the engines have one
+    lifecycle: dict | None = None  # scheduled starts and drains: each replica's state changes
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -67,12 +69,20 @@ class Simulation:
     --max-concurrency): at most C requests are in flight, from their send to their
     end; a request due while all C are busy is sent when one ends, and its record's
     arrival (TTFT's start) is that send.
+
+    `lifecycle` changes the fleet at set times (replicas given as STOPPED are the
+    spares a start brings up): routers see only the SERVING replicas; a draining
+    replica finishes what it holds, then stops. A request delivered while no
+    replica serves waits in a cluster queue, in order, and is routed when one
+    does. Changes due after the last request ended do not happen: the replicas'
+    state seconds are counted up to that end.
     """
 
     def __init__(self, specs: Sequence[RequestSpec], replicas: list[SimReplica], router: Router, *,
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
                  progress: ProgressFn | None = None, explain: StepSampler | None = None,
-                 request_latency: Callable[[int], float] | None = None, concurrency: int | None = None) -> None:
+                 request_latency: Callable[[int], float] | None = None, concurrency: int | None = None,
+                 lifecycle: Sequence[FleetChange] = ()) -> None:
         self.clock = SimClock()
         self.replicas = ReplicaSet(replicas, self.clock)
         self.router = router
@@ -99,12 +109,19 @@ class Simulation:
         self._records: list[tuple[float, int, RequestRecord]] = []
         self._live: dict[int, tuple[Request, RequestRecord]] = {}
         self._ended = 0
+        self._last_end_s = 0.0
+        self._changes = sorted(lifecycle, key=lambda c: c.at_s)  # stable: list order at one instant
+        self._next_change = 0
+        self._timeline: list[tuple[float, int, str]] = []  # (t, replica, state entered)
+        self._starts = [0] * len(replicas)  # per replica, counts its starts: a stale startup end is dropped
+        self._unrouted: deque[tuple[RequestSpec, RequestRecord]] = deque()  # delivered while none served
 
     # ---- main loop -------------------------------------------------------------------
     def run(self) -> SimResult:
         events = self._events
         clock = self.clock
         self._push_next_open()
+        self._push_next_change()
         processed = 0
         while events:
             t, _, _, _, handler, payload = events.pop()
@@ -123,6 +140,12 @@ class Simulation:
             spec = self._open[self._next_open]
             self._next_open += 1
             self._events.push(spec.arrival_s, Priority.ARRIVAL, self._on_open_arrival, spec)
+
+    def _push_next_change(self) -> None:
+        if self._next_change < len(self._changes) and self._ended < self._total:
+            change = self._changes[self._next_change]
+            self._next_change += 1
+            self._events.push(change.at_s, Priority.LIFECYCLE, self._on_change, change)
 
     # ---- events ----------------------------------------------------------------------
     def _on_open_arrival(self, t: float, spec: RequestSpec) -> None:
@@ -153,8 +176,12 @@ class Simulation:
 
     def _deliver(self, t: float, request: tuple[RequestSpec, RequestRecord]) -> None:
         """The engines see the request at `t`: route it and queue it on the one replica it goes to."""
+        serving = self.replicas.serving
+        if not serving:
+            self._unrouted.append(request)
+            return
         spec, record = request
-        replica = self.replicas[self.router.route(spec, self.replicas)]
+        replica = self.replicas[self.router.route(spec, serving)]
         self._admit(replica, spec, record, t)
 
     def _admit(self, replica: SimReplica, spec: RequestSpec, record: RequestRecord | None, t: float,
@@ -224,6 +251,7 @@ class Simulation:
                 replica.fleet.finished(replica)
                 self._finished(replica, req, t)
             self._step_ended(replica, t)
+            self._stop_if_drained(replica, t)
         self._start_step(replica, t)
 
     def _step_ended(self, replica: SimReplica, t: float) -> None:
@@ -270,6 +298,7 @@ class Simulation:
     def _end(self, request_id: str, t: float) -> None:
         """A request ended (finished or rejected): free its slot, release the turns that follow it."""
         self._ended += 1
+        self._last_end_s = t
         self._free_slots += 1
         if self._held:
             # The longest-held request takes the slot, before anything due now.
@@ -280,6 +309,52 @@ class Simulation:
     def _release(self, t: float, spec: RequestSpec) -> None:
         self._arrive(spec, t)
 
+    # ---- lifecycle -------------------------------------------------------------------
+    def _on_change(self, t: float, change: FleetChange) -> None:
+        self._push_next_change()
+        if self._ended == self._total:
+            return  # the run is over: its state seconds end with the last request
+        for replica in to_start(self.replicas, change.start):
+            replica.core.kv.reset_prefix_cache()  # a restarted engine comes up with an empty cache
+            self._set_state(replica, ReplicaState.STARTING, t)
+            self._starts[replica.index] += 1
+            self._events.push(t + change.startup_s, Priority.LIFECYCLE, self._on_started,
+                              (replica, self._starts[replica.index]), key=replica.index)
+        for replica in to_drain(self.replicas, change.drain):
+            if replica.state is ReplicaState.STARTING:
+                self._set_state(replica, ReplicaState.STOPPED, t)  # never served: nothing to finish
+                continue
+            self._set_state(replica, ReplicaState.DRAINING, t)
+            self._draining(replica, t)
+            self._stop_if_drained(replica, t)
+
+    def _on_started(self, t: float, started: tuple[SimReplica, int]) -> None:
+        replica, start = started
+        if start != self._starts[replica.index] or replica.state is not ReplicaState.STARTING:
+            return  # drained while starting
+        self._set_state(replica, ReplicaState.SERVING, t)
+        unrouted, self._unrouted = self._unrouted, deque()
+        for request in unrouted:
+            self._deliver(t, request)
+
+    def _draining(self, replica: SimReplica, t: float) -> None:
+        """`replica` has begun to drain at `t` (a hook: live migration moves its requests out)."""
+
+    def _stop_if_drained(self, replica: SimReplica, t: float) -> None:
+        if replica.state is ReplicaState.DRAINING and replica.is_empty():
+            self._set_state(replica, ReplicaState.STOPPED, t)
+
+    def _set_state(self, replica: SimReplica, state: ReplicaState, t: float) -> None:
+        self.replicas.set_state(replica, state, t)
+        self._timeline.append((t, replica.index, state.value))
+
+    def _lifecycle_result(self, end_s: float) -> dict:
+        """Each replica's state changes and the replica-seconds in each state (up: billed)."""
+        seconds = {state.value: sum(r.seconds_in(state, end_s) for r in self.replicas)
+                   for state in (ReplicaState.STARTING, ReplicaState.SERVING, ReplicaState.DRAINING)}
+        return {"changes": [{"t_s": t, "replica": index, "state": state} for t, index, state in self._timeline],
+                "replica_s": {**seconds, "up": sum(seconds.values())}, "end_s": end_s}
+
     # ---- results ---------------------------------------------------------------------
     def _result(self, events: int) -> SimResult:
         for req, record in self._live.values():
@@ -289,6 +364,7 @@ class Simulation:
         records = [r for _, _, r in sorted(self._records, key=lambda x: (x[0], x[1]))]
         replicas = []
         queries = hits = preemptions = 0
+        end_s = self._last_end_s if self._ended == self._total else self.clock.now
         for rep in self.replicas:
             kv = rep.core.kv
             stats = rep.core.stats
@@ -306,9 +382,16 @@ class Simulation:
                 "kv_blocks": kv.num_blocks,
                 "peak_kv_usage": stats.peak_kv_usage,
                 "prefix_cache_hit_rate": kv.stats.hit_rate,
+                "started_s": rep.started_s,
+                "stopped_s": rep.stopped_s,
+                "serving_s": rep.seconds_in(ReplicaState.SERVING, end_s),
+                "up_s": sum(rep.seconds_in(state, end_s) for state in ReplicaState if state is not ReplicaState.STOPPED),
             })
-        return SimResult(records, self.itl, replicas, queries, hits, preemptions, self.clock.now, events,
-                         prediction=_prediction_errors(self.replicas))
+        result = SimResult(records, self.itl, replicas, queries, hits, preemptions, self.clock.now, events,
+                           prediction=_prediction_errors(self.replicas))
+        if self._changes:
+            result.lifecycle = self._lifecycle_result(end_s)
+        return result
 
 
 def _prediction_errors(replicas: Sequence[SimReplica]) -> dict | None:
