@@ -9,10 +9,10 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-from test_serve_server import serve  # noqa: E402
+from test_serve_server import serve
 
-from kairos.serve.request_class import HeaderError, ServedClass, served_class  # noqa: E402
-from kairos.workload.spec import SLO, RequestSpec  # noqa: E402
+from kairos.serve.request_class import HeaderError, ServedClass, served_class
+from kairos.workload.spec import SLO, RequestSpec
 
 BODY = {"prompt": "Hello", "max_tokens": 2}
 CLASS_HEADERS = {"x-slo-ttft-ms": "250", "x-slo-tpot-ms": "40.5", "x-slo-class": "interactive",

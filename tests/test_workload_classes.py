@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kairos.workload import SLO, RequestSpec, WorkloadConfig, build_workload, save_kairos_jsonl
+from kairos.workload import (
+    SLO,
+    RequestSpec,
+    WorkloadConfig,
+    build_workload,
+    save_kairos_jsonl,
+)
 from kairos.workload.classes import RequestClass, SloTargets, TenantConfig, unit_indices
 
 CLASSES = [

@@ -49,7 +49,7 @@ class GenerationRequest:
     stop_token_ids: frozenset[int] = frozenset()
     min_tokens: int = 0
     priority: int = 0
-    served: ServedClass = ServedClass()  # tenant, SLO, class name and deadline
+    served: ServedClass = field(default_factory=ServedClass)  # tenant, SLO, class name and deadline
     # time.perf_counter() when the HTTP request arrived: TTFT and E2E count from here.
     # perf_counter is the system-wide monotonic clock, so it holds across processes.
     arrival_s: float = field(default_factory=time.perf_counter)

@@ -11,7 +11,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kairos.serve.engine_loop import RequestRejected
-from kairos.serve.engine_worker import ENGINE_FAILED, QUEUE_FULL, SHUTTING_DOWN, TOO_LARGE
+from kairos.serve.engine_worker import (
+    ENGINE_FAILED,
+    QUEUE_FULL,
+    SHUTTING_DOWN,
+    TOO_LARGE,
+)
 
 logger = logging.getLogger("kairos.serve")
 

@@ -4,7 +4,12 @@ from kairos.workload.arrivals import ARRIVAL_PROCESSES, ArrivalProcess, arrival_
 from kairos.workload.azure import load_azure_csv
 from kairos.workload.burstgpt import load_burstgpt_csv
 from kairos.workload.classes import RequestClass, TenantConfig, assign_classes
-from kairos.workload.config import PrefixConfig, SessionConfig, WorkloadConfig, build_workload
+from kairos.workload.config import (
+    PrefixConfig,
+    SessionConfig,
+    WorkloadConfig,
+    build_workload,
+)
 from kairos.workload.kairos_jsonl import load_kairos_jsonl, save_kairos_jsonl
 from kairos.workload.lengths import (
     CountDist,
@@ -37,8 +42,8 @@ __all__ = [
     "RequestSpec",
     "SessionConfig",
     "Span",
-    "TraceFormat",
     "TenantConfig",
+    "TraceFormat",
     "TraceLoad",
     "UniformLength",
     "WorkloadConfig",
