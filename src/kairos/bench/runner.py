@@ -18,13 +18,7 @@ from kairos.bench.client import (
     normalize_url,
     raise_open_file_limit,
 )
-from kairos.bench.engine_steps import (
-    ENGINE_PATH,
-    STEPS_COUNT_PATH,
-    STEPS_FILE,
-    STEPS_PATH,
-    write_engine_steps,
-)
+from kairos.bench.engine_steps import ENGINE_PATH, STEPS_COUNT_PATH, STEPS_FILE, STEPS_PATH, write_engine_steps
 from kairos.bench.loadgen import LoadRun, generate_load
 from kairos.bench.prompts import DEFAULT_VOCAB_SIZE, PromptBuilder, PromptFormat
 from kairos.bench.results import (

@@ -7,23 +7,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kairos.engine import (
-    EngineCore,
-    KVCacheManager,
-    Request,
-    RequestStatus,
-    SchedulerConfig,
-    StepResult,
-)
+from kairos.engine import EngineCore, KVCacheManager, Request, RequestStatus, SchedulerConfig, StepResult
 from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.serve.cpu_tuning import tune_malloc
 from kairos.serve.executor import TorchExecutor
-from kairos.serve.kv_pool import (
-    allocate_kv_pool,
-    default_kv_memory,
-    num_blocks_for_memory,
-)
+from kairos.serve.kv_pool import allocate_kv_pool, default_kv_memory, num_blocks_for_memory
 from kairos.serve.loader import LoadedModel
 from kairos.serve.native.select import LAYOUT_NAMES, select_attention
 from kairos.serve.native.varlen import allocate_native_pool

@@ -31,13 +31,7 @@ from kairos.serve.attention import min_split_slots
 from kairos.serve.auth import BearerAuth
 from kairos.serve.engine_loop import EngineLoop, ThreadedEngine
 from kairos.serve.engine_process import EngineSpec, ProcessEngine
-from kairos.serve.loader import (
-    PRESETS,
-    LoadedModel,
-    ModelInfo,
-    describe_model,
-    load_model,
-)
+from kairos.serve.loader import PRESETS, LoadedModel, ModelInfo, describe_model, load_model
 from kairos.serve.openai_chat import load_chat_template
 from kairos.serve.openai_errors import install_error_handlers
 from kairos.serve.openai_protocol import ChatCompletionRequest, CompletionRequest

@@ -15,12 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kairos.workload.arrivals import ArrivalProcess
-from kairos.workload.classes import (
-    RequestClass,
-    TenantConfig,
-    assign_classes,
-    check_unique_names,
-)
+from kairos.workload.classes import RequestClass, TenantConfig, assign_classes, check_unique_names
 from kairos.workload.lengths import (
     CountDist,
     LengthDist,

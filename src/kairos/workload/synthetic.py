@@ -8,12 +8,7 @@ import numpy as np
 
 from kairos.errors import KairosError
 from kairos.workload.arrivals import arrival_times
-from kairos.workload.classes import (
-    CLASS_LENGTH_STREAM,
-    CLASS_STREAM,
-    class_streams,
-    pick_by_share,
-)
+from kairos.workload.classes import CLASS_LENGTH_STREAM, CLASS_STREAM, class_streams, pick_by_share
 from kairos.workload.lengths import sample_lengths
 from kairos.workload.spec import RequestSpec, Span, content_key
 from kairos.workload.tracefile import without_gc
