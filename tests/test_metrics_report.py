@@ -101,3 +101,22 @@ def test_render_summary_shows_key_rows_and_replicas():
     single = Console(width=120, record=True)
     single.print(render_summary(make_report(make_records(), replicas=1)))
     assert "Replicas" not in single.export_text()
+
+
+def test_classes_and_tenants_reach_the_csv_and_the_table(tmp_path):
+    records = make_records()
+    records[0].slo_class, records[0].tenant = "batch", "t1"
+    records[1].slo_class, records[1].tenant = "interactive", "t0"
+    report = make_report(records, replicas=1)
+    _, requests_path = write_report(tmp_path, report, records)
+    rows = {row["request_id"]: row for row in csv.DictReader(requests_path.open())}
+    assert (rows["r2"]["tenant"], rows["r2"]["slo_class"]) == ("t1", "batch")
+    assert (rows["r3"]["tenant"], rows["r3"]["slo_class"]) == ("", "")
+    console = Console(width=140, record=True)
+    console.print(render_summary(report))
+    text = console.export_text()
+    for label in ("By class", "By tenant", "interactive", "batch", "(none)", "t0", "t1"):
+        assert label in text
+    plain = Console(width=140, record=True)
+    plain.print(render_summary(make_report(make_records(), replicas=1)))
+    assert "By class" not in plain.export_text()

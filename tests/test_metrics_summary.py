@@ -127,3 +127,64 @@ def test_summary_floats_are_rounded_to_six_decimals():
     summary = summarize(records, ItlCollector(), None)
     assert summary["ttft_ms"]["mean"] == 333.333333
     assert summary["duration_s"] == 0.666667
+
+
+def _classed(rid: str, arrival: float, ttft: float, e2e: float, slo_class: str | None,
+             tenant: str | None, out: int = 11, **fields: object) -> RequestRecord:
+    record = done(rid, arrival, ttft, e2e, out=out)
+    record.slo_class, record.tenant = slo_class, tenant
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return record
+
+
+def test_record_for_spec_copies_the_request_class():
+    spec = RequestSpec("r", 0.0, 8, 2, tenant="t1", slo_class="batch", deadline_s=60.0)
+    record = RequestRecord.for_spec(spec, arrival_s=0.0)
+    assert (record.tenant, record.slo_class, record.deadline_s) == ("t1", "batch", 60.0)
+
+
+def test_a_missed_deadline_is_not_goodput():
+    assert meets_slo(_classed("a", 0.0, 0.1, 2.0, None, None, deadline_s=2.0), None)
+    assert not meets_slo(_classed("a", 0.0, 0.1, 2.5, None, None, deadline_s=2.0), None)
+
+
+def test_goodput_by_class_and_by_tenant():
+    interactive = SLO(ttft_ms=200)
+    records = [
+        _classed("a", 0.0, ttft=0.1, e2e=1.0, slo_class="interactive", tenant="t0", slo=interactive),
+        _classed("b", 0.0, ttft=0.3, e2e=1.0, slo_class="interactive", tenant="t1", slo=interactive),
+        _classed("c", 0.0, ttft=0.5, e2e=4.0, slo_class="batch", tenant="t0", out=21, deadline_s=5.0),
+        _classed("d", 0.0, ttft=0.5, e2e=6.0, slo_class="batch", tenant="t0", deadline_s=5.0),
+        rejected("e", 1.0),
+    ]
+    records[-1].tenant = "t1"
+    summary = summarize(records, ItlCollector(), SLO(e2e_ms=10_000))
+    assert summary["duration_s"] == 6.0
+    by_class = summary["by_class"]
+    assert set(by_class) == {"interactive", "batch", "(none)"}
+    inter = by_class["interactive"]
+    assert (inter["requests"], inter["completed"]) == (2, 2)
+    assert (inter["input_tokens"], inter["output_tokens"]) == (200, 22)
+    # Only "a" meets its 200 ms TTFT: one request and its 11 tokens over 6 s.
+    assert inter["goodput"] == {"requests_per_s": pytest.approx(1 / 6, abs=1e-6),
+                                "output_tokens_per_s": pytest.approx(11 / 6, abs=1e-6),
+                                "slo_attainment": 0.5}
+    assert inter["ttft_ms"]["p50"] == pytest.approx(200.0)
+    batch = by_class["batch"]
+    assert batch["goodput"]["slo_attainment"] == 0.5  # "d" finished past its deadline
+    assert batch["goodput"]["output_tokens_per_s"] == pytest.approx(21 / 6, abs=1e-6)
+    assert batch["e2e_ms"]["p99"] == pytest.approx(np.percentile([4000.0, 6000.0], 99))
+    assert by_class["(none)"]["requests"] == 1 and by_class["(none)"]["completed"] == 0
+    by_tenant = summary["by_tenant"]
+    assert set(by_tenant) == {"t0", "t1"}
+    assert (by_tenant["t0"]["requests"], by_tenant["t0"]["input_tokens"]) == (3, 300)
+    assert by_tenant["t0"]["output_tokens"] == 11 + 21 + 11
+    assert by_tenant["t1"]["goodput"]["slo_attainment"] == 0.0  # "b" too slow, "e" rejected
+    total = sum(group["goodput"]["requests_per_s"] for group in by_tenant.values())
+    assert total == pytest.approx(summary["goodput"]["requests_per_s"], abs=1e-5)
+
+
+def test_no_classes_no_breakdown():
+    summary = summarize([done("a", 0.0, 0.1, 1.0)], ItlCollector(), None)
+    assert "by_class" not in summary and "by_tenant" not in summary

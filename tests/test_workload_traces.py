@@ -235,6 +235,10 @@ KA_ROW = '{"request_id": "r0", "arrival_s": 0.0, "prompt_len": 10, "output_len":
         ("k.jsonl", KA_ROW.replace("}", ', "priorty": 1}'), "auto", 1, "unknown field 'priorty'"),
         ("k.jsonl", KA_ROW.replace("}", ', "shared": [[1, 0, 99]]}'), "auto", 1, "cover 99"),
         ("k.jsonl", KA_ROW.replace("}", ', "slo": {"ttft_ms": "fast"}}'), "auto", 1, "slo.ttft_ms"),
+        ("k.jsonl", KA_ROW.replace("}", ', "deadline_s": 0}'), "auto", 1, "deadline_s must be"),
+        ("k.jsonl", KA_ROW.replace("}", ', "deadline_s": "soon"}'), "auto", 1, "deadline_s must be"),
+        ("k.jsonl", KA_ROW.replace("}", ', "slo_class": ""}'), "auto", 1, "slo_class must be"),
+        ("k.jsonl", KA_ROW.replace("}", ', "tenant": 7}'), "auto", 1, "tenant must be"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, name, text, fmt, where, what) -> None:
@@ -296,6 +300,8 @@ def _decorate(specs: list[RequestSpec]) -> list[RequestSpec]:
             extra["slo"] = SLO(ttft_ms=250.0, tpot_ms=None if i % 2 else 20.5, e2e_ms=1e4 / 3)
         elif i % 3 == 1:
             extra["slo"] = SLO()
+        if i % 4 == 1:
+            extra.update(slo_class="batch" if i % 8 == 1 else "interactive", deadline_s=600.0 + i / 7)
         if i % 5 == 0:
             extra["prompt_token_ids"] = tuple(range(i, i + spec.prompt_len))
         out.append(dataclasses.replace(spec, **extra))
@@ -355,6 +361,8 @@ def _specs(draw: st.DrawFn) -> RequestSpec:
         tenant=draw(st.none() | st.text(min_size=1, max_size=5)),
         priority=draw(st.integers(-5, 5)),
         slo=slo,
+        slo_class=draw(st.none() | st.text(min_size=1, max_size=5)),
+        deadline_s=draw(st.none() | st.floats(1e-6, 1e7, allow_nan=False, allow_infinity=False)),
         think_s=draw(_finite),
     )
 

@@ -133,13 +133,13 @@ class CompletionClient:
             models = [m for m in entries or [] if isinstance(m, dict)]
         return ServerInfo(models, await self._version(), await self.get_json(ENGINE_PATH))
 
-    async def stream(self, body: dict[str, Any]) -> StreamResult:
-        """POST one streaming completion; the result carries its timing or its failure."""
+    async def stream(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> StreamResult:
+        """POST one streaming completion (with extra `headers`); the result carries its timing or its failure."""
         payload = json.dumps(body).encode()
         result = StreamResult(sent_ts=time.monotonic())
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self._stream_into(result, payload)
+                await self._stream_into(result, payload, headers or {})
         except TimeoutError:
             result.error = f"timeout after {self.timeout_s:g} s"
         except aiohttp.ClientConnectorError as exc:
@@ -154,9 +154,9 @@ class CompletionClient:
             result.error = "bad stream: a data line is not JSON"
         return result
 
-    async def _stream_into(self, result: StreamResult, payload: bytes) -> None:
+    async def _stream_into(self, result: StreamResult, payload: bytes, extra: dict[str, str]) -> None:
         url = f"{self.base_url}/v1/completions"
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **extra}
         async with self._http.post(url, data=payload, headers=headers) as response:
             if response.status >= 400:
                 result.error = _http_error(response.status, await response.read())
@@ -254,4 +254,23 @@ def completion_body(spec: RequestSpec, model: str, prompt: list[int] | str,
         # vLLM and SGLang accept these extra sampling fields; without them a model
         # that emits EOS early would make output lengths differ from the workload's.
         body.update(ignore_eos=True, min_tokens=spec.output_len)
+    if spec.tenant is not None:
+        body["user"] = spec.tenant
+    if spec.priority != 0:
+        # vLLM refuses a non-zero priority unless it runs --scheduling-policy priority.
+        body["priority"] = spec.priority
     return body
+
+
+def class_headers(spec: RequestSpec) -> dict[str, str]:
+    """The x-slo-* headers that tell `kairos serve` a request's class (other servers ignore them)."""
+    headers: dict[str, str] = {}
+    if spec.slo_class is not None:
+        headers["x-slo-class"] = spec.slo_class
+    if spec.slo is not None:
+        for name, value in (("ttft", spec.slo.ttft_ms), ("tpot", spec.slo.tpot_ms), ("e2e", spec.slo.e2e_ms)):
+            if value is not None:
+                headers[f"x-slo-{name}-ms"] = repr(float(value))
+    if spec.deadline_s is not None:
+        headers["x-deadline-s"] = repr(float(spec.deadline_s))
+    return headers

@@ -115,7 +115,7 @@ def build_bench_report(load: LoadRun, lines: list[RequestLine], scenario: dict[s
     rate and preemptions from its /metrics) or null: not measured, as the queue
     time always is.
     """
-    records = [measured.to_record(sent.spec.slo)
+    records = [measured.to_record(sent.spec)
                for measured, sent in zip(measure(lines), load.sent)]
     itl = ItlCollector()
     for line, sent in zip(lines, load.sent):

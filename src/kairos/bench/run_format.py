@@ -32,7 +32,7 @@ from kairos.bench.engine_steps import STEPS_FILE, read_engine_steps
 from kairos.calibration.profile import MeasuredPoint
 from kairos.errors import KairosError
 from kairos.metrics import RequestRecord
-from kairos.workload.spec import SLO, Span
+from kairos.workload.spec import RequestSpec, Span
 from kairos.workload.tracefile import parse_jsonl
 
 RUN_SCHEMA_VERSION = 1
@@ -93,8 +93,9 @@ class MeasuredRequest:
     def completed(self) -> bool:
         return self.error is None and self.e2e_s is not None
 
-    def to_record(self, slo: SLO | None = None) -> RequestRecord:
-        """The same timeline as a metrics RequestRecord (arrival = queued_ts)."""
+    def to_record(self, spec: RequestSpec | None = None) -> RequestRecord:
+        """The same timeline as a metrics RequestRecord (arrival = queued_ts), with the
+        class (SLO, tenant, deadline) of the `spec` it was sent for."""
 
         def at(offset: float | None) -> float | None:
             return None if offset is None else self.arrival_s + offset
@@ -109,7 +110,10 @@ class MeasuredRequest:
             # A failed request has no finish, even if some tokens came back.
             finish_s=at(self.e2e_s) if self.error is None else None,
             rejected_reason=self.error,
-            slo=slo,
+            slo=None if spec is None else spec.slo,
+            tenant=None if spec is None else spec.tenant,
+            slo_class=None if spec is None else spec.slo_class,
+            deadline_s=None if spec is None else spec.deadline_s,
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from kairos.bench.client import (
     CompletionClient,
     ServerInfo,
+    class_headers,
     completion_body,
     normalize_url,
     raise_open_file_limit,
@@ -163,7 +164,7 @@ async def _send_all(specs: list[RequestSpec], options: BenchOptions, concurrency
 
         async def send(spec: RequestSpec) -> StreamResult:
             body = completion_body(spec, model, prompts.prompt(spec), options.exact_lengths)
-            return await client.stream(body)
+            return await client.stream(body, class_headers(spec))
 
         load = await generate_load(specs, send, max_concurrency=concurrency, on_end=on_end)
         after = ServerCounters.parse(await client.get_text("/metrics"))

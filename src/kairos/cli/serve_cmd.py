@@ -40,6 +40,7 @@ def serve(
     threads: Annotated[int | None, typer.Option(min=1, help="Torch threads of the engine (default: torch's, usually one per core).")] = None,
     busy_poll_ms: Annotated[float, typer.Option(min=0, help="Milliseconds an idle engine keeps polling for work before it sleeps: steady step times (a sleeping CPU, above all a virtual one, wakes slow) for a core spent while idle.")] = 0.0,
     engine_cpus: Annotated[str | None, typer.Option(help="Pin the engine process to these CPUs, e.g. 1 or 2-3 (Linux): the HTTP side and other programs then no longer preempt its steps; start the server under `taskset` to keep them off these CPUs.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="KAIROS_API_KEY", show_envvar=False, help="Require this key as `Authorization: Bearer KEY` on every /v1 route, as vLLM's --api-key does (401 without it); /health, /metrics and /kairos/* stay open (default: $KAIROS_API_KEY, else none).")] = None,
     reference_step_ms: Annotated[float, typer.Option(min=0, help="Time a fixed reference step of the model at most this often while idle, and every 2 times that between two steps of a busy spell (milliseconds; 0: never), and log it with every step: the machine's speed, which `kairos calibrate --url` and `kairos validate` correct for. Pair it with --busy-poll-ms.")] = 0.0,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (completions, chat, /metrics, /kairos/engine)."""
@@ -63,7 +64,7 @@ def serve(
     run_server(ServeConfig(model=model, served_model_name=served_model_name, device=device, dtype=dtype, seed=seed,
                            runner=runner, max_waiting=max_waiting, host=host, port=port,
                            engine_process=engine_process, threads=threads, busy_poll_s=busy_poll_ms / 1e3,
-                           reference_every_s=reference_step_ms / 1e3,
+                           reference_every_s=reference_step_ms / 1e3, api_key=api_key or None,
                            engine_cpus=None if engine_cpus is None else parse_cpu_list(engine_cpus)))
 
 

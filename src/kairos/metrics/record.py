@@ -15,6 +15,8 @@ class RequestRecord:
     generated, `cached_tokens` the prompt tokens served from the prefix cache when
     the request was first scheduled. A request with a `rejected_reason` never
     finished (dropped, too long for the KV cache, cut off at the end of the run).
+    `tenant`, `slo_class`, `slo` and `deadline_s` (seconds after arrival) are the
+    request's class, which goodput is judged and grouped by.
     """
 
     request_id: str
@@ -29,6 +31,9 @@ class RequestRecord:
     replica: int = 0
     rejected_reason: str | None = None
     slo: SLO | None = None
+    tenant: str | None = None
+    slo_class: str | None = None
+    deadline_s: float | None = None
 
     @classmethod
     def for_spec(cls, spec: RequestSpec, arrival_s: float, replica: int = 0) -> RequestRecord:
@@ -40,6 +45,9 @@ class RequestRecord:
             input_tokens=spec.prompt_len,
             replica=replica,
             slo=spec.slo,
+            tenant=spec.tenant,
+            slo_class=spec.slo_class,
+            deadline_s=spec.deadline_s,
         )
 
     @property

@@ -17,7 +17,7 @@ REQUESTS_FILE = "requests.csv"
 REQUEST_COLUMNS: tuple[str, ...] = (
     "request_id", "arrival_s", "first_scheduled_s", "first_token_s", "finish_s",
     "input_tokens", "output_tokens", "cached_tokens", "preemptions", "replica",
-    "ttft_ms", "tpot_ms", "e2e_ms", "rejected_reason",
+    "ttft_ms", "tpot_ms", "e2e_ms", "rejected_reason", "tenant", "slo_class",
 )
 
 
@@ -86,6 +86,8 @@ def _request_row(record: RequestRecord) -> list[str | int]:
         _fixed_ms(record.tpot_s),
         _fixed_ms(record.e2e_s),
         record.rejected_reason or "",
+        record.tenant or "",
+        record.slo_class or "",
     ]
 
 

@@ -13,6 +13,8 @@ from kairos.workload.spec import SLO
 # Summary floats are rounded to this many decimals (microseconds for seconds,
 # nanoseconds for milliseconds) so that reports read cleanly and compare stably.
 DECIMALS = 6
+# The by_class / by_tenant key of requests without a class or a tenant.
+NO_GROUP = "(none)"
 
 
 def summarize(
@@ -28,6 +30,9 @@ def summarize(
     the last finish and is the denominator of every rate. `prefix_cache_hit_rate`
     (hit tokens / queried tokens) comes from the engines' KV cache statistics,
     which also see lookups of preempted requests that records do not.
+
+    When any request has a class or a tenant, `by_class` and `by_tenant` break
+    the requests down by it (`group_summary`; "(none)" gathers those without).
     """
     completed = [r for r in records if r.finished]
     duration_s = _duration_s(records, completed)
@@ -58,8 +63,46 @@ def summarize(
         "preemptions": sum(r.preemptions for r in records),
         "prefix_cache_hit_rate": prefix_cache_hit_rate,
     }
+    for key, attribute in (("by_class", "slo_class"), ("by_tenant", "tenant")):
+        if any(getattr(r, attribute) is not None for r in records):
+            summary[key] = {
+                name: group_summary(group, duration_s, slo_defaults)
+                for name, group in _groups(records, attribute).items()
+            }
     rounded: dict[str, Any] = round_floats(summary)
     return rounded
+
+
+def group_summary(
+    records: Sequence[RequestRecord], duration_s: float, slo_defaults: SLO | None
+) -> dict[str, Any]:
+    """One class's or tenant's share of a run: counts, tokens served, goodput, latencies.
+
+    Rates use the whole run's `duration_s`, so the groups' rates add up to the
+    run's. `input_tokens` and `output_tokens` are the tokens served to completed
+    requests (what a fair-share policy divides); goodput counts the requests that
+    met every target (`meets_slo`) and their output tokens.
+    """
+    completed = [r for r in records if r.finished]
+    good = [r for r in completed if meets_slo(r, slo_defaults)]
+
+    def per_second(amount: float) -> float:
+        return amount / duration_s if duration_s > 0 else 0.0
+
+    return {
+        "requests": len(records),
+        "completed": len(completed),
+        "input_tokens": sum(r.input_tokens for r in completed),
+        "output_tokens": sum(r.output_tokens for r in completed),
+        "goodput": {
+            "requests_per_s": per_second(len(good)),
+            "output_tokens_per_s": per_second(sum(r.output_tokens for r in good)),
+            "slo_attainment": len(good) / len(records) if records else 0.0,
+        },
+        "ttft_ms": stats_ms([r.ttft_s for r in completed if r.ttft_s is not None]),
+        "tpot_ms": stats_ms([r.tpot_s for r in completed if r.tpot_s is not None]),
+        "e2e_ms": stats_ms([r.e2e_s for r in completed if r.e2e_s is not None]),
+    }
 
 
 def effective_slo(record: RequestRecord, defaults: SLO | None) -> SLO:
@@ -77,12 +120,15 @@ def meets_slo(record: RequestRecord, defaults: SLO | None) -> bool:
     """Whether a request counts toward goodput: completed and within every target given.
 
     TPOT is undefined for a single output token, so that target is skipped there.
+    A request's `deadline_s` is one more target on its end-to-end latency.
     """
     if not record.finished:
         return False
     slo = effective_slo(record, defaults)
+    deadline_ms = None if record.deadline_s is None else record.deadline_s * 1000.0
     return (
         _within(record.ttft_s, slo.ttft_ms)
+        and _within(record.e2e_s, deadline_ms)
         and _within(record.e2e_s, slo.e2e_ms)
         and (record.output_tokens <= 1 or _within(record.tpot_s, slo.tpot_ms))
     )
@@ -103,6 +149,13 @@ def _within(latency_s: float | None, target_ms: float | None) -> bool:
     if target_ms is None:
         return True
     return latency_s is not None and latency_s * 1000.0 <= target_ms
+
+
+def _groups(records: Sequence[RequestRecord], attribute: str) -> dict[str, list[RequestRecord]]:
+    groups: dict[str, list[RequestRecord]] = {}
+    for record in records:
+        groups.setdefault(getattr(record, attribute) or NO_GROUP, []).append(record)
+    return groups
 
 
 def _duration_s(records: Sequence[RequestRecord], completed: Sequence[RequestRecord]) -> float:

@@ -1,4 +1,4 @@
-"""Terminal rendering of a report: headline figures, latency table, per-replica table."""
+"""Terminal rendering of a report: headline figures, latency table, per-class, per-tenant and per-replica tables."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def render_summary(report: dict[str, Any]) -> RenderableType:
     """A compact rich view of a report (what `kairos simulate` prints)."""
     summary = report["summary"]
     parts: list[RenderableType] = [_headline(summary), _latencies(summary)]
+    for key, title in (("by_class", "By class"), ("by_tenant", "By tenant")):
+        if summary.get(key):
+            parts.append(_group_table(title, summary[key]))
     if report.get("disaggregation"):
         parts.append(_disaggregation(report["disaggregation"]))
     if report.get("migration"):
@@ -72,6 +75,26 @@ def _latencies(summary: dict[str, Any]) -> Table:
             table.add_row(label, *[NOT_MEASURED] * 4)
         else:
             table.add_row(label, *(f"{stats[s]:,.2f}" for s in ("mean", "p50", "p90", "p99")))
+    return table
+
+
+def _group_table(title: str, groups: dict[str, Any]) -> Table:
+    """Each class's or tenant's goodput, attainment, tokens served and tail latencies."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title=title, title_justify="left")
+    table.add_column("", style="bold cyan")
+    for name in ("requests", "goodput req/s", "SLO met", "tokens served", "TTFT p50/p99 ms",
+                 "TPOT p50/p99 ms"):
+        table.add_column(name, justify="right")
+    for name, group in sorted(groups.items()):
+        goodput = group["goodput"]
+        table.add_row(
+            name,
+            f"{group['completed']:,} / {group['requests']:,}",
+            f"{goodput['requests_per_s']:,.2f}",
+            _percent(goodput["slo_attainment"]),
+            f"{group['input_tokens'] + group['output_tokens']:,}",
+            *(f"{group[key]['p50']:,.1f} / {group[key]['p99']:,.1f}" for key in ("ttft_ms", "tpot_ms")),
+        )
     return table
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 from kairos.engine import Request, RequestStatus
 from kairos.errors import KairosError
 from kairos.serve.reference_step import ReferenceClock, ReferenceStep
+from kairos.serve.request_class import ServedClass
 from kairos.serve.runner import EngineRunner
 from kairos.serve.sampler import SamplingParams
 
@@ -48,6 +49,7 @@ class GenerationRequest:
     stop_token_ids: frozenset[int] = frozenset()
     min_tokens: int = 0
     priority: int = 0
+    served: ServedClass = field(default_factory=ServedClass)  # tenant, SLO, class name and deadline
     # time.perf_counter() when the HTTP request arrived: TTFT and E2E count from here.
     # perf_counter is the system-wide monotonic clock, so it holds across processes.
     arrival_s: float = field(default_factory=time.perf_counter)
@@ -308,7 +310,8 @@ class EngineWorker:
                                                                   "requests): retry later"))
             return
         try:
-            req = self.runner.add(spec.prompt_ids, spec.sampling, spec.max_tokens, spec.request_id, spec.priority)
+            req = self.runner.add(spec.prompt_ids, spec.sampling, spec.max_tokens, spec.request_id, spec.priority,
+                                  spec.served)
         except KairosError as exc:  # the handler checks limits first; this is the engine's last word
             self._deliver(spec.request_id, Rejection(TOO_LARGE, str(exc)))
             return

@@ -15,8 +15,8 @@ from kairos.serve.engine_worker import ENGINE_FAILED, QUEUE_FULL, SHUTTING_DOWN,
 
 logger = logging.getLogger("kairos.serve")
 
-_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error",
-          413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+          405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "server_error"}
 # Engine refusals as HTTP statuses.
 _REJECTION_STATUS = {QUEUE_FULL: 429, TOO_LARGE: 413, SHUTTING_DOWN: 503, ENGINE_FAILED: 500}
 

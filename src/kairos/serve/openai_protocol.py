@@ -48,6 +48,7 @@ class SamplingRequest(BaseModel):
     ignore_eos: bool = False  # vLLM extension
     min_tokens: int = Field(default=0, ge=0)  # vLLM extension: no stop before this many tokens
     priority: int = 0  # vLLM extension: lower runs first under --policy priority
+    user: str | None = None  # OpenAI's end-user id: the request's tenant (unless x-tenant says otherwise)
     return_token_ids: bool = False  # vLLM extension: prompt and output token ids in each choice
 
     @model_validator(mode="before")

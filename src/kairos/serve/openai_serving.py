@@ -27,6 +27,7 @@ from kairos.serve.openai_protocol import (
     usage,
 )
 from kairos.serve.openai_stop import StopStringMatcher
+from kairos.serve.request_class import HeaderError, served_class
 from kairos.serve.sampler import SamplingParams
 from kairos.serve.tokenizer import Tokenizer
 
@@ -151,10 +152,14 @@ class OpenAIServing:
         stop_ids = set(body.stop_token_ids or ())
         if eos is not None and not body.ignore_eos:
             stop_ids.add(eos)
+        try:
+            served = served_class(body.user, raw.headers)
+        except HeaderError as exc:
+            raise OpenAIError(400, str(exc), param=exc.header) from None
         request_id = f"{'cmpl' if kind == 'completion' else 'chatcmpl'}-{uuid.uuid4().hex}"
         sampling = SamplingParams(body.temperature, body.top_p, max(body.top_k, 0), body.seed)
         request = GenerationRequest(request_id, tuple(prompt_ids), sampling, limit, frozenset(stop_ids),
-                                    body.min_tokens, body.priority, arrival)
+                                    body.min_tokens, body.priority, served, arrival)
         stream = self.engine.submit(request)
         try:
             await stream.accepted()

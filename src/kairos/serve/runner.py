@@ -16,6 +16,7 @@ from kairos.serve.kv_pool import allocate_kv_pool, default_kv_memory, num_blocks
 from kairos.serve.loader import LoadedModel
 from kairos.serve.native.select import LAYOUT_NAMES, select_attention
 from kairos.serve.native.varlen import allocate_native_pool
+from kairos.serve.request_class import ServedClass
 from kairos.serve.sampler import GREEDY, Sampler, SamplingParams
 from kairos.serve.tokenizer import Tokenizer
 from kairos.workload.spec import RequestSpec
@@ -87,10 +88,11 @@ class EngineRunner:
         return self.kv.num_blocks * self.kv.block_size
 
     def add(self, prompt_ids: Sequence[int], sampling: SamplingParams | None = None, max_tokens: int = 16,
-            request_id: str | None = None, priority: int = 0) -> Request:
+            request_id: str | None = None, priority: int = 0, served: ServedClass | None = None) -> Request:
         """Queue a request; it runs from the next `step`. Raises KairosError for one that can never run.
 
         `priority` matters under the "priority" policy only: lower values are served first.
+        `served` is the rest of its class (tenant, SLO, class name, deadline), for policies that read them.
         """
         prompt = tuple(int(t) for t in prompt_ids)
         vocab = self.loaded.config.vocab_size
@@ -111,7 +113,10 @@ class EngineRunner:
                               f"({budget}) with chunked prefill disabled")
         now = time.perf_counter()
         rid = request_id if request_id is not None else f"req-{next(self._ids)}"
-        spec = RequestSpec(rid, now, len(prompt), max_tokens, prompt_token_ids=prompt, priority=priority)
+        served = served or ServedClass()
+        spec = RequestSpec(rid, now, len(prompt), max_tokens, prompt_token_ids=prompt, priority=priority,
+                           tenant=served.tenant, slo=served.slo, slo_class=served.slo_class,
+                           deadline_s=served.deadline_s)
         req = self.engine.add_request(spec, now)
         self.executor.sampler.add(req.uid, sampling or GREEDY)
         return req

@@ -3,7 +3,8 @@
 Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models,
 GET /health, GET /metrics (Prometheus, vLLM names), GET /kairos/steps (the step
 log, for `kairos calibrate --url`), GET /kairos/engine (engine
-facts for benchmarks and twin validation), GET /version.
+facts for benchmarks and twin validation), GET /version. With an API key, the
+/v1 routes need it as a bearer token (kairos.serve.auth).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 import kairos
 from kairos.errors import KairosError
-from kairos.serve.engine_loop import EngineLoop, ThreadedEngine
 from kairos.serve.attention import min_split_slots
+from kairos.serve.auth import BearerAuth
+from kairos.serve.engine_loop import EngineLoop, ThreadedEngine
 from kairos.serve.engine_process import EngineSpec, ProcessEngine
 from kairos.serve.loader import PRESETS, LoadedModel, ModelInfo, describe_model, load_model
 from kairos.serve.openai_chat import load_chat_template
@@ -65,6 +67,7 @@ class ServeConfig:
     max_waiting: int = 1024
     host: str = "127.0.0.1"
     port: int = 8000
+    api_key: str | None = field(default=None, repr=False)  # a bearer token /v1 routes require (None: open)
 
     @property
     def model_name(self) -> str:
@@ -97,6 +100,8 @@ def build_app(config: ServeConfig, loaded: LoadedModel | None = None) -> FastAPI
     app = FastAPI(title="Kairos", version=kairos.__version__, lifespan=lifespan)
     app.state.engine = engine
     install_error_handlers(app)
+    if config.api_key:
+        app.add_middleware(BearerAuth, api_key=config.api_key)
     created = int(time.time())
 
     @app.post("/v1/completions")

@@ -3,7 +3,13 @@
 from kairos.workload.arrivals import ARRIVAL_PROCESSES, ArrivalProcess, arrival_times
 from kairos.workload.azure import load_azure_csv
 from kairos.workload.burstgpt import load_burstgpt_csv
-from kairos.workload.config import PrefixConfig, SessionConfig, WorkloadConfig, build_workload
+from kairos.workload.classes import RequestClass, TenantConfig, assign_classes
+from kairos.workload.config import (
+    PrefixConfig,
+    SessionConfig,
+    WorkloadConfig,
+    build_workload,
+)
 from kairos.workload.kairos_jsonl import load_kairos_jsonl, save_kairos_jsonl
 from kairos.workload.lengths import (
     CountDist,
@@ -32,14 +38,17 @@ __all__ = [
     "LengthDist",
     "LognormalLength",
     "PrefixConfig",
+    "RequestClass",
     "RequestSpec",
     "SessionConfig",
     "Span",
+    "TenantConfig",
     "TraceFormat",
     "TraceLoad",
     "UniformLength",
     "WorkloadConfig",
     "arrival_times",
+    "assign_classes",
     "build_workload",
     "content_key",
     "content_keys",

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kairos.workload.arrivals import ArrivalProcess
+from kairos.workload.classes import RequestClass, TenantConfig, assign_classes, check_unique_names
 from kairos.workload.lengths import (
     CountDist,
     LengthDist,
@@ -126,6 +127,20 @@ class WorkloadConfig(BaseModel):
         " the next. A session's follow-up turn also waits for a slot; none is held during"
         " think time. Synthetic and trace workloads alike. Default null: open loop.",
     )
+    classes: list[RequestClass] = Field(
+        default_factory=list,
+        description="Request classes mixed by share, e.g. [{name: interactive, share: 0.7, slo:"
+        " {ttft_ms: 500, tpot_ms: 50}}, {name: batch, share: 0.3, priority: 1, deadline_s: 600}]."
+        " Each request (each session) gets one; it sets the request's slo_class, slo, priority"
+        " and deadline_s, replacing a trace's own. Synthetic and trace workloads alike."
+        " Default none.",
+    )
+    tenants: TenantConfig | None = Field(
+        None,
+        description="Tenants t0..t{count-1} sending the requests, e.g. {count: 4, shares: [0.7,"
+        " 0.1, 0.1, 0.1]}: each request (each session) gets one by share, replacing a trace's"
+        " own. Default null: requests keep their source's tenant (none for synthetic).",
+    )
     # Traces.
     path: str | None = Field(None, description="Trace file to replay (kind: trace).")
     format: TraceFormat = Field(
@@ -157,6 +172,14 @@ class WorkloadConfig(BaseModel):
             raise ValueError("a trace workload needs `path`")
         if self.kind == "synthetic" and self.path:
             raise ValueError("`path` is set but kind is synthetic; set kind: trace to replay it")
+        check_unique_names(self.classes)
+        if self.kind == "trace":
+            for cls in self.classes:
+                if cls.input_len is not None or cls.output_len is not None:
+                    raise ValueError(
+                        f"class {cls.name!r} sets input_len/output_len, which only synthetic"
+                        " workloads have: a trace keeps its own lengths"
+                    )
         return self
 
 
@@ -166,10 +189,11 @@ def build_workload(
     """The requests `cfg` describes; `seed` drives synthetic randomness.
 
     Trace rows that cannot be replayed (e.g. BurstGPT failures) are left out and
-    reported through `warn`, one line per reason, for the caller to show.
+    reported through `warn`, one line per reason, for the caller to show. Classes
+    and tenants are assigned last, to whatever the source gave.
     """
     if cfg.kind == "synthetic":
-        return generate_synthetic(cfg, seed)
+        return assign_classes(generate_synthetic(cfg, seed), cfg.classes, cfg.tenants, seed)
     load = load_trace(
         cfg.path,
         cfg.format,
@@ -181,4 +205,4 @@ def build_workload(
     if warn is not None:
         for message in load.warnings:
             warn(message)
-    return load.requests
+    return assign_classes(load.requests, cfg.classes, cfg.tenants, seed)

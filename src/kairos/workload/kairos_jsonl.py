@@ -1,8 +1,12 @@
 """Kairos's own workload file: one RequestSpec per JSON line, exactly round-trippable.
 
 Each line holds the RequestSpec fields by name; fields at their default are left
-out. Spans are `[key, start, length]` lists and the SLO an object of its set
-targets (`{}` for an SLO with none). Floats are written with Python's shortest
+out. Required: `request_id`, `arrival_s`, `prompt_len`, `output_len`. Optional:
+`shared` (`[key, start, length]` lists), `prompt_token_ids`, `session_id`, the
+request class (`tenant`, `priority` (an int, lower first), `slo` (an object of
+its set targets `ttft_ms`, `tpot_ms`, `e2e_ms`; `{}` for an SLO with none),
+`slo_class` (a name such as "interactive"), `deadline_s` (seconds after arrival,
+> 0)), and `after` with `think_s` for a closed-loop turn. Floats are written with Python's shortest
 round-trip repr, so loading a saved workload gives back equal specs.
 """
 
@@ -17,7 +21,7 @@ from kairos.workload.tracefile import TraceLoad, read_jsonl, without_gc
 
 _FIELDS = (
     "request_id", "arrival_s", "prompt_len", "output_len", "shared", "prompt_token_ids",
-    "session_id", "tenant", "priority", "slo", "after", "think_s",
+    "session_id", "tenant", "priority", "slo", "slo_class", "deadline_s", "after", "think_s",
 )
 _SLO_FIELDS = ("ttft_ms", "tpot_ms", "e2e_ms")
 
@@ -45,6 +49,10 @@ def spec_to_record(spec: RequestSpec) -> dict:
             for name in _SLO_FIELDS
             if getattr(spec.slo, name) is not None
         }
+    if spec.slo_class is not None:
+        record["slo_class"] = spec.slo_class
+    if spec.deadline_s is not None:
+        record["deadline_s"] = float(spec.deadline_s)
     if spec.after is not None:
         record["after"] = spec.after
     if spec.think_s != 0.0:
@@ -111,6 +119,8 @@ class _RecordReader:
             tenant=self.text("tenant"),
             priority=self.integer("priority", minimum=None, default=0),
             slo=self.slo(),
+            slo_class=self.text("slo_class"),
+            deadline_s=self.deadline(),
             after=self.text("after"),
             think_s=self.number("think_s", minimum=0.0, default=0.0),
         )
@@ -148,6 +158,15 @@ class _RecordReader:
     def _number(self, name: str, value: object, minimum: float) -> float:
         if type(value) not in (int, float) or not minimum <= value < float("inf"):
             raise self.error(f"{name} must be a finite number >= {minimum:g}, got {value}")
+        return float(value)
+
+    def deadline(self) -> float | None:
+        value = self.record.get("deadline_s")
+        if value is None:
+            return None
+        # A deadline at the arrival itself could never be met: it must lie after it.
+        if type(value) not in (int, float) or not 0.0 < value < float("inf"):
+            raise self.error(f"deadline_s must be a finite number of seconds > 0, got {json.dumps(value)}")
         return float(value)
 
     def spans(self, sequence_len: int) -> tuple[Span, ...]:

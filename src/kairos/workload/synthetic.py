@@ -8,6 +8,7 @@ import numpy as np
 
 from kairos.errors import KairosError
 from kairos.workload.arrivals import arrival_times
+from kairos.workload.classes import CLASS_LENGTH_STREAM, CLASS_STREAM, class_streams, pick_by_share
 from kairos.workload.lengths import sample_lengths
 from kairos.workload.spec import RequestSpec, Span, content_key
 from kairos.workload.tracefile import without_gc
@@ -33,9 +34,10 @@ def generate_synthetic(cfg: WorkloadConfig, seed: int) -> list[RequestSpec]:
     arrival_rng, input_rng, output_rng, prefix_rng, session_rng = (
         np.random.default_rng(seed).spawn(5)
     )
-    user = sample_lengths(cfg.input_len, n, input_rng, "input").tolist()
-    output = sample_lengths(cfg.output_len, n, output_rng, "output").tolist()
+    user = sample_lengths(cfg.input_len, n, input_rng, "input")
+    output = sample_lengths(cfg.output_len, n, output_rng, "output")
     if cfg.sessions is None:
+        user, output = _class_lengths(cfg, seed, np.arange(n), user, output)
         arrivals = arrival_times(cfg.arrival, n, cfg.rate, cfg.cv, arrival_rng).tolist()
         heads = _prefix_heads(cfg.prefixes, n, prefix_rng)
         return [
@@ -45,13 +47,40 @@ def generate_synthetic(cfg: WorkloadConfig, seed: int) -> list[RequestSpec]:
     return _sessions(cfg, cfg.sessions, seed, n, user, output, arrival_rng, prefix_rng, session_rng)
 
 
+def _class_lengths(
+    cfg: WorkloadConfig, seed: int, units: np.ndarray, user: np.ndarray, output: np.ndarray
+) -> tuple[list[int], list[int]]:
+    """User-message and answer lengths, each class's own where it sets them (as lists).
+
+    `units[i]` is request i's client unit (itself, or its session), whose class is
+    the one `assign_classes` later gives it: the same stream, the same draws. Each
+    class draws all n lengths from a stream of its own, so its lengths do not
+    depend on which requests the other classes got.
+    """
+    classes = cfg.classes
+    if not any(c.input_len is not None or c.output_len is not None for c in classes):
+        return user.tolist(), output.tolist()
+    streams = class_streams(seed)
+    picks = pick_by_share([c.share for c in classes], int(units.max()) + 1, streams[CLASS_STREAM])
+    of_request = picks[units]
+    user, output = user.copy(), output.copy()
+    for k, (cls, rng) in enumerate(zip(classes, streams[CLASS_LENGTH_STREAM].spawn(len(classes)))):
+        input_rng, output_rng = rng.spawn(2)
+        mine = of_request == k
+        if cls.input_len is not None:
+            user[mine] = sample_lengths(cls.input_len, len(units), input_rng, "input")[mine]
+        if cls.output_len is not None:
+            output[mine] = sample_lengths(cls.output_len, len(units), output_rng, "output")[mine]
+    return user.tolist(), output.tolist()
+
+
 def _sessions(
     cfg: WorkloadConfig,
     sessions: SessionConfig,
     seed: int,
     n: int,
-    user: list[int],
-    output: list[int],
+    user: np.ndarray,
+    output: np.ndarray,
     arrival_rng: np.random.Generator,
     prefix_rng: np.random.Generator,
     session_rng: np.random.Generator,
@@ -68,6 +97,8 @@ def _sessions(
     ends = np.cumsum(turns)
     num_sessions = int(np.searchsorted(ends, n)) + 1
     turns[num_sessions - 1] -= ends[num_sessions - 1] - n
+    session_of = np.searchsorted(ends, np.arange(n), side="right")
+    user, output = _class_lengths(cfg, seed, session_of, user, output)
     think = session_rng.exponential(sessions.think_time_s, size=n).tolist()
     starts = arrival_times(cfg.arrival, num_sessions, cfg.rate, cfg.cv, arrival_rng).tolist()
     heads = _prefix_heads(cfg.prefixes, num_sessions, prefix_rng)
