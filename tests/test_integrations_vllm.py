@@ -162,6 +162,8 @@ def test_request_classes_come_from_vllm_xargs():
     spec = q._track(fake(1, 10)).shadow.spec
     assert (spec.tenant, spec.slo_class, spec.deadline_s) == ("t", "batch", 0.5)
     assert drain(q) == ["r1", "r2", "r0"]
+    q.add_request(fake(3, 10, deadline_s="soon", e2e_ms=None))  # malformed: ignored, not an engine crash
+    assert q._track(fake(3, 10)).shadow.spec.deadline_s is None
 
 
 class RecordingPredictor:

@@ -91,12 +91,18 @@ def build_queue(config: PluginConfig) -> PolicyWaitingQueue:
     return PolicyWaitingQueue(make_waiting_queue(config.policy, config.policy_options, predictor), predictor)
 
 
+def _number(extra: Mapping[str, Any], key: str) -> float | None:
+    # A malformed value is ignored: one client's bad request must not stop the engine core.
+    value = extra.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _spec_of(vreq: VllmRequest) -> RequestSpec:
     """A shadow's spec: lengths, arrival and priority from vLLM; request classes from the request's
     `vllm_xargs` (tenant, slo_class, deadline_s, ttft_ms, tpot_ms, e2e_ms), which vLLM has no fields for."""
     extra = getattr(getattr(vreq, "sampling_params", None), "extra_args", None) or {}
-    targets = {k: float(extra[k]) for k in ("ttft_ms", "tpot_ms", "e2e_ms") if extra.get(k) is not None}
-    tenant, slo_class, deadline = extra.get("tenant"), extra.get("slo_class"), extra.get("deadline_s")
+    targets = {k: _number(extra, k) for k in ("ttft_ms", "tpot_ms", "e2e_ms")}
+    tenant, slo_class = extra.get("tenant"), extra.get("slo_class")
     return RequestSpec(
         request_id=vreq.request_id,
         arrival_s=vreq.arrival_time,
@@ -106,8 +112,8 @@ def _spec_of(vreq: VllmRequest) -> RequestSpec:
         priority=vreq.priority,
         tenant=None if tenant is None else str(tenant),
         slo_class=None if slo_class is None else str(slo_class),
-        deadline_s=None if deadline is None else float(deadline),
-        slo=SLO(**targets) if targets else None,
+        deadline_s=_number(extra, "deadline_s"),
+        slo=SLO(**targets) if any(v is not None for v in targets.values()) else None,
     )
 
 
