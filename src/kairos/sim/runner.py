@@ -273,6 +273,11 @@ class Simulation:
             return
         out = core.schedule(t)
         self._scheduled(replica, out, t)
+        while out.is_empty and out.preempted and core.has_work():
+            # The only running requests were preempted, which skips admission for this step: like
+            # vLLM's next iteration, schedule again now (the running set is empty: nothing to preempt).
+            out = core.schedule(t)
+            self._scheduled(replica, out, t)
         if out.is_empty:
             return
         if self.explain is not None:
