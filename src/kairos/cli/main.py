@@ -9,7 +9,7 @@ import typer
 
 from kairos.cli.catalogs import gpus_table, models_table
 from kairos.cli.errors import run_app
-from kairos.cli import bench_cmd, calibrate_cmd, serve_cmd, validate_cmd
+from kairos.cli import bench_cmd, calibrate_cmd, plan_cmd, serve_cmd, validate_cmd
 from kairos.cli.overrides import parse_set, workload_override
 from kairos.cli.explain_table import explain_table
 from kairos.cli.consoles import err, out
@@ -115,6 +115,7 @@ def gpus() -> None:
 
 bench_cmd.register(app)
 calibrate_cmd.register(app)
+plan_cmd.register(app)
 serve_cmd.register(app)
 validate_cmd.register(app)
 

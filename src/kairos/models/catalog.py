@@ -227,3 +227,11 @@ def catalog_config(name: str) -> dict[str, Any] | None:
     """The bundled Hugging Face config of catalog model `name` (None for other names)."""
     entry = _catalog().get(name)
     return entry["config"] if entry is not None else None
+
+
+def hf_id_for(name: str) -> str | None:
+    """The Hugging Face id a model name serves as (`vllm serve ID`), where the catalog or the name says it."""
+    entry = _catalog().get(_lookup_keys().get(name.strip().lower(), ""))
+    if entry is not None:
+        return entry["hf_id"]
+    return name if looks_like_repo_id(name) else None

@@ -303,8 +303,12 @@ def _make_router(scenario: Scenario, hasher: PrefixHasher, kv_blocks: int) -> Ro
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
                  warn: Callable[[str], None] | None = None, fast_decode: bool = True,
-                 check_invariants: bool = False, explain: bool = False) -> ScenarioRun:
+                 check_invariants: bool = False, explain: bool = False,
+                 stop_when: Callable[[RequestRecord, int], bool] | None = None) -> ScenarioRun:
     """Build the workload and the cluster, simulate, and summarise into a report.
+
+    `stop_when` sees each request as it ends (and the run's request count); True ends the run there, its report
+    covering what ran (requests left unfinished).
 
     With `explain`, the report gains an `explain` section: a sample of steps with
     their predicted time split by operator.
@@ -315,6 +319,7 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     sampler = StepSampler() if explain else None
     sim = build_simulation(scenario, deployment, specs, fast_decode=fast_decode,
                            progress=progress, check_invariants=check_invariants, explain=sampler)
+    sim.stop_when = stop_when
     result = sim.run()
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     summary = summarize(result.records, result.itl, slo, result.prefix_cache_hit_rate)

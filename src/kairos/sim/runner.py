@@ -82,7 +82,8 @@ class Simulation:
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
                  progress: ProgressFn | None = None, explain: StepSampler | None = None,
                  request_latency: Callable[[int], float] | None = None, concurrency: int | None = None,
-                 lifecycle: Sequence[FleetChange] = ()) -> None:
+                 lifecycle: Sequence[FleetChange] = (),
+                 stop_when: Callable[[RequestRecord, int], bool] | None = None) -> None:
         self.clock = SimClock()
         self.replicas = ReplicaSet(replicas, self.clock)
         self.router = router
@@ -91,6 +92,10 @@ class Simulation:
         self.fast_decode = fast_decode
         self.progress = progress
         self.explain = explain
+        # Called as each request ends, with the run's request count; True ends the run there (a capacity
+        # search that has its verdict).
+        self.stop_when = stop_when
+        self._stopped = False
         # Front-end time between a client sending a request and the engine seeing it
         # (HTTP, parsing, tokenization), by prompt length: it counts in TTFT but the
         # engine cannot use it.
@@ -123,7 +128,7 @@ class Simulation:
         self._push_next_open()
         self._push_next_change()
         processed = 0
-        while events:
+        while events and not self._stopped:
             t, _, _, _, handler, payload = events.pop()
             clock.now = t
             handler(t, payload)
@@ -166,7 +171,7 @@ class Simulation:
         reason = self._reject_reason(spec)
         if reason is not None:
             record.rejected_reason = reason
-            self._end(spec.request_id, t)
+            self._end(record, t)
             return
         latency = self.request_latency(spec.prompt_len) if self.request_latency is not None else 0.0
         if latency > 0:
@@ -262,7 +267,7 @@ class Simulation:
         """`req` finished on `replica` at `t`."""
         _, record = self._live.pop(id(req))
         _fill_record(record, req)
-        self._end(req.request_id, t)
+        self._end(record, t)
 
     def _scheduled(self, replica: SimReplica, out: SchedulerOutput, t: float) -> None:
         """`replica` scheduled `out` at `t` (a hook: a disaggregated cluster starts KV loads here)."""
@@ -300,8 +305,11 @@ class Simulation:
         replica.window_id += 1
         self._events.push(t, Priority.STEP_END, self._on_step_end, (replica, replica.window_id), key=replica.index)
 
-    def _end(self, request_id: str, t: float) -> None:
+    def _end(self, record: RequestRecord, t: float) -> None:
         """A request ended (finished or rejected): free its slot, release the turns that follow it."""
+        if self.stop_when is not None and self.stop_when(record, self._total):
+            self._stopped = True  # the caller has its answer: what is left would not change it
+        request_id = record.request_id
         self._ended += 1
         self._last_end_s = t
         self._free_slots += 1

@@ -1,0 +1,160 @@
+"""`kairos plan`: a deployment's capacity under an SLO, or the cheapest deployment for a rate."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from kairos.cli.consoles import err, out
+from kairos.cli.overrides import parse_set, workload_override
+from kairos.errors import KairosError
+from kairos.plan import Probe, Sized, SloTarget, cheapest, find_capacity, launch_plan
+from kairos.scenario.load import load_scenario
+from kairos.scenario.schema import Scenario
+
+PLAN_FILE = "plan.json"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `plan` command to the kairos app."""
+    app.command()(plan)
+
+
+def plan(
+    scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML (model, workload, engine, SLO); the built-in default when omitted.")] = None,
+    capacity: Annotated[bool, typer.Option("--capacity", help="The highest request rate the scenario's deployment sustains within the SLO.")] = False,
+    target_rate: Annotated[Optional[float], typer.Option(help="The cheapest deployment (GPU kind, TP, replicas) meeting the SLO at this many requests per second.")] = None,
+    ttft: Annotated[Optional[float], typer.Option(help="TTFT target, ms (default: the scenario's slo.ttft_ms).")] = None,
+    tpot: Annotated[Optional[float], typer.Option(help="TPOT target, ms (default: slo.tpot_ms).")] = None,
+    e2e: Annotated[Optional[float], typer.Option(help="E2E target, ms (default: slo.e2e_ms).")] = None,
+    percentile: Annotated[float, typer.Option(help="The percentile that must meet every target.")] = 90.0,
+    gpu: Annotated[Optional[str], typer.Option(help="--target-rate: GPU kinds to try, comma-separated (default: the scenario's).")] = None,
+    tp: Annotated[str, typer.Option(help="--target-rate: tensor-parallel sizes to try, comma-separated.")] = "1,2,4,8",
+    max_replicas: Annotated[int, typer.Option(min=1, help="--target-rate: the most replicas a candidate may use.")] = 64,
+    prices: Annotated[Optional[Path], typer.Option(help="--target-rate: JSON {gpu: USD per GPU-hour}; ranks by cost instead of GPU count.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative gap between the highest rate met and the lowest missed when the search stops.")] = 0.02,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="--target-rate: processes sizing candidates at once (default: one per CPU).")] = None,
+    workload: Annotated[Optional[str], typer.Option(help="'synthetic' or 'trace:PATH'.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any scenario field, KEY=VALUE with a dotted key. Repeatable.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {PLAN_FILE} here.")] = None,
+) -> None:
+    """Plan by simulation: capacity under an SLO (--capacity) or the cheapest deployment for a rate (--target-rate)."""
+    if capacity == (target_rate is not None):
+        raise KairosError("say what to plan: --capacity or --target-rate R (one of them)")
+    overrides: dict[str, Any] = dict(workload_override(workload)) if workload is not None else {}
+    overrides.update(parse_set(set_ or []))
+    spec = load_scenario(scenario, overrides)
+    target = SloTarget(ttft if ttft is not None else spec.slo.ttft_ms, tpot if tpot is not None else spec.slo.tpot_ms,
+                       e2e if e2e is not None else spec.slo.e2e_ms, percentile)
+    started = time.perf_counter()
+    if capacity:
+        result = _capacity(spec, target, tolerance)
+    else:
+        result = _target_rate(spec, target, target_rate, gpu, tp, max_replicas, prices, tolerance, workers)
+    result = {"slo": {**target.targets(), "percentile": target.percentile}, **result,
+              "wall_s": round(time.perf_counter() - started, 2)}
+    out.print(f"planned in {result['wall_s']:.1f} s")
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / PLAN_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        out.print(f"wrote {output / PLAN_FILE}", markup=False)
+
+
+def _capacity(spec: Scenario, target: SloTarget, tolerance: float) -> dict[str, Any]:
+    table = Table("load", "meets", *[f"p{target.percentile:g} {m.upper()} ms" for m in target.targets()],
+                  "served req/s", "wall s", title=f"capacity search ({target.describe()})")
+
+    def show(p: Probe) -> None:
+        table.add_row(f"{p.knob:.4g}", "yes" if p.meets else "no" + (" (stopped)" if p.incomplete else ""),
+                      *[_ms(p.observed_ms[m]) for m in target.targets()], f"{p.throughput_rps:.2f}", f"{p.wall_s:.1f}")
+        err.print(f"  {p.knob:.4g}: {'meets' if p.meets else 'misses'}", markup=False)
+
+    result = find_capacity(spec, target, tolerance=tolerance, on_probe=show)
+    out.print(table)
+    unit = "x trace speed" if result.knob_name == "workload.time_scale" else "req/s"
+    if result.best is None:
+        out.print(f"[bold red]no load tried meets {target.describe()}[/] (lowest: {result.first_failing.knob:.4g} {unit})")
+    else:
+        above = f"; {result.first_failing.knob:.4g} misses" if result.first_failing is not None else \
+            " (still meeting at the highest load tried)"
+        out.print(f"capacity: [bold]{result.best.knob:.4g} {unit}[/]"
+                  f" meets {target.describe()}{above}")
+        for line in launch_plan(spec):
+            out.print(line, markup=False, soft_wrap=True)
+    return {"question": "capacity", "knob": result.knob_name,
+            "capacity": None if result.best is None else result.best.knob,
+            "first_failing": None if result.first_failing is None else result.first_failing.knob,
+            "probes": [_probe_json(p) for p in result.probes],
+            "launch": launch_plan(spec) if result.best is not None else []}
+
+
+def _target_rate(spec: Scenario, target: SloTarget, rate: float, gpus: str | None, tps: str, max_replicas: int,
+                 prices_path: Path | None, tolerance: float, workers: int | None) -> dict[str, Any]:
+    gpu_list = [g.strip().lower() for g in (gpus or spec.hardware.gpu).split(",") if g.strip()]
+    try:
+        tp_list = [int(t) for t in tps.split(",") if t.strip()]
+    except ValueError:
+        raise KairosError(f"--tp takes comma-separated integers, got {tps!r}") from None
+    prices = _load_prices(prices_path)
+    done = 0
+
+    def progress(s: Sized) -> None:
+        nonlocal done
+        done += 1
+        verdict = f"{s.replicas} replicas" if s.replicas is not None else s.reason
+        err.print(f"  [{done}/{len(gpu_list) * len(tp_list)}] {s.gpu} tp {s.tp}: {verdict}", markup=False)
+
+    sized = cheapest(spec, target, rate, gpus=gpu_list, tps=tp_list, max_replicas=max_replicas,
+                     tolerance=max(tolerance, 0.05), prices=prices, workers=workers, on_done=progress)
+    table = Table("rank", "gpu", "tp", "replicas", "GPUs", *(["USD/h"] if prices else []), "1-replica load",
+                  *[f"p{target.percentile:g} {m.upper()} ms" for m in target.targets()],
+                  title=f"cheapest deployment for {rate:g} req/s ({target.describe()})")
+    for rank, s in enumerate(sized, 1):
+        observed = s.at_target.observed_ms if s.at_target is not None else {}
+        table.add_row(str(rank) if s.replicas is not None else "-", s.gpu, str(s.tp),
+                      str(s.replicas) if s.replicas is not None else s.reason, str(s.gpus or "-"),
+                      *([f"{s.cost_per_hour:.2f}" if s.cost_per_hour is not None else "-"] if prices else []),
+                      f"{s.replica_capacity:.3g}", *[_ms(observed.get(m)) for m in target.targets()])
+    out.print(table)
+    best = sized[0] if sized and sized[0].replicas is not None else None
+    launch: list[str] = []
+    if best is None:
+        out.print(f"[bold red]no candidate meets {target.describe()} at {rate:g} req/s[/]")
+    else:
+        chosen = spec.model_copy(update={
+            "hardware": spec.hardware.model_copy(update={"gpu": best.gpu, "tp": best.tp}),
+            "cluster": spec.cluster.model_copy(update={"replicas": best.replicas})})
+        launch = launch_plan(chosen)
+        out.print(f"cheapest: [bold]{best.replicas} x {best.gpu} tp {best.tp}[/] ({best.gpus} GPUs)")
+        for line in launch:
+            out.print(line, markup=False, soft_wrap=True)
+    return {"question": "target_rate", "target_rate_rps": rate,
+            "candidates": [s.to_json() for s in sized], "best": None if best is None else best.to_json(),
+            "launch": launch}
+
+
+def _load_prices(path: Path | None) -> dict[str, float] | None:
+    if path is None:
+        return None
+    try:
+        prices = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise KairosError(f"--prices {path}: {e}") from None
+    if not isinstance(prices, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in prices.values()):
+        raise KairosError(f"--prices {path}: expected {{\"gpu\": USD per GPU-hour > 0, ...}}")
+    return {str(k).lower(): float(v) for k, v in prices.items()}
+
+
+def _probe_json(p: Probe) -> dict[str, Any]:
+    return {"load": p.knob, "meets": p.meets, "observed_ms": p.observed_ms, "served_rps": p.throughput_rps,
+            "incomplete": p.incomplete, "wall_s": round(p.wall_s, 3)}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
