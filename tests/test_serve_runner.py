@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import pytest
 
@@ -103,3 +104,29 @@ def test_text_round_trip_through_the_engine(tiny):
     eng = make(tiny)
     ids = eng.generate([eng.tokenizer.encode("Hello, Kairos")], max_tokens=8)[0]
     assert len(ids) == 8 and isinstance(eng.tokenizer.decode(ids), str)
+
+
+def test_the_policy_runs_with_its_knobs_and_predictor(tiny):
+    # One request at a time: SJF on the oracle (each request's max_tokens) finishes the shortest first.
+    eng = make(tiny, max_num_seqs=1, ignore_eos=True, policy="sjf", predictor="oracle")
+    reqs = [eng.add(PROMPT, max_tokens=n) for n in (12, 4, 8)]
+    assert [r.predicted_output for r in reqs] == [12, 4, 8]
+    finished = []
+    while eng.has_work():
+        finished += eng.step().finished
+    assert [r.max_output for r in finished] == [4, 8, 12]
+    laps = make(tiny, policy="laps", policy_options=(("short_tokens", 8),))
+    assert laps.engine.scheduler.waiting.short_tokens == 8
+    assert laps.engine.predictor is None
+    # A policy that needs a predictor gets histogram, as in kairos simulate.
+    assert type(make(tiny, policy="srpt").engine.predictor).__name__ == "HistogramPredictor"
+
+
+def test_bad_policy_knobs_fail_when_the_config_is_built():
+    config = RunnerConfig(policy="slack", policy_options=(("tpot_ms", 40.0),), predictor="noisy",
+                          predictor_options=(("sigma", 0.5),))
+    assert pickle.loads(pickle.dumps(config)) == config  # the engine process gets it pickled
+    with pytest.raises(KairosError, match="has no knob bogus"):
+        RunnerConfig(policy="laps", policy_options=(("bogus", 1),))
+    with pytest.raises(KairosError, match="quantile must be in"):
+        RunnerConfig(policy="sjf", predictor_options=(("quantile", 2.0),))

@@ -9,8 +9,8 @@ import typer
 
 from kairos.cli.catalogs import gpus_table, models_table
 from kairos.cli.errors import run_app
-from kairos.cli import bench_cmd, calibrate_cmd, plan_cmd, serve_cmd, validate_cmd
-from kairos.cli.overrides import parse_set, workload_override
+from kairos.cli import bench_cmd, calibrate_cmd, plan_cmd, policies_cmd, serve_cmd, validate_cmd
+from kairos.cli.overrides import parse_options, parse_set, workload_override
 from kairos.cli.explain_table import explain_table
 from kairos.cli.consoles import err, out
 from kairos.cli.plugins import plugins_epilog
@@ -18,6 +18,7 @@ from kairos.cli.progress import LazyProgress
 from kairos.cluster import ROUTERS
 from kairos.engine import POLICIES
 from kairos.errors import KairosError
+from kairos.predict import PREDICTORS
 from kairos.metrics import render_summary, write_report
 from kairos.scenario.step_models import STEP_TIME_MODELS
 from kairos.scenario.load import load_scenario
@@ -43,7 +44,10 @@ def simulate(
     concurrency: Annotated[Optional[int], typer.Option(help="Closed loop: at most C requests in flight, each end sending the next due (as vllm bench --max-concurrency).")] = None,
     time_scale: Annotated[Optional[float], typer.Option(help="Replay a trace k times faster.")] = None,
     perf: Annotated[Optional[str], typer.Option(help=f"Step-time model: {STEP_TIME_MODELS.choices()}.")] = None,
-    policy: Annotated[Optional[str], typer.Option(help=f"Queue policy: {POLICIES.choices()}.")] = None,
+    policy: Annotated[Optional[str], typer.Option(help=f"Scheduling policy: {POLICIES.choices()} (`kairos policies`).")] = None,
+    policy_option: Annotated[Optional[list[str]], typer.Option(metavar="KEY=VALUE", help="A knob of the policy, KEY=VALUE (short_tokens=512). Repeatable.")] = None,
+    predictor: Annotated[Optional[str], typer.Option(help=f"Output-length predictor: {PREDICTORS.choices()} (default: histogram for policies that need one).")] = None,
+    predictor_option: Annotated[Optional[list[str]], typer.Option(metavar="KEY=VALUE", help="A knob of the predictor, KEY=VALUE (sigma=0.5). Repeatable.")] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Most requests running at once.")] = None,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(help="Token budget per step.")] = None,
     prefix_caching: Annotated[Optional[bool], typer.Option("--prefix-caching/--no-prefix-caching", help="Prefix caching on or off.")] = None,
@@ -60,13 +64,19 @@ def simulate(
                        ("workload.rate", rate), ("workload.num_requests", num_requests),
                        ("workload.concurrency", concurrency),
                        ("workload.time_scale", time_scale), ("perf.model", perf),
-                       ("engine.policy", policy), ("engine.max_num_seqs", max_num_seqs),
+                       ("engine.policy", policy), ("engine.predictor", predictor),
+                       ("engine.max_num_seqs", max_num_seqs),
                        ("engine.max_num_batched_tokens", max_num_batched_tokens),
                        ("engine.enable_prefix_caching", prefix_caching), ("seed", seed)):
         if value is not None:
             overrides[key] = value
     if workload is not None:
         overrides.update(workload_override(workload))
+    # Knob by knob, so that they add to the scenario file's options rather than replace them.
+    for section, items, option in (("policy_options", policy_option, "--policy-option"),
+                                   ("predictor_options", predictor_option, "--predictor-option")):
+        overrides.update({f"engine.{section}.{key}": value
+                          for key, value in parse_options(items or [], option).items()})
     overrides.update(parse_set(set_ or []))
     spec = load_scenario(scenario, overrides)
     if spec.workload.kind == "trace" and rate is not None:
@@ -116,6 +126,7 @@ def gpus() -> None:
 bench_cmd.register(app)
 calibrate_cmd.register(app)
 plan_cmd.register(app)
+policies_cmd.register(app)
 serve_cmd.register(app)
 validate_cmd.register(app)
 

@@ -27,3 +27,25 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise KairosError(f"--set expects KEY=VALUE (e.g. engine.block_size=32), got '{item}'")
         overrides[key.strip()] = yaml.safe_load(raw) if raw else None
     return overrides
+
+
+def parse_options(items: list[str], option: str) -> dict[str, int | float | str]:
+    """`--policy-option KEY=VALUE` items as knobs: each value an int, else a float, else a string."""
+    options: dict[str, int | float | str] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise KairosError(f"{option} expects KEY=VALUE with a knob name as KEY (e.g. short_tokens=512), "
+                              f"got '{item}'")
+        options[key] = _number_or_text(raw.strip())
+    return options
+
+
+def _number_or_text(raw: str) -> int | float | str:
+    for parse in (int, float):
+        try:
+            return parse(raw)
+        except ValueError:
+            pass
+    return raw

@@ -7,16 +7,18 @@ from typing import Annotated
 
 import typer
 
+from kairos.cli.overrides import parse_options
 from kairos.cli.plugins import plugins_epilog
 from kairos.engine.policies import POLICIES
 from kairos.errors import KairosError
+from kairos.predict import PREDICTORS
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30}
 
 
 def register(app: typer.Typer) -> None:
     """Add the `serve` command to the kairos app."""
-    app.command(epilog=plugins_epilog(("--policy", POLICIES)))(serve)
+    app.command(epilog=plugins_epilog(("--policy", POLICIES), ("--predictor", PREDICTORS)))(serve)
 
 
 def serve(
@@ -32,7 +34,10 @@ def serve(
     max_num_seqs: Annotated[int, typer.Option(min=1, help="Most requests running at once.")] = 256,
     max_num_batched_tokens: Annotated[int, typer.Option(min=1, help="Token budget per engine step.")] = 2048,
     prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", help="Reuse the KV blocks of shared prompt prefixes.")] = True,
-    policy: Annotated[str, typer.Option(help=f"Waiting-queue policy: {POLICIES.choices()} (see below).")] = "fcfs",
+    policy: Annotated[str, typer.Option(help=f"Scheduling policy: {POLICIES.choices()} (see below; `kairos policies`).")] = "fcfs",
+    policy_option: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="A knob of the policy, KEY=VALUE (short_tokens=512). Repeatable.")] = None,
+    predictor: Annotated[str | None, typer.Option(help=f"Output-length predictor: {PREDICTORS.choices()} (default: histogram for policies that need one; oracle predicts each request's max_tokens).")] = None,
+    predictor_option: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="A knob of the predictor, KEY=VALUE (quantile=0.9). Repeatable.")] = None,
     max_waiting: Annotated[int, typer.Option(min=1, help="Requests allowed to wait; more are refused with HTTP 429.")] = 1024,
     seed: Annotated[int, typer.Option(help="Seed of the preset's random weights and of sampling without a request seed.")] = 0,
     served_model_name: Annotated[str | None, typer.Option(help="Model name clients send and /v1/models lists (default: --model).")] = None,
@@ -47,6 +52,9 @@ def serve(
     if num_blocks is not None and kv_cache_memory is not None:
         raise KairosError("give --num-blocks or --kv-cache-memory, not both")
     policy = POLICIES.canonical(policy)
+    policy_options = tuple(sorted(parse_options(policy_option or [], "--policy-option").items()))
+    predictor = None if predictor is None else PREDICTORS.canonical(predictor)
+    predictor_options = tuple(sorted(parse_options(predictor_option or [], "--predictor-option").items()))
     if attention not in ("auto", "native", "sdpa"):
         raise KairosError(f"unknown --attention '{attention}': use auto, native or sdpa")
     try:
@@ -59,8 +67,9 @@ def serve(
     runner = RunnerConfig(block_size=block_size, num_blocks=num_blocks,
                           kv_cache_memory=None if kv_cache_memory is None else parse_bytes(kv_cache_memory),
                           enable_prefix_caching=prefix_caching, max_num_seqs=max_num_seqs,
-                          max_num_batched_tokens=max_num_batched_tokens, policy=policy, seed=seed,
-                          attention=attention)
+                          max_num_batched_tokens=max_num_batched_tokens, policy=policy,
+                          policy_options=policy_options, predictor=predictor, predictor_options=predictor_options,
+                          seed=seed, attention=attention)
     run_server(ServeConfig(model=model, served_model_name=served_model_name, device=device, dtype=dtype, seed=seed,
                            runner=runner, max_waiting=max_waiting, host=host, port=port,
                            engine_process=engine_process, threads=threads, busy_poll_s=busy_poll_ms / 1e3,

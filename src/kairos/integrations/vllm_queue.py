@@ -79,14 +79,18 @@ class PluginConfig:
         return cls(**raw)
 
 
+def unsupported_reason(policy: str) -> str | None:
+    """Why the plug-in cannot run the registered policy `policy` faithfully (None: it can)."""
+    factory = POLICIES.get(policy)
+    return next((why for flag, why in _UNSUPPORTED.items() if getattr(factory, flag, False)), None)
+
+
 def build_queue(config: PluginConfig) -> PolicyWaitingQueue:
     """The waiting queue of `config`'s policy; a policy the plug-in cannot run faithfully is a one-line error."""
-    factory = POLICIES.get(config.policy)
-    name = POLICIES.canonical(config.policy)
-    for flag, why in _UNSUPPORTED.items():
-        if getattr(factory, flag, False):
-            raise KairosError(f"scheduling policy '{name}' {why}, which the vLLM plug-in cannot do; "
-                              "run it with kairos simulate or kairos serve")
+    why = unsupported_reason(config.policy)
+    if why is not None:
+        raise KairosError(f"scheduling policy '{POLICIES.canonical(config.policy)}' {why}, which the vLLM "
+                          "plug-in cannot do; run it with kairos simulate or kairos serve")
     predictor = make_predictor(config.predictor, **config.predictor_options) if config.predictor else None
     return PolicyWaitingQueue(make_waiting_queue(config.policy, config.policy_options, predictor), predictor)
 

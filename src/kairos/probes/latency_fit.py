@@ -47,7 +47,8 @@ def simulated_ttfts(profile: dict[str, Any], facts: dict[str, Any], samples: Seq
     """
     engine = {key: facts[key] for key in ("max_num_seqs", "max_num_batched_tokens", "block_size",
                                           "num_gpu_blocks", "enable_prefix_caching", "enable_chunked_prefill",
-                                          "policy") if facts.get(key) is not None}
+                                          "policy", "policy_options", "predictor", "predictor_options")
+              if facts.get(key) is not None}
     scenario = validate_scenario({"model": {"name": profile["model"], "max_model_len": facts["max_model_len"]},
                                   "engine": engine, "perf": {"model": "calibrated"}}, "the calibration load")
     model = CalibratedModel({**profile, "request_latency_s": 0.0, "request_latency_per_input_token_s": 0.0})

@@ -11,7 +11,8 @@ from kairos.calibration.model import CalibratedModel
 from kairos.cluster import Router, make_router, router_knobs
 from kairos.cluster.disaggregation import Decider, make_decider
 from kairos.cluster.migration import make_migration_policy
-from kairos.engine import POLICIES, EngineCore, KVCacheManager, SchedulerConfig
+from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+from kairos.engine.policies import policy_predictor
 from kairos.errors import KairosError
 from kairos.hardware import Link, load_gpu, resolve_link
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
@@ -19,7 +20,7 @@ from kairos.models import ModelArch, kv_shards, resolve_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.front_end import FrontEnd, load_front_end
 from kairos.perf.parallel import Parallelism
-from kairos.predict import OutputPredictor, make_predictor
+from kairos.predict import OutputPredictor
 from kairos.scenario.schema import ClusterSection, EngineSection, Scenario
 from kairos.scenario.step_models import ResolvedPerf, load_calibrated, make_step_time_model
 from kairos.sim.executor import SimExecutor
@@ -195,7 +196,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
     step_model = deployment.perf.model
     itl = ItlCollector()
     hasher = PrefixHasher(eng.block_size)
-    engine = _engine_maker(eng, deployment.kv_blocks, itl, check_invariants, make_predictor_for(eng))
+    engine = _engine_maker(eng, deployment.kv_blocks, itl, check_invariants, policy_predictor(eng.policy, eng.predictor, eng.predictor_options))
     dp = deployment.parallel.dp
     if deployment.lockstep:
         cores: list = [LockstepCores([engine() for _ in range(dp)]) for _ in range(deployment.replicas)]
@@ -238,7 +239,8 @@ def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list
     replicas: dict[str, list[SimReplica]] = {}
     routers = {}
     # One predictor learns from every finished request, as a cluster-wide service would.
-    predictor = make_predictor_for(pools.decode_scenario.engine)
+    decode_engine = pools.decode_scenario.engine
+    predictor = policy_predictor(decode_engine.policy, decode_engine.predictor, decode_engine.predictor_options)
     for name, pool, derived in (("prefill", pools.prefill, pools.prefill_scenario),
                                 ("decode", pools.decode, pools.decode_scenario)):
         engine = _engine_maker(derived.engine, pool.kv_blocks, itl, check_invariants, predictor)
@@ -271,18 +273,6 @@ def _engine_maker(eng: EngineSection, kv_blocks: int, itl: ItlCollector, check_i
 
     first = [make()]
     return lambda: first.pop() if first else make()
-
-
-def make_predictor_for(eng: EngineSection) -> OutputPredictor | None:
-    """The engine section's predictor; a policy that ranks by predicted lengths gets `histogram` by default."""
-    name = eng.predictor
-    if name is None:
-        if not getattr(POLICIES.get(eng.policy), "needs_predictor", False):
-            if eng.predictor_options:
-                raise KairosError("engine.predictor_options given without engine.predictor")
-            return None
-        name = "histogram"
-    return make_predictor(name, **eng.predictor_options)
 
 
 def _request_latency(deployment: Deployment) -> Callable[[int], float] | None:

@@ -6,10 +6,13 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kairos.engine import EngineCore, KVCacheManager, Request, RequestStatus, SchedulerConfig, StepResult
 from kairos.engine.batch_shape import BatchShape
+from kairos.engine.policies import make_waiting_queue, policy_predictor
 from kairos.errors import KairosError
+from kairos.predict import OutputPredictor
 from kairos.serve.cpu_tuning import tune_malloc
 from kairos.serve.executor import TorchExecutor
 from kairos.serve.kv_pool import allocate_kv_pool, default_kv_memory, num_blocks_for_memory
@@ -40,11 +43,23 @@ class RunnerConfig:
     max_num_batched_tokens: int = 2048
     enable_chunked_prefill: bool = True
     policy: str = "fcfs"
+    # The policy's and the predictor's knobs as (name, value) pairs: the config stays hashable and picklable.
+    policy_options: tuple[tuple[str, Any], ...] = ()
+    predictor: str | None = None  # None: histogram for a policy that needs one (as kairos simulate)
+    predictor_options: tuple[tuple[str, Any], ...] = ()
     # Run every request to max_tokens even past EOS (benchmarks want fixed lengths).
     ignore_eos: bool = False
     seed: int = 0
     check_invariants: bool = False
     attention: str = "auto"
+
+    def __post_init__(self) -> None:
+        # One waiting queue built now makes a bad policy or predictor knob an error before any model loads.
+        make_waiting_queue(self.policy, dict(self.policy_options), self.make_predictor())
+
+    def make_predictor(self) -> OutputPredictor | None:
+        """The predictor the policy ranks by (the oracle's output length is each request's max_tokens)."""
+        return policy_predictor(self.policy, self.predictor, dict(self.predictor_options))
 
 
 class EngineRunner:
@@ -58,9 +73,11 @@ class EngineRunner:
             config.kv_cache_memory or default_kv_memory(loaded.device), loaded.dtype)
         self.kv = KVCacheManager(num_blocks, config.block_size, config.enable_prefix_caching)
         scheduler = SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens,
-                                    config.enable_chunked_prefill, config.policy)
+                                    config.enable_chunked_prefill, config.policy,
+                                    policy_options=config.policy_options)
         stops = frozenset() if config.ignore_eos else frozenset({loaded.tokenizer.eos_token_id})
-        self.engine = EngineCore(scheduler, self.kv, stop_token_ids=stops, check_invariants=config.check_invariants)
+        self.engine = EngineCore(scheduler, self.kv, stop_token_ids=stops, check_invariants=config.check_invariants,
+                                 predictor=config.make_predictor())
         native = select_attention(config.attention, loaded.device, loaded.dtype)
         if loaded.device.type == "cpu":
             tune_malloc()

@@ -187,6 +187,9 @@ def engine_facts(config: ServeConfig, info: ModelInfo, engine: str, num_blocks: 
         "enable_prefix_caching": rc.enable_prefix_caching,
         "enable_chunked_prefill": rc.enable_chunked_prefill,
         "policy": rc.policy,
+        "policy_options": dict(rc.policy_options),
+        "predictor": rc.predictor,  # null: the policy's default (histogram for those that need one)
+        "predictor_options": dict(rc.predictor_options),
         "max_model_len": max_model_len,
         "max_waiting": config.max_waiting,
         "engine": engine,  # where the engine runs: "process" or "thread"

@@ -15,5 +15,7 @@ from kairos.engine.policies.base import (
     StepContext,
     make_waiting_queue,
 )
+from kairos.engine.policies.predicted import DEFAULT_PREDICTOR, needs_predictor, policy_predictor
 
-__all__ = ["POLICIES", "FifoQueue", "QueuePolicy", "RankedQueue", "StepContext", "make_waiting_queue"]
+__all__ = ["DEFAULT_PREDICTOR", "POLICIES", "FifoQueue", "QueuePolicy", "RankedQueue", "StepContext",
+           "make_waiting_queue", "needs_predictor", "policy_predictor"]
