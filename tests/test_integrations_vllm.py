@@ -208,9 +208,9 @@ def test_policies_the_plugin_cannot_run_are_refused(policy: str):
         queue(policy)
 
 
-def test_sjf_without_predictor_is_an_error():
-    with pytest.raises(KairosError, match="give it a predictor"):
-        queue("sjf", predictor=None)
+def test_sjf_without_a_named_predictor_learns_with_the_histogram():
+    from kairos.predict.predictors import HistogramPredictor
+    assert isinstance(queue("sjf", predictor=None).predictor, HistogramPredictor)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")

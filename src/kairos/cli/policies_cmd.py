@@ -76,7 +76,7 @@ def policies_table() -> Table:
         table.add_row(name, escape(POLICIES.summaries()[name]), escape(_knobs_text(POLICIES, name)), predictor,
                       vllm_support(name))
     table.caption = ("Every policy runs in kairos simulate and kairos serve, where a policy that needs a predictor "
-                     f"gets {DEFAULT_PREDICTOR} unless --predictor names one (the vLLM plug-in needs it named). "
+                     f"gets {DEFAULT_PREDICTOR} unless --predictor names one, as in the vLLM plug-in. "
                      "Details: kairos policies NAME.")
     return table
 

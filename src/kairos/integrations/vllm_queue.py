@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kairos.engine.policies import POLICIES, QueuePolicy, RankedQueue, make_waiting_queue
+from kairos.engine.policies.predicted import policy_predictor
 from kairos.engine.request import Request
 from kairos.errors import KairosError
-from kairos.predict import OutputPredictor, make_predictor
+from kairos.predict import OutputPredictor
 from kairos.workload.spec import SLO, RequestSpec
 
 # Where the plug-in's settings come from: the "kairos" key of vLLM's --additional-config, else this variable.
@@ -91,7 +92,7 @@ def build_queue(config: PluginConfig) -> PolicyWaitingQueue:
     if why is not None:
         raise KairosError(f"scheduling policy '{POLICIES.canonical(config.policy)}' {why}, which the vLLM "
                           "plug-in cannot do; run it with kairos simulate or kairos serve")
-    predictor = make_predictor(config.predictor, **config.predictor_options) if config.predictor else None
+    predictor = policy_predictor(config.policy, config.predictor, config.predictor_options)
     return PolicyWaitingQueue(make_waiting_queue(config.policy, config.policy_options, predictor), predictor)
 
 
