@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -14,7 +15,10 @@ from kairos.cli.consoles import err, out
 from kairos.cli.overrides import parse_set, workload_override
 from kairos.errors import KairosError
 from kairos.plan import Probe, Sized, SloTarget, cheapest, find_capacity, launch_plan
-from kairos.scenario.load import load_scenario
+from kairos.plan.executors import TrialExecutor, make_executor
+from kairos.plan.search import SearchSpace, TrialResult
+from kairos.plan.search import search as search_deployments
+from kairos.scenario.load import apply_overrides, load_scenario, validate_scenario
 from kairos.scenario.schema import Scenario
 
 PLAN_FILE = "plan.json"
@@ -29,6 +33,7 @@ def plan(
     scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML (model, workload, engine, SLO); the built-in default when omitted.")] = None,
     capacity: Annotated[bool, typer.Option("--capacity", help="The highest request rate the scenario's deployment sustains within the SLO.")] = False,
     target_rate: Annotated[Optional[float], typer.Option(help="The cheapest deployment (GPU kind, TP, replicas) meeting the SLO at this many requests per second.")] = None,
+    search: Annotated[bool, typer.Option("--search", help="Optuna over deployments within --total-gpus: the Pareto front of output tokens/s/GPU against tokens/s/user at each one's capacity.")] = False,
     ttft: Annotated[Optional[float], typer.Option(help="TTFT target, ms (default: the scenario's slo.ttft_ms).")] = None,
     tpot: Annotated[Optional[float], typer.Option(help="TPOT target, ms (default: slo.tpot_ms).")] = None,
     e2e: Annotated[Optional[float], typer.Option(help="E2E target, ms (default: slo.e2e_ms).")] = None,
@@ -38,14 +43,25 @@ def plan(
     max_replicas: Annotated[int, typer.Option(min=1, help="--target-rate: the most replicas a candidate may use.")] = 64,
     prices: Annotated[Optional[Path], typer.Option(help="--target-rate: JSON {gpu: USD per GPU-hour}; ranks by cost instead of GPU count.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative gap between the highest rate met and the lowest missed when the search stops.")] = 0.02,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="--target-rate: processes sizing candidates at once (default: one per CPU).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="--target-rate, --search: processes at once (default: one per CPU).")] = None,
+    total_gpus: Annotated[Optional[int], typer.Option(min=1, help="--search: the GPU budget of a deployment (default: 8).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="--search: trials to run (more of a resumed study).")] = 50,
+    objectives: Annotated[str, typer.Option(help="--search: tokens_per_gpu and/or tokens_per_user (two: NSGA-II; one: TPE).")] = "tokens_per_gpu,tokens_per_user",
+    batched_tokens: Annotated[str, typer.Option(help="--search: max_num_batched_tokens choices.")] = "1024,2048,4096,8192",
+    max_seqs: Annotated[str, typer.Option(help="--search: max_num_seqs choices.")] = "64,128,256",
+    routers: Annotated[Optional[str], typer.Option(help="--search: router choices (default: the scenario's).")] = None,
+    policies: Annotated[Optional[str], typer.Option(help="--search: scheduling policy choices (default: the scenario's).")] = None,
+    disagg: Annotated[bool, typer.Option("--disagg", help="--search: also try prefill/decode pools.")] = False,
+    storage: Annotated[Optional[str], typer.Option(help="--search: Optuna storage, e.g. sqlite:///study.db, to resume a study.")] = None,
+    study: Annotated[str, typer.Option(help="--search: the study's name in --storage.")] = "kairos-plan",
+    ray_address: Annotated[Optional[str], typer.Option(help="--search: run trials as Ray tasks on this cluster (auto, HOST:PORT, or local).")] = None,
     workload: Annotated[Optional[str], typer.Option(help="'synthetic' or 'trace:PATH'.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any scenario field, KEY=VALUE with a dotted key. Repeatable.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {PLAN_FILE} here.")] = None,
 ) -> None:
     """Plan by simulation: capacity under an SLO (--capacity) or the cheapest deployment for a rate (--target-rate)."""
-    if capacity == (target_rate is not None):
-        raise KairosError("say what to plan: --capacity or --target-rate R (one of them)")
+    if capacity + (target_rate is not None) + search != 1:
+        raise KairosError("say what to plan: --capacity, --target-rate R or --search (one of them)")
     overrides: dict[str, Any] = dict(workload_override(workload)) if workload is not None else {}
     overrides.update(parse_set(set_ or []))
     spec = load_scenario(scenario, overrides)
@@ -54,6 +70,13 @@ def plan(
     started = time.perf_counter()
     if capacity:
         result = _capacity(spec, target, tolerance)
+    elif search:
+        space = SearchSpace(
+            tuple(_names(gpu) or [spec.hardware.gpu]), tuple(_ints("--tp", tp)), total_gpus or 8,
+            tuple(_ints("--batched-tokens", batched_tokens)), tuple(_ints("--max-seqs", max_seqs)),
+            tuple(_names(routers) or [spec.cluster.router]), tuple(_names(policies) or [spec.engine.policy]), disagg)
+        result = _search(spec, target, space, trials, _names(objectives), storage, study,
+                         max(tolerance, 0.05), make_executor(workers, ray_address))
     else:
         result = _target_rate(spec, target, target_rate, gpu, tp, max_replicas, prices, tolerance, workers)
     result = {"slo": {**target.targets(), "percentile": target.percentile}, **result,
@@ -95,11 +118,8 @@ def _capacity(spec: Scenario, target: SloTarget, tolerance: float) -> dict[str, 
 
 def _target_rate(spec: Scenario, target: SloTarget, rate: float, gpus: str | None, tps: str, max_replicas: int,
                  prices_path: Path | None, tolerance: float, workers: int | None) -> dict[str, Any]:
-    gpu_list = [g.strip().lower() for g in (gpus or spec.hardware.gpu).split(",") if g.strip()]
-    try:
-        tp_list = [int(t) for t in tps.split(",") if t.strip()]
-    except ValueError:
-        raise KairosError(f"--tp takes comma-separated integers, got {tps!r}") from None
+    gpu_list = _names(gpus) or [spec.hardware.gpu]
+    tp_list = _ints("--tp", tps)
     prices = _load_prices(prices_path)
     done = 0
 
@@ -136,6 +156,66 @@ def _target_rate(spec: Scenario, target: SloTarget, rate: float, gpus: str | Non
     return {"question": "target_rate", "target_rate_rps": rate,
             "candidates": [s.to_json() for s in sized], "best": None if best is None else best.to_json(),
             "launch": launch}
+
+
+def _search(spec: Scenario, target: SloTarget, space: SearchSpace, trials: int, objectives: list[str],
+            storage: str | None, study: str, tolerance: float, executor: TrialExecutor) -> dict[str, Any]:
+    def progress(t: TrialResult) -> None:
+        verdict = t.error or f"{t.tokens_per_gpu:,.0f} tok/s/GPU, {t.tokens_per_user:,.1f} tok/s/user"
+        err.print(f"  trial {t.number}: {_describe(t.overrides)}: {verdict} ({t.wall_s:.1f} s)", markup=False)
+
+    try:
+        result = search_deployments(spec, target, space, trials=trials, objectives=objectives, storage=storage,
+                                    study_name=study, seed=spec.seed, tolerance=tolerance, executor=executor,
+                                    on_trial=progress)
+    finally:
+        executor.close()
+    table = Table("rank", "pareto", "deployment", "GPUs", "capacity req/s", "tok/s/GPU", "tok/s/user",
+                  title=f"search over {len(result.trials)} deployments ({target.describe()})")
+    ranked = [t for t in result.trials if t.error is None]
+    for rank, t in enumerate(ranked[:20], 1):
+        table.add_row(str(rank), "*" if t.pareto else "", _describe(t.overrides), str(t.gpus),
+                      f"{t.capacity_rps:.3g}", f"{t.tokens_per_gpu:,.0f}", f"{t.tokens_per_user:,.1f}")
+    out.print(table)
+    failed = len(result.trials) - len(ranked)
+    if failed:
+        out.print(f"{failed} deployment(s) could not run or met the SLO at no rate (reasons in plan.json)")
+    launch = {}
+    for t in result.pareto[:3]:
+        chosen = validate_scenario(apply_overrides(spec.model_dump(mode="json"), t.overrides), "search")
+        launch[_describe(t.overrides)] = launch_plan(chosen)
+    for name, lines in launch.items():
+        out.print(f"[bold]{name}[/]")
+        for line in lines:
+            out.print("  " + line, markup=False, soft_wrap=True)
+    return {"question": "search", "space": asdict(space), "objectives": objectives,
+            "trials": [t.to_json() for t in result.trials], "pareto": [t.to_json() for t in result.pareto],
+            "best": ranked[0].to_json() if ranked else None, "launch": launch}
+
+
+def _describe(overrides: dict[str, Any]) -> str:
+    pools = overrides.get("cluster.pools")
+    if pools is not None:
+        p, d = pools["prefill"], pools["decode"]
+        layout = f"{p['replicas']}P(tp{p['tp']})+{d['replicas']}D(tp{d['tp']})"
+    else:
+        layout = (f"{overrides['cluster.replicas']} x tp{overrides['hardware.tp']}, "
+                  f"batch {overrides['engine.max_num_batched_tokens']}, seqs {overrides['engine.max_num_seqs']}")
+    return f"{overrides['hardware.gpu']} {layout}, {overrides['cluster.router']}, {overrides['engine.policy']}"
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip().lower() for n in (text or "").split(",") if n.strip()]
+
+
+def _ints(option: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise KairosError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise KairosError(f"{option} takes positive integers, got {text!r}")
+    return values
 
 
 def _load_prices(path: Path | None) -> dict[str, float] | None:

@@ -32,6 +32,9 @@ class Probe:
     throughput_rps: float
     incomplete: bool  # some request was rejected, or the run stopped once its verdict was certain
     wall_s: float
+    offered_rps: float = 0.0  # requests per second arriving over the run's arrival span
+    offered_output_tps: float = 0.0  # their output tokens per second
+    tpot_mean_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -68,9 +71,12 @@ def probe(scenario: Scenario, target: SloTarget, knob_name: str, value: float) -
     started = time.perf_counter()
     run = run_scenario(with_knob(scenario, knob_name, value), stop_when=target.fail_fast())
     records = run.records
-    return Probe(value, target.meets(records), target.observed_ms(records),
-                 run.report["summary"]["throughput"]["requests_per_s"], not all(r.finished for r in records),
-                 time.perf_counter() - started)
+    summary = run.report["summary"]
+    span = max(r.arrival_s for r in records) - min(r.arrival_s for r in records) if records else 0.0
+    offered = (len(records) / span, sum(r.output_tokens for r in records) / span) if span > 0 else (0.0, 0.0)
+    return Probe(value, target.meets(records), target.observed_ms(records), summary["throughput"]["requests_per_s"],
+                 not all(r.finished for r in records), time.perf_counter() - started, *offered,
+                 summary["tpot_ms"]["mean"] or None)
 
 
 def find_capacity(scenario: Scenario, target: SloTarget, *, tolerance: float = 0.02,
