@@ -1,0 +1,76 @@
+"""kairos plan --search: the Pareto front of a small study, resuming it, P/D trials and Ray."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kairos.cli.main import app
+from kairos.plan import SloTarget
+from kairos.plan.executors import LocalExecutor
+from kairos.plan.search import SearchSpace, evaluate, search
+from kairos.scenario.load import load_scenario
+
+pytest.importorskip("optuna")
+
+TARGET = SloTarget(ttft_ms=500, tpot_ms=50)
+SMALL = {"workload.num_requests": 120}
+
+
+def small_space(**changes) -> SearchSpace:
+    return SearchSpace(("h100", "h200"), (1,), 2, max_num_batched_tokens=(1024, 4096), max_num_seqs=(64, 256),
+                       **changes)
+
+
+def test_a_search_ranks_its_trials_and_flags_an_undominated_front():
+    result = search(load_scenario(None, SMALL), TARGET, small_space(), trials=5, executor=LocalExecutor(1))
+    ok = [t for t in result.trials if t.error is None]
+    assert 1 <= len(result.trials) <= 5 and ok and result.pareto
+    assert [t.tokens_per_gpu for t in ok] == sorted((t.tokens_per_gpu for t in ok), reverse=True)
+    for front in result.pareto:  # nothing beats a front trial on both objectives
+        assert not any(t.tokens_per_gpu > front.tokens_per_gpu and t.tokens_per_user > front.tokens_per_user
+                       for t in ok)
+    for t in ok:
+        assert t.gpus == t.overrides["hardware.tp"] * t.overrides["cluster.replicas"] <= 2
+        assert t.tokens_per_gpu > 0 and t.tokens_per_user == pytest.approx(1e3 / t.tpot_mean_ms)
+
+
+def test_a_study_in_sqlite_resumes_with_its_earlier_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    scenario = load_scenario(None, SMALL)
+    first = search(scenario, TARGET, small_space(), trials=2, storage=storage, executor=LocalExecutor(1))
+    again = search(scenario, TARGET, small_space(), trials=2, storage=storage, executor=LocalExecutor(1))
+    earlier = {json.dumps(t.overrides, sort_keys=True) for t in first.trials if t.error is None}
+    assert earlier <= {json.dumps(t.overrides, sort_keys=True) for t in again.trials}
+    assert len(again.trials) >= len(first.trials)
+
+
+def test_a_disaggregated_trial_counts_both_pools_gpus():
+    pools = {"prefill": {"replicas": 1, "tp": 1, "engine": {"max_num_batched_tokens": 8192}},
+             "decode": {"replicas": 2, "tp": 1, "engine": {"max_num_seqs": 256}}}
+    overrides = {"hardware.gpu": "h100", "cluster.router": "round_robin", "engine.policy": "fcfs",
+                 "cluster.pools": pools}
+    result = evaluate((load_scenario(None, SMALL), TARGET, overrides, 3, 0, 0.05))
+    assert result.error is None and result.gpus == 3 and result.capacity_rps > 0
+    broken = evaluate((load_scenario(None, SMALL), TARGET, {**overrides, "hardware.gpu": "no-such-gpu"}, 3, 1, 0.05))
+    assert broken.error and "no-such-gpu" in broken.error
+
+
+def test_the_plan_command_searches_and_writes_the_front(tmp_path):
+    result = CliRunner().invoke(app, ["plan", "--search", "--trials", "3", "--gpu", "h100", "--tp", "1",
+                                      "--total-gpus", "2", "--workers", "1", "--set", "workload.num_requests=100",
+                                      "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "plan.json").read_text())
+    assert written["question"] == "search" and written["pareto"] and written["launch"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_trials_run_as_ray_tasks_on_a_local_cluster():
+    from kairos.plan.executors import RayExecutor
+    executor = RayExecutor("local")
+    result = search(load_scenario(None, SMALL), TARGET, small_space(), trials=2, executor=executor)
+    assert result.trials and all(t.error is None for t in result.trials)
