@@ -45,7 +45,7 @@ def plan(
     tolerance: Annotated[float, typer.Option(help="Relative gap between the highest rate met and the lowest missed when the search stops.")] = 0.02,
     workers: Annotated[Optional[int], typer.Option(min=1, help="--target-rate, --search: processes at once (default: one per CPU).")] = None,
     total_gpus: Annotated[Optional[int], typer.Option(min=1, help="--search: the GPU budget of a deployment (default: 8).")] = None,
-    trials: Annotated[int, typer.Option(min=1, help="--search: trials to run (more of a resumed study).")] = 50,
+    trials: Annotated[int, typer.Option(min=1, help="--search: deployments to judge (repeats are free; more for a resumed study).")] = 50,
     objectives: Annotated[str, typer.Option(help="--search: tokens_per_gpu and/or tokens_per_user (two: NSGA-II; one: TPE).")] = "tokens_per_gpu,tokens_per_user",
     batched_tokens: Annotated[str, typer.Option(help="--search: max_num_batched_tokens choices.")] = "1024,2048,4096,8192",
     max_seqs: Annotated[str, typer.Option(help="--search: max_num_seqs choices.")] = "64,128,256",

@@ -133,7 +133,7 @@ def search(scenario: Scenario, target: SloTarget, space: SearchSpace, *, trials:
            objectives: Sequence[str] = OBJECTIVES, storage: str | None = None, study_name: str = "kairos-plan",
            seed: int = 0, tolerance: float = 0.05, executor: TrialExecutor,
            on_trial: Callable[[TrialResult], None] | None = None) -> SearchResult:
-    """Run `trials` more trials of the study (resumed from `storage` when it has them)."""
+    """Judge `trials` more deployments in the study (resumed from `storage` when it has some)."""
     optuna = _optuna()
     unknown = sorted(set(objectives) - set(OBJECTIVES))
     if unknown or not objectives:
@@ -148,18 +148,24 @@ def search(scenario: Scenario, target: SloTarget, space: SearchSpace, *, trials:
             done = TrialResult(**json.loads(old.user_attrs["result"]))
             seen[_key(done.overrides)] = done
     result = SearchResult(list(seen.values()))
-    remaining = trials
-    while remaining > 0:
+    # `trials` new deployments; a repeat of one judged before is told its result at no cost. A space
+    # smaller than that ends the search once Optuna keeps proposing what it has seen.
+    remaining, asks_left = trials, 20 * trials
+    while remaining > 0 and asks_left > 0:
         batch = []
         for _ in range(min(remaining, executor.width)):
             trial = study.ask()
             overrides, gpus = draw(trial, space)
             batch.append((trial, overrides, gpus))
-        remaining -= len(batch)
-        fresh = [(t, o, g) for t, o, g in batch if _key(o) not in seen]
-        jobs = [(scenario, target, o, g, t.number, tolerance) for t, o, g in fresh]
-        for (trial, overrides, _), done in zip(fresh, executor.map(evaluate, jobs)):
-            seen[_key(overrides)] = done
+        asks_left -= len(batch)
+        fresh = {_key(o): (t, o, g) for t, o, g in batch if _key(o) not in seen}
+        jobs = [(scenario, target, o, g, t.number, tolerance) for t, o, g in fresh.values()]
+        for key, done in zip(fresh, executor.map(evaluate, jobs)):
+            seen[key] = done
+            result.trials.append(done)
+            if on_trial is not None:
+                on_trial(done)
+        remaining -= len(fresh)
         for trial, overrides, _ in batch:
             done = seen[_key(overrides)]
             if done.error is not None:
@@ -167,10 +173,6 @@ def search(scenario: Scenario, target: SloTarget, space: SearchSpace, *, trials:
             else:
                 trial.set_user_attr("result", json.dumps(done.to_json()))
                 study.tell(trial, [getattr(done, name) for name in objectives])
-            if done.number == trial.number:  # a repeat of a configuration tried before is not listed again
-                result.trials.append(done)
-                if on_trial is not None:
-                    on_trial(done)
     _mark_pareto(result.trials, objectives)
     result.trials.sort(key=lambda t: (t.error is not None, -t.tokens_per_gpu, -t.tokens_per_user, t.number))
     return result
