@@ -36,12 +36,10 @@ class TimeSeries:
         return self.running.shape[1]
 
     def rate(self, cumulative: np.ndarray, window: int) -> np.ndarray:
-        """Per-second rate of a cumulative series over the `window` samples ending at each one
-        (fewer at the start); the first sample's rate is 0."""
-        back = np.minimum(np.arange(len(cumulative)), window)
-        lagged = cumulative[np.arange(len(cumulative)) - back]
-        span = back[:, None] * self.interval_s
-        return np.divide(cumulative - lagged, span, out=np.zeros(cumulative.shape), where=span > 0)
+        """Per-second rate of a cumulative series over the `window` intervals ending at each sample;
+        the run starts at 0, so the first window's rates ramp up rather than spike."""
+        index = np.arange(len(cumulative))
+        return (cumulative - cumulative[np.maximum(index - window, 0)]) / (window * self.interval_s)
 
 
 def write_timeseries(out_dir: str | Path, series: TimeSeries) -> Path:
