@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -100,4 +101,18 @@ def test_the_plan_command_writes_plan_json(tmp_path):
     assert written["question"] == "capacity" and written["capacity"] > 0 and written["launch"]
     assert written["slo"] == {"ttft": 500.0, "tpot": 50.0, "percentile": 90.0}
     refused = CliRunner().invoke(app, ["plan"])
-    assert isinstance(refused.exception, KairosError) and "--capacity or --target-rate" in str(refused.exception)
+    assert isinstance(refused.exception, KairosError) and "--capacity, --target-rate R or --search" in str(refused.exception)
+
+
+def test_a_deployment_that_misses_even_alone_is_given_up_on_quickly():
+    scenario = load_scenario(None, SMALL)
+    result = find_capacity(scenario, SloTarget(tpot_ms=0.5), tolerance=0.05)
+    assert result.best is None and len(result.probes) <= 6
+    assert result.first_failing.concurrency < 0.5
+
+
+def test_launch_commands_for_pd_pools_name_each_pool_and_the_kv_connector():
+    lines = launch_plan(load_scenario(Path(__file__).resolve().parents[1] / "examples" / "disaggregated.yaml"))
+    assert len(lines) == 3 and all("NixlConnector" in line for line in lines[:2])
+    assert "--tensor-parallel-size 1" in lines[0] and "prefill: x 2 replicas" in lines[0]
+    assert "--tensor-parallel-size 2" in lines[1] and "--max-num-batched-tokens 512" in lines[1]

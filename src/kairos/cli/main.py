@@ -18,8 +18,11 @@ from kairos.cli.progress import LazyProgress
 from kairos.cluster import ROUTERS
 from kairos.engine import POLICIES
 from kairos.errors import KairosError
+from kairos.html.page import require_plotly
+from kairos.html.simulate_page import write_simulate_page
 from kairos.predict import PREDICTORS
 from kairos.metrics import render_summary, write_report
+from kairos.metrics.timeseries import write_timeseries
 from kairos.scenario.step_models import STEP_TIME_MODELS
 from kairos.scenario.load import load_scenario
 from kairos.scenario.run import run_scenario
@@ -54,6 +57,7 @@ def simulate(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any scenario field, KEY=VALUE with a dotted key (engine.block_size=32). Repeatable.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write report.json and requests.csv here.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write report.html here (latency CDFs, per-replica time series; needs kairos[html]), with timeseries.csv, and report.json unless -o puts it elsewhere.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show a sample of steps with their time split by operator (also in report.json).")] = False,
 ) -> None:
@@ -82,9 +86,11 @@ def simulate(
     if spec.workload.kind == "trace" and rate is not None:
         raise KairosError("--rate applies to synthetic workloads; replay a trace faster with --time-scale")
 
+    if html is not None:
+        require_plotly()  # before the run, not after it
     with LazyProgress("simulating", err, enabled=not quiet) as progress:
         run = run_scenario(spec, progress=progress, warn=lambda m: err.print(f"warning: {m}", markup=False),
-                           explain=explain)
+                           explain=explain, timeseries=html is not None)
     if not quiet:
         deployment = run.report["deployment"]
         pools = [(name, deployment[name]) for name in ("prefill", "decode")] if "decode" in deployment \
@@ -106,9 +112,15 @@ def simulate(
         out.print(render_summary(run.report))
         if explain:
             out.print(explain_table(run.report["explain"]))
+    # --html alone keeps the page's data beside it; with -o the data goes there, the page to --html.
+    output = output if output is not None or html is None else html
     if output is not None:
         report_path, csv_path = write_report(output, run.report, run.records)
         out.print(f"wrote {report_path} and {csv_path}", markup=False)
+    if html is not None:
+        series_path = write_timeseries(output, run.timeseries)
+        page_path = write_simulate_page(html, run.report, run.records, run.timeseries)
+        out.print(f"wrote {series_path} and {page_path}", markup=False)
 
 
 @app.command()

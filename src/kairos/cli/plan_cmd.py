@@ -231,8 +231,7 @@ def _load_prices(path: Path | None) -> dict[str, float] | None:
 
 
 def _probe_json(p: Probe) -> dict[str, Any]:
-    return {"load": p.knob, "meets": p.meets, "observed_ms": p.observed_ms, "served_rps": p.throughput_rps,
-            "incomplete": p.incomplete, "wall_s": round(p.wall_s, 3)}
+    return {**asdict(p), "wall_s": round(p.wall_s, 3)}
 
 
 def _ms(value: float | None) -> str:

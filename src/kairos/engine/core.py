@@ -62,6 +62,7 @@ class EngineStats:
     steps: int = 0
     busy_s: float = 0.0
     tokens: int = 0
+    output_tokens: int = 0  # tokens sampled
     peak_kv_usage: float = 0.0
 
 
@@ -236,11 +237,13 @@ class EngineCore:
         """Advance state after `out` ran and ended at time `now`."""
         result = StepResult()
         itl = self.itl
+        sampled_tokens = 0
         for req, n in out.scheduled:
             req.num_computed += n
             if req.num_computed < req.num_tokens:
                 continue
             req.num_output += 1
+            sampled_tokens += 1
             token = None
             if sampled is not None:
                 token = sampled[req.uid]
@@ -258,6 +261,7 @@ class EngineCore:
             elif token is not None and token in self.stop_token_ids:
                 result.finished.append(req)
                 self._finish(req, now, "stop")
+        self.stats.output_tokens += sampled_tokens
         self._after_step(out, result, 1)
         return result
 
@@ -351,6 +355,7 @@ class EngineCore:
             itl.add_repeated(np.diff(ends), len(running))
         for req in result.finished:
             self._finish(req, last_end, "length")
+        self.stats.output_tokens += steps * len(running)
         self._after_step(out, result, steps)
         return result
 

@@ -20,6 +20,9 @@ from kairos.scenario.schema import Scenario
 
 # Bracketing gives up after this many doublings or halvings of the starting rate.
 _MAX_BRACKET_STEPS = 12
+# Below this many requests in the system on average, a request mostly runs alone: a deployment that
+# misses the SLO there misses it at any rate.
+_ALONE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,7 @@ class Probe:
     offered_rps: float = 0.0  # requests per second arriving over the run's arrival span
     offered_output_tps: float = 0.0  # their output tokens per second
     tpot_mean_ms: float | None = None
+    concurrency: float = 0.0  # mean requests in the system (Little's law: offered rate x mean E2E)
 
 
 @dataclass(slots=True)
@@ -76,7 +80,7 @@ def probe(scenario: Scenario, target: SloTarget, knob_name: str, value: float) -
     offered = (len(records) / span, sum(r.output_tokens for r in records) / span) if span > 0 else (0.0, 0.0)
     return Probe(value, target.meets(records), target.observed_ms(records), summary["throughput"]["requests_per_s"],
                  not all(r.finished for r in records), time.perf_counter() - started, *offered,
-                 summary["tpot_ms"]["mean"] or None)
+                 summary["tpot_ms"]["mean"] or None, offered[0] * summary["e2e_ms"]["mean"] / 1e3)
 
 
 def find_capacity(scenario: Scenario, target: SloTarget, *, tolerance: float = 0.02,
@@ -109,6 +113,8 @@ def find_capacity(scenario: Scenario, target: SloTarget, *, tolerance: float = 0
     else:
         result.first_failing = first
         for _ in range(_MAX_BRACKET_STEPS):
+            if result.first_failing.concurrency < _ALONE:
+                return result  # requests barely overlap and still miss: no lower rate will meet it
             p = run(result.first_failing.knob / 2)
             if p.meets:
                 result.best = p

@@ -103,6 +103,9 @@ def cheapest(scenario: Scenario, target: SloTarget, rate_rps: float, *, gpus: Se
     candidates that cannot meet it come last."""
     if rate_rps <= 0:
         raise KairosError(f"--target-rate must be > 0, got {rate_rps:g}")
+    if scenario.cluster.pools is not None:
+        raise KairosError("--target-rate sizes colocated replicas: drop cluster.pools, or compare P/D layouts"
+                          " with --search --disagg")
     if prices is not None and (missing := sorted(set(gpus) - set(prices))):
         raise KairosError(f"the price table has no price for {', '.join(missing)}")
     target_knob = knob_for_rate(scenario, rate_rps)

@@ -16,6 +16,7 @@ from kairos.engine.policies import policy_predictor
 from kairos.errors import KairosError
 from kairos.hardware import Link, load_gpu, resolve_link
 from kairos.metrics import ItlCollector, RequestRecord, build_report, summarize
+from kairos.metrics.timeseries import TimeSeries
 from kairos.models import ModelArch, kv_shards, resolve_model
 from kairos.perf import kv_cache_blocks
 from kairos.perf.front_end import FrontEnd, load_front_end
@@ -30,6 +31,7 @@ from kairos.sim.lifecycle import FleetChange
 from kairos.sim.replica import PrefixHasher, ReplicaState, SimReplica
 from kairos.sim.disaggregated import DisaggregatedSimulation
 from kairos.sim.migration import MigratingSimulation
+from kairos.sim.recorder import TimeSeriesRecorder
 from kairos.sim.runner import ProgressFn, Simulation
 from kairos.workload import RequestSpec, build_workload
 from kairos.workload.spec import SLO
@@ -37,10 +39,12 @@ from kairos.workload.spec import SLO
 
 @dataclass(slots=True)
 class ScenarioRun:
-    """A finished run: the report dict and the per-request records behind it."""
+    """A finished run: the report dict, the per-request records behind it and, when recorded, each
+    replica's time series."""
 
     report: dict
     records: list[RequestRecord]
+    timeseries: TimeSeries | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +297,7 @@ def _make_router(scenario: Scenario, hasher: PrefixHasher, kv_blocks: int) -> Ro
 
 def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
                  warn: Callable[[str], None] | None = None, fast_decode: bool = True,
-                 check_invariants: bool = False, explain: bool = False,
+                 check_invariants: bool = False, explain: bool = False, timeseries: bool = False,
                  stop_when: Callable[[RequestRecord, int], bool] | None = None) -> ScenarioRun:
     """Build the workload and the cluster, simulate, and summarise into a report.
 
@@ -301,7 +305,8 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     covering what ran (requests left unfinished).
 
     With `explain`, the report gains an `explain` section: a sample of steps with
-    their predicted time split by operator.
+    their predicted time split by operator. With `timeseries`, the run also samples
+    each replica's state (`TimeSeriesRecorder`); the report stays the same.
     """
     started = time.perf_counter()
     deployment: Deployment | PoolDeployments = resolve_pools(scenario) or resolve_deployment(scenario)
@@ -310,6 +315,8 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     sim = build_simulation(scenario, deployment, specs, fast_decode=fast_decode,
                            progress=progress, check_invariants=check_invariants, explain=sampler)
     sim.stop_when = stop_when
+    if timeseries:
+        sim.recorder = TimeSeriesRecorder()
     result = sim.run()
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2e_ms)
     summary = summarize(result.records, result.itl, slo, result.prefix_cache_hit_rate)
@@ -328,4 +335,4 @@ def run_scenario(scenario: Scenario, *, progress: ProgressFn | None = None,
     # Through JSON text: pydantic serialises infinite rates as "Infinity" there.
     report = build_report(json.loads(scenario.model_dump_json()), summary, result.replicas,
                           time.perf_counter() - started, extra=extra)
-    return ScenarioRun(report, result.records)
+    return ScenarioRun(report, result.records, result.timeseries)

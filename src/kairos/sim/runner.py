@@ -15,10 +15,12 @@ from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.metrics.itl import ItlCollector
 from kairos.metrics.record import RequestRecord
+from kairos.metrics.timeseries import TimeSeries
 from kairos.predict import PredictionErrors
 from kairos.sim.explain import StepSampler
 from kairos.sim.events import EventQueue, Priority
 from kairos.sim.lifecycle import FleetChange, to_drain, to_start
+from kairos.sim.recorder import TimeSeriesRecorder
 from kairos.sim.replica import ReplicaSet, ReplicaState, SimClock, SimReplica
 from kairos.workload.spec import RequestSpec
 
@@ -44,6 +46,7 @@ class SimResult:
     migration: dict | None = None  # live migrations between replicas
     prediction: dict | None = None  # the output-length predictor's error, when the engines have one
     lifecycle: dict | None = None  # scheduled starts and drains: each replica's state changes
+    timeseries: TimeSeries | None = None  # each replica's sampled state, when a recorder ran
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -96,6 +99,7 @@ class Simulation:
         # search that has its verdict).
         self.stop_when = stop_when
         self._stopped = False
+        self.recorder: TimeSeriesRecorder | None = None  # set before `run` to sample each replica's state
         # Front-end time between a client sending a request and the engine seeing it
         # (HTTP, parsing, tokenization), by prompt length: it counts in TTFT but the
         # engine cannot use it.
@@ -128,8 +132,12 @@ class Simulation:
         self._push_next_open()
         self._push_next_change()
         processed = 0
+        recorder = self.recorder
+        sample_at = math.inf if recorder is None else 0.0
         while events and not self._stopped:
             t, _, _, _, handler, payload = events.pop()
+            if t >= sample_at:  # the samples due by now see the state before this event
+                sample_at = recorder.sample_until(t, self.replicas)
             clock.now = t
             handler(t, payload)
             processed += 1
@@ -404,6 +412,8 @@ class Simulation:
                            prediction=_prediction_errors(self.replicas))
         if self._changes:
             result.lifecycle = self._lifecycle_result(end_s)
+        if self.recorder is not None:
+            result.timeseries = self.recorder.series(len(self.replicas))
         return result
 
 

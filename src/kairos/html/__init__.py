@@ -1,0 +1,1 @@
+"""HTML reports: self-contained pages of plotly figures and tables (optional extra `html`)."""
