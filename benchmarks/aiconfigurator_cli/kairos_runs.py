@@ -48,11 +48,11 @@ def from_probes(probes: list[dict[str, Any]], gpus: int) -> dict[str, Any]:
     if not met:
         return {"capacity_rps": None, "tokens_per_s_per_gpu": None, "tokens_per_s_per_user": None,
                 "note": "no load tried meets the SLO"}
-    best = max(met, key=lambda p: p["load"])
+    best = max(met, key=lambda p: p["knob"])
     tpot = best["observed_ms"].get("tpot")
-    return {"capacity_rps": best["load"], "tokens_per_s_per_gpu": best["load"] * OSL / gpus,
+    return {"capacity_rps": best["knob"], "tokens_per_s_per_gpu": best["knob"] * OSL / gpus,
             "tokens_per_s_per_user": 1e3 / tpot if tpot else None,
-            "ttft_ms": best["observed_ms"].get("ttft"), "tpot_ms": tpot, "served_rps": best["served_rps"],
+            "ttft_ms": best["observed_ms"].get("ttft"), "tpot_ms": tpot, "served_rps": best["throughput_rps"],
             "probes": len(probes)}
 
 

@@ -14,6 +14,8 @@ from rich.table import Table
 from kairos.cli.consoles import err, out
 from kairos.cli.overrides import parse_set, workload_override
 from kairos.errors import KairosError
+from kairos.html.page import require_plotly
+from kairos.html.plan_page import PAGE_FILE, write_plan_page
 from kairos.plan import Probe, Sized, SloTarget, cheapest, find_capacity, launch_plan
 from kairos.plan.executors import TrialExecutor, make_executor
 from kairos.plan.search import SearchSpace, TrialResult
@@ -58,6 +60,7 @@ def plan(
     workload: Annotated[Optional[str], typer.Option(help="'synthetic' or 'trace:PATH'.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any scenario field, KEY=VALUE with a dotted key. Repeatable.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {PLAN_FILE} here.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help=f"Write {PAGE_FILE} here (and {PLAN_FILE}, without -o): the Pareto scatter, probes or candidates, and the ranked table.")] = None,
 ) -> None:
     """Plan by simulation: capacity under an SLO (--capacity) or the cheapest deployment for a rate (--target-rate)."""
     if capacity + (target_rate is not None) + search != 1:
@@ -67,6 +70,8 @@ def plan(
     spec = load_scenario(scenario, overrides)
     target = SloTarget(ttft if ttft is not None else spec.slo.ttft_ms, tpot if tpot is not None else spec.slo.tpot_ms,
                        e2e if e2e is not None else spec.slo.e2e_ms, percentile)
+    if html is not None:
+        require_plotly()  # before the search, not after it
     started = time.perf_counter()
     if capacity:
         result = _capacity(spec, target, tolerance)
@@ -82,10 +87,13 @@ def plan(
     result = {"slo": {**target.targets(), "percentile": target.percentile}, **result,
               "wall_s": round(time.perf_counter() - started, 2)}
     out.print(f"planned in {result['wall_s']:.1f} s")
+    output = output if output is not None else html
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         (output / PLAN_FILE).write_text(json.dumps(result, indent=2) + "\n")
         out.print(f"wrote {output / PLAN_FILE}", markup=False)
+    if html is not None:
+        out.print(f"wrote {write_plan_page(html, result)}", markup=False)
 
 
 def _capacity(spec: Scenario, target: SloTarget, tolerance: float) -> dict[str, Any]:
@@ -162,7 +170,7 @@ def _search(spec: Scenario, target: SloTarget, space: SearchSpace, trials: int, 
             storage: str | None, study: str, tolerance: float, executor: TrialExecutor) -> dict[str, Any]:
     def progress(t: TrialResult) -> None:
         verdict = t.error or f"{t.tokens_per_gpu:,.0f} tok/s/GPU, {t.tokens_per_user:,.1f} tok/s/user"
-        err.print(f"  trial {t.number}: {_describe(t.overrides)}: {verdict} ({t.wall_s:.1f} s)", markup=False)
+        err.print(f"  trial {t.number}: {t.deployment}: {verdict} ({t.wall_s:.1f} s)", markup=False)
 
     try:
         result = search_deployments(spec, target, space, trials=trials, objectives=objectives, storage=storage,
@@ -174,7 +182,7 @@ def _search(spec: Scenario, target: SloTarget, space: SearchSpace, trials: int, 
                   title=f"search over {len(result.trials)} deployments ({target.describe()})")
     ranked = [t for t in result.trials if t.error is None]
     for rank, t in enumerate(ranked[:20], 1):
-        table.add_row(str(rank), "*" if t.pareto else "", _describe(t.overrides), str(t.gpus),
+        table.add_row(str(rank), "*" if t.pareto else "", t.deployment, str(t.gpus),
                       f"{t.capacity_rps:.3g}", f"{t.tokens_per_gpu:,.0f}", f"{t.tokens_per_user:,.1f}")
     out.print(table)
     failed = len(result.trials) - len(ranked)
@@ -183,7 +191,7 @@ def _search(spec: Scenario, target: SloTarget, space: SearchSpace, trials: int, 
     launch = {}
     for t in result.pareto[:3]:
         chosen = validate_scenario(apply_overrides(spec.model_dump(mode="json"), t.overrides), "search")
-        launch[_describe(t.overrides)] = launch_plan(chosen)
+        launch[t.deployment] = launch_plan(chosen)
     for name, lines in launch.items():
         out.print(f"[bold]{name}[/]")
         for line in lines:
@@ -191,17 +199,6 @@ def _search(spec: Scenario, target: SloTarget, space: SearchSpace, trials: int, 
     return {"question": "search", "space": asdict(space), "objectives": objectives,
             "trials": [t.to_json() for t in result.trials], "pareto": [t.to_json() for t in result.pareto],
             "best": ranked[0].to_json() if ranked else None, "launch": launch}
-
-
-def _describe(overrides: dict[str, Any]) -> str:
-    pools = overrides.get("cluster.pools")
-    if pools is not None:
-        p, d = pools["prefill"], pools["decode"]
-        layout = f"{p['replicas']}P(tp{p['tp']})+{d['replicas']}D(tp{d['tp']})"
-    else:
-        layout = (f"{overrides['cluster.replicas']} x tp{overrides['hardware.tp']}, "
-                  f"batch {overrides['engine.max_num_batched_tokens']}, seqs {overrides['engine.max_num_seqs']}")
-    return f"{overrides['hardware.gpu']} {layout}, {overrides['cluster.router']}, {overrides['engine.policy']}"
 
 
 def _names(text: str | None) -> list[str]:

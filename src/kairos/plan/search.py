@@ -51,6 +51,7 @@ class TrialResult:
     number: int
     overrides: dict[str, Any]
     gpus: int
+    deployment: str = ""  # the overrides in words
     capacity_rps: float = 0.0
     tokens_per_gpu: float = 0.0
     tokens_per_user: float = 0.0
@@ -107,7 +108,7 @@ def evaluate(job: tuple[Scenario, SloTarget, dict[str, Any], int, int, float]) -
     import time
     scenario, target, overrides, gpus, number, tolerance = job
     started = time.perf_counter()
-    result = TrialResult(number, overrides, gpus)
+    result = TrialResult(number, overrides, gpus, describe(overrides))
     try:
         candidate = validate_scenario(apply_overrides(scenario.model_dump(mode="json"), overrides), "search")
         capacity = find_capacity(candidate, target, tolerance=tolerance)
@@ -176,6 +177,18 @@ def search(scenario: Scenario, target: SloTarget, space: SearchSpace, *, trials:
     _mark_pareto(result.trials, objectives)
     result.trials.sort(key=lambda t: (t.error is not None, -t.tokens_per_gpu, -t.tokens_per_user, t.number))
     return result
+
+
+def describe(overrides: dict[str, Any]) -> str:
+    """A trial's deployment in words: "h200 4 x tp4, batch 2048, seqs 128, round_robin, fcfs"."""
+    pools = overrides.get("cluster.pools")
+    if pools is not None:
+        p, d = pools["prefill"], pools["decode"]
+        layout = f"{p['replicas']}P(tp{p['tp']})+{d['replicas']}D(tp{d['tp']})"
+    else:
+        layout = (f"{overrides['cluster.replicas']} x tp{overrides['hardware.tp']}, "
+                  f"batch {overrides['engine.max_num_batched_tokens']}, seqs {overrides['engine.max_num_seqs']}")
+    return f"{overrides['hardware.gpu']} {layout}, {overrides['cluster.router']}, {overrides['engine.policy']}"
 
 
 def _mark_pareto(trials: list[TrialResult], objectives: Sequence[str]) -> None:
