@@ -12,6 +12,7 @@ evaluated in batches on a local process pool or on Ray (kairos.plan.executors).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -105,7 +106,6 @@ def draw(trial: Any, space: SearchSpace) -> tuple[dict[str, Any], int]:
 
 def evaluate(job: tuple[Scenario, SloTarget, dict[str, Any], int, int, float]) -> TrialResult:
     """Judge one deployment (runs in a worker: everything it needs comes in `job`)."""
-    import time
     scenario, target, overrides, gpus, number, tolerance = job
     started = time.perf_counter()
     result = TrialResult(number, overrides, gpus, describe(overrides))
