@@ -74,3 +74,18 @@ def test_trials_run_as_ray_tasks_on_a_local_cluster():
     executor = RayExecutor("local")
     result = search(load_scenario(None, SMALL), TARGET, small_space(), trials=2, executor=executor)
     assert result.trials and all(t.error is None for t in result.trials)
+
+
+def test_a_new_study_starts_from_the_layouts_that_fill_the_budget():
+    from kairos.plan.search import anchors
+
+    space = SearchSpace(("h200",), (1, 8), 32, disaggregated=True)
+    layouts = anchors(load_scenario(None, SMALL), space)
+    colocated = [(p["tp"], p["replicas"]) for p in layouts if p.get("mode") == "colocated"]
+    assert colocated == [(1, 32), (8, 4)]
+    pd = [(p["prefill_replicas"], p["prefill_tp"], p["decode_replicas"], p["decode_tp"])
+          for p in layouts if p.get("mode") == "disaggregated"]
+    assert pd == [(24, 1, 1, 8), (16, 1, 2, 8)]
+    result = search(load_scenario(None, SMALL), TARGET, small_space(), trials=2, executor=LocalExecutor(1))
+    assert sorted((t.overrides["hardware.gpu"], t.overrides["cluster.replicas"]) for t in result.trials) == \
+        [("h100", 2), ("h200", 2)]

@@ -104,6 +104,35 @@ def draw(trial: Any, space: SearchSpace) -> tuple[dict[str, Any], int]:
     return overrides, prefill * tp_prefill + decode * tp_decode
 
 
+def anchors(scenario: Scenario, space: SearchSpace) -> list[dict[str, Any]]:
+    """The first trials of a new study: each GPU kind and TP filling the whole budget with colocated
+    replicas, and (with P/D) the smallest prefill TP beside the largest decode TP, with a quarter or half
+    of the budget decoding. Sampling then starts from the layouts a person would try first."""
+    eng = scenario.engine
+    common = {"router": space.routers[0], "policy": space.policies[0],
+              "max_num_batched_tokens": _nearest(space.max_num_batched_tokens, eng.max_num_batched_tokens),
+              "max_num_seqs": _nearest(space.max_num_seqs, eng.max_num_seqs)}
+    mode = {"mode": "colocated"} if space.disaggregated else {}
+    params = [{"gpu": gpu, **mode, "tp": tp, "replicas": space.max_gpus // tp, **common}
+              for gpu in space.gpus for tp in space.tps if tp <= space.max_gpus]
+    if space.disaggregated:
+        tp_prefill, tp_decode = min(space.tps), max(space.tps)
+        for gpu in space.gpus:
+            for share in (0.25, 0.5):
+                decode = max(1, round(share * space.max_gpus / tp_decode))
+                prefill = (space.max_gpus - decode * tp_decode) // tp_prefill
+                if prefill >= 1:
+                    params.append({"gpu": gpu, "mode": "disaggregated", "router": common["router"],
+                                   "policy": common["policy"], "prefill_tp": tp_prefill, "decode_tp": tp_decode,
+                                   "prefill_replicas": prefill, "decode_replicas": decode,
+                                   "max_num_seqs": common["max_num_seqs"]})
+    return params
+
+
+def _nearest(choices: Sequence[int], value: int) -> int:
+    return min(choices, key=lambda c: (abs(c - value), c))
+
+
 def evaluate(job: tuple[Scenario, SloTarget, dict[str, Any], int, int, float]) -> TrialResult:
     """Judge one deployment (runs in a worker: everything it needs comes in `job`)."""
     scenario, target, overrides, gpus, number, tolerance = job
@@ -143,6 +172,9 @@ def search(scenario: Scenario, target: SloTarget, space: SearchSpace, *, trials:
                else optuna.samplers.TPESampler(seed=seed))
     study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True, sampler=sampler,
                                 directions=["maximize"] * len(objectives))
+    if not study.trials:
+        for params in anchors(scenario, space):
+            study.enqueue_trial(params)
     seen: dict[str, TrialResult] = {}
     for old in study.trials:  # a resumed study: its finished trials count and are not run again
         if old.state == optuna.trial.TrialState.COMPLETE and "result" in old.user_attrs:
