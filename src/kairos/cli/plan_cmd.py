@@ -40,8 +40,8 @@ def plan(
     tpot: Annotated[Optional[float], typer.Option(help="TPOT target, ms (default: slo.tpot_ms).")] = None,
     e2e: Annotated[Optional[float], typer.Option(help="E2E target, ms (default: slo.e2e_ms).")] = None,
     percentile: Annotated[float, typer.Option(help="The percentile that must meet every target.")] = 90.0,
-    gpu: Annotated[Optional[str], typer.Option(help="--target-rate: GPU kinds to try, comma-separated (default: the scenario's).")] = None,
-    tp: Annotated[str, typer.Option(help="--target-rate: tensor-parallel sizes to try, comma-separated.")] = "1,2,4,8",
+    gpu: Annotated[Optional[str], typer.Option(help="--target-rate, --search: GPU kinds to try, comma-separated (default: the scenario's).")] = None,
+    tp: Annotated[str, typer.Option(help="--target-rate, --search: tensor-parallel sizes to try, comma-separated.")] = "1,2,4,8",
     max_replicas: Annotated[int, typer.Option(min=1, help="--target-rate: the most replicas a candidate may use.")] = 64,
     prices: Annotated[Optional[Path], typer.Option(help="--target-rate: JSON {gpu: USD per GPU-hour}; ranks by cost instead of GPU count.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative gap between the highest rate met and the lowest missed when the search stops.")] = 0.02,
@@ -62,7 +62,7 @@ def plan(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=f"Write {PLAN_FILE} here.")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help=f"Write {PAGE_FILE} here (and {PLAN_FILE}, without -o): the Pareto scatter, probes or candidates, and the ranked table.")] = None,
 ) -> None:
-    """Plan by simulation: capacity under an SLO (--capacity) or the cheapest deployment for a rate (--target-rate)."""
+    """Plan by simulation: capacity under an SLO (--capacity), the cheapest deployment for a rate (--target-rate), or the Pareto front of deployments in a GPU budget (--search)."""
     if capacity + (target_rate is not None) + search != 1:
         raise KairosError("say what to plan: --capacity, --target-rate R or --search (one of them)")
     overrides: dict[str, Any] = dict(workload_override(workload)) if workload is not None else {}
