@@ -4,12 +4,14 @@ traffic, against the same routers without it?
 Llama-3.1-70B on 4 replicas of 2 H100s (TP 2: about 2,000 KV blocks of 16 tokens each, so bursts
 press on the KV cache), BurstGPT-like Gamma arrivals (cv 4) at 4 req/s, 2,000 requests with
 lognormal prompts (median 512) and heavy-tailed outputs (median 256, sigma 1). Each router runs
-without migration, with the `imbalance` policy and with the `kv_pressure` policy (copies over NVLink 4).
+without migration, with the `imbalance`, the `kv_pressure` and the `virtual_usage` policy (copies over
+NVLink 4).
 
 Writes OUT/migration.json: {"without": {ROUTER: {"ttft_p99_ms", "ttft_mean_ms", "preemptions"}},
-"with": {ROUTER: {..., "migrations", "downtime_p99_ms"}}, "with_kv_pressure": {...}, "settings": {...}}.
+"with": {ROUTER: {..., "migrations", "downtime_p99_ms"}}, "with_kv_pressure": {...},
+"with_virtual_usage": {...}, "settings": {...}}.
 
-Usage: python benchmarks/migration.py OUT [--routers round_robin,power_of_two,least_outstanding]
+Usage: python benchmarks/migration.py OUT [--routers round_robin,power_of_two,least_outstanding,least_demand]
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ SETTINGS: dict[str, Any] = {
     "workload.input_len": {"kind": "lognormal", "median": 512, "sigma": 0.8, "min": 16, "max": 8192},
     "workload.output_len": {"kind": "lognormal", "median": 256, "sigma": 1.0, "min": 8, "max": 4096},
 }
-VARIANTS = {"without": None, "with": {"policy": "imbalance"}, "with_kv_pressure": {"policy": "kv_pressure"}}
+VARIANTS = {"without": None, "with": {"policy": "imbalance"}, "with_kv_pressure": {"policy": "kv_pressure"},
+            "with_virtual_usage": {"policy": "virtual_usage"}}
 
 
 def run(router: str, migration: dict[str, Any] | None) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def run(router: str, migration: dict[str, Any] | None) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--routers", default="round_robin,power_of_two,least_outstanding")
+    parser.add_argument("--routers", default="round_robin,power_of_two,least_outstanding,least_demand")
     args = parser.parse_args()
     result: dict[str, Any] = {name: {} for name in VARIANTS}
     for router in args.routers.split(","):

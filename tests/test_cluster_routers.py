@@ -19,6 +19,7 @@ class FakeReplica:
     outstanding: int = 0
     kv: float = 0.0
     cached: float = 0.0
+    queued: float = 0.0  # blocks queued requests will take, as a share of the cache
 
     def num_running(self) -> int:
         return self.outstanding
@@ -31,6 +32,9 @@ class FakeReplica:
 
     def kv_usage(self) -> float:
         return self.kv
+
+    def kv_demand(self) -> float:
+        return self.kv + self.queued
 
     def cache_usage(self) -> float:
         return self.cached
@@ -74,6 +78,15 @@ def test_least_kv_picks_lowest_usage_then_outstanding_then_index():
     assert router.route(SPEC, fleet([5, 3, 2], kv=[0.2, 0.2, 0.2])) == 2
 
 
+def test_least_demand_counts_what_queued_requests_will_take():
+    router = make_router("least_demand")
+    replicas = fleet([1, 1, 1], kv=[0.3, 0.1, 0.2])
+    assert router.route(SPEC, replicas) == 1
+    replicas[1].queued = 0.5  # free blocks, but promised to its queue: least_kv would still pick it
+    assert make_router("least_kv").route(SPEC, replicas) == 1
+    assert router.route(SPEC, replicas) == 2
+
+
 def test_power_of_two_is_deterministic_per_seed():
     replicas = fleet([3, 1, 4, 1, 5, 9, 2, 6])
     picks = [make_router("power_of_two", seed=11) for _ in range(2)]
@@ -103,7 +116,7 @@ def test_power_of_two_single_replica():
 
 def test_registry_names_and_errors():
     assert ROUTERS.names() == (
-        "round_robin", "least_outstanding", "least_kv", "power_of_two", "prefix_affinity",
+        "round_robin", "least_outstanding", "least_kv", "least_demand", "power_of_two", "prefix_affinity",
     )
     for name in ROUTERS.names():
         assert make_router(name).name == name

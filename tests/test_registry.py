@@ -93,7 +93,8 @@ def test_unknown_knobs_are_a_one_line_error_listing_the_accepted_ones():
 
 
 def test_the_project_registries_list_every_plug_in_with_a_summary():
-    assert ROUTERS.names() == ("round_robin", "least_outstanding", "least_kv", "power_of_two", "prefix_affinity")
+    assert ROUTERS.names() == ("round_robin", "least_outstanding", "least_kv", "least_demand", "power_of_two",
+                               "prefix_affinity")
     assert POLICIES.names() == ("fcfs", "priority", "sjf", "srpt", "laps", "edf", "slack", "vtc", "past_future",
                                 "filler")
     assert STEP_TIME_MODELS.names() == ("roofline", "kernels", "aiconfigurator")

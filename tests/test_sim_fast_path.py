@@ -59,7 +59,8 @@ def timelines(result):
 @settings(max_examples=60, deadline=None)
 @given(workloads(), st.sampled_from([60, 150, 1000]), st.sampled_from([1, 3]),
        st.sampled_from(["fcfs", "priority"]), st.sampled_from([4, 64]),
-       st.sampled_from(["round_robin", "least_kv", "prefix_affinity", "least_outstanding", "power_of_two"]))
+       st.sampled_from(["round_robin", "least_kv", "least_demand", "prefix_affinity", "least_outstanding",
+                        "power_of_two"]))
 def test_fast_path_matches_single_steps(specs, blocks, replicas, policy, max_seqs, router):
     cfg = SchedulerConfig(max_num_seqs=max_seqs, max_num_batched_tokens=256, policy=policy)
     kw = dict(num_blocks=blocks, replicas=replicas, config=cfg, router=router)
@@ -86,7 +87,8 @@ def test_fast_path_matches_single_steps_under_every_policy(specs, blocks, replic
 @settings(max_examples=60, deadline=None)
 @given(workloads(), st.integers(1, 6), st.booleans(), st.sampled_from([60, 150, 1000]),
        st.sampled_from([1, 3]), st.sampled_from([4, 64]),
-       st.sampled_from(["round_robin", "least_kv", "prefix_affinity", "least_outstanding", "power_of_two"]))
+       st.sampled_from(["round_robin", "least_kv", "least_demand", "prefix_affinity", "least_outstanding",
+                        "power_of_two"]))
 def test_fast_path_matches_single_steps_in_a_closed_loop(specs, concurrency, at_once, blocks, replicas,
                                                          max_seqs, router):
     """Slot releases send requests at the instant a window ends on a completion (or a
@@ -150,7 +152,8 @@ def fleet_changes(draw, serving):
 
 @settings(max_examples=60, deadline=None)
 @given(workloads(), st.data(), st.sampled_from([60, 150, 1000]), st.sampled_from([None, "imbalance", "kv_pressure"]),
-       st.sampled_from(["round_robin", "least_kv", "prefix_affinity", "least_outstanding", "power_of_two"]))
+       st.sampled_from(["round_robin", "least_kv", "least_demand", "prefix_affinity", "least_outstanding",
+                        "power_of_two"]))
 def test_fast_path_matches_single_steps_with_lifecycle_changes(specs, data, blocks, policy, router):
     """Replicas start and drain (their requests migrated out, with a policy) at random times: the fused
     and the stepped runs agree, and every request ends once."""
@@ -163,7 +166,7 @@ def test_fast_path_matches_single_steps_with_lifecycle_changes(specs, data, bloc
             sim = Simulation(specs, replicas, make_router(router), max_model_len=1 << 20, itl=itl, fast_decode=fast,
                              lifecycle=changes)
         else:
-            knobs = {"gap": 0.05} if policy == "imbalance" else {"high": 0.5, "low": 0.4}
+            knobs = {"gap": 0.05} if policy in ("imbalance", "virtual_usage") else {"high": 0.5, "low": 0.4}
             sim = MigratingSimulation(
                 specs, replicas, make_router(router), policy=make_migration_policy(policy, **knobs),
                 link=Link("test", 1e9, 5e-6), kv_bytes=lambda n: 4096 * n, interval_s=0.01, max_stages=3,
@@ -200,14 +203,14 @@ def test_fast_path_matches_single_steps_with_kv_transfers(specs, blocks, decider
 
 
 @settings(max_examples=40, deadline=None)
-@given(workloads(), st.sampled_from([60, 150]), st.sampled_from(["imbalance", "kv_pressure"]),
+@given(workloads(), st.sampled_from([60, 150]), st.sampled_from(["imbalance", "kv_pressure", "virtual_usage"]),
        st.sampled_from(["round_robin", "least_outstanding"]))
 def test_fast_path_matches_single_steps_with_migrations(specs, blocks, policy, router):
     cfg = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=256)
     runs = []
     for fast in (True, False):
         replicas, itl = _replicas(3, blocks, cfg)
-        knobs = {"gap": 0.05} if policy == "imbalance" else {"high": 0.5, "low": 0.4}
+        knobs = {"gap": 0.05} if policy in ("imbalance", "virtual_usage") else {"high": 0.5, "low": 0.4}
         sim = MigratingSimulation(
             specs, replicas, make_router(router), policy=make_migration_policy(policy, **knobs),
             link=Link("test", 1e9, 5e-6), kv_bytes=lambda n: 4096 * n, interval_s=0.01, max_stages=3,

@@ -10,8 +10,10 @@ from kairos.cluster.migration import make_migration_policy
 from kairos.scenario.load import load_scenario
 from kairos.scenario.run import build_simulation, resolve_deployment
 from kairos.workload import build_workload
+from kairos.workload.spec import RequestSpec
 
 from cli_helpers import kairos, one_line_error
+from helpers import LinearModel
 
 PRESSED = {"cluster.replicas": 3, "cluster.router": "round_robin", "engine.num_gpu_blocks": 600,
            "workload.arrival": "gamma", "workload.cv": 4.0, "workload.rate": 10.0, "workload.num_requests": 150,
@@ -56,9 +58,13 @@ class View:
     usage: float
     waiting: int = 0
     running: int = 1
+    queued: float = 0.0
 
     def kv_usage(self):
         return self.usage
+
+    def kv_demand(self):
+        return self.usage + self.queued
 
     def num_waiting(self):
         return self.waiting
@@ -79,6 +85,28 @@ def test_kv_pressure_moves_only_from_a_queueing_replica_to_one_without_a_queue()
     assert policy.choose([View(0, 0.95, waiting=3), View(1, 0.5, waiting=2), View(2, 0.55)]) == (0, 2)
     assert policy.choose([View(0, 0.95), View(1, 0.1)]) is None  # full but nothing waits
     assert policy.choose([View(0, 0.95, waiting=1), View(1, 0.7)]) is None  # no room below `low`
+
+
+def test_virtual_usage_balances_blocks_held_plus_those_queued_requests_need():
+    policy = make_migration_policy("virtual_usage", gap=0.2)
+    # Replica 0 holds fewer blocks but its queue will take more: it is the one to relieve.
+    assert policy.choose([View(0, 0.5, queued=0.6), View(1, 0.8), View(2, 0.2)]) == (0, 2)
+    assert policy.choose([View(0, 0.5, queued=0.1), View(1, 0.5)]) is None  # within the gap
+
+
+def test_a_replicas_demand_counts_its_queued_requests_blocks():
+    from kairos.engine import EngineCore, KVCacheManager, SchedulerConfig
+    from kairos.sim.executor import SimExecutor
+    from kairos.sim.replica import PrefixHasher, SimReplica
+
+    core = EngineCore(SchedulerConfig(max_num_seqs=1), KVCacheManager(100, 16))
+    replica = SimReplica(0, core, SimExecutor(LinearModel()), PrefixHasher(16))
+    core.add_request(RequestSpec("a", 0.0, 160, 4), 0.0)
+    core.add_request(RequestSpec("b", 0.0, 320, 4), 0.0)
+    out = core.schedule(0.0)  # a runs (10 blocks + 1 for its next token); b waits for a seat
+    assert [r.request_id for r, _ in out.scheduled] == ["a"]
+    assert replica.kv_demand() == pytest.approx((core.kv.num_used_blocks + 20) / 100)
+    assert replica.kv_demand() > replica.kv_usage()
 
 
 def test_migration_settings_are_checked(capsys):

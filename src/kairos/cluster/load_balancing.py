@@ -62,6 +62,22 @@ class LeastKv:
 
 
 @dataclass
+class LeastDemand:
+    """Send to the replica with the least KV demand: blocks held plus queued requests' (Llumnix's dispatch).
+
+    Reads: kv_demand, num_outstanding. Knobs: none. Trade-off: unlike least_kv it
+    counts what a replica's queue will take, so a burst does not pile onto the
+    replica whose blocks are free but promised; the same signal drives the
+    `virtual_usage` migration policy, so routing and migration agree on load.
+    """
+
+    name: str = field(default="least_demand", init=False)
+
+    def route(self, spec: RequestSpec, replicas: Sequence[ReplicaView]) -> int:
+        return min(replicas, key=lambda r: (r.kv_demand(), r.num_outstanding(), r.index)).index
+
+
+@dataclass
 class PowerOfTwo:
     """Sample two distinct replicas at random; send to the one with fewer outstanding.
 

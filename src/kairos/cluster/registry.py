@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kairos.cluster.load_balancing import LeastKv, LeastOutstanding, PowerOfTwo, RoundRobin
+from kairos.cluster.load_balancing import LeastDemand, LeastKv, LeastOutstanding, PowerOfTwo, RoundRobin
 from kairos.cluster.prefix_affinity import PrefixAffinity
 from kairos.cluster.router import Router
 from kairos.registry import Registry
 
 ROUTERS: Registry[Callable[..., Router]] = Registry("router")
-for _router in (RoundRobin, LeastOutstanding, LeastKv, PowerOfTwo, PrefixAffinity):
+for _router in (RoundRobin, LeastOutstanding, LeastKv, LeastDemand, PowerOfTwo, PrefixAffinity):
     ROUTERS.register(_router.name, _router)
 
 

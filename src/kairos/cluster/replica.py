@@ -31,6 +31,11 @@ class ReplicaView(Protocol):
         """Fraction of KV blocks held by requests, 0..1."""
         ...
 
+    def kv_demand(self) -> float:
+        """Blocks held plus those the queued requests need to run, over all blocks: may exceed 1
+        (Llumnix's virtual usage; KV usage alone lags admission)."""
+        ...
+
     def cache_usage(self) -> float:
         """Fraction of KV blocks holding cached content (in use or free but reusable), 0..1."""
         ...

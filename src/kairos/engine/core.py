@@ -218,6 +218,12 @@ class EngineCore:
         sched = self.scheduler
         return len(sched.waiting) + len(sched.loading) + len(sched.landed)
 
+    def queued_blocks(self) -> int:
+        """KV blocks the queued requests (waiting or preempted) still need to run: what admission will
+        take, which a router reading only the blocks in use does not see (Llumnix's virtual usage)."""
+        size = self.kv.block_size
+        return sum(-(-(r.num_tokens - r.num_computed) // size) for r in self.scheduler.waiting)
+
     def has_work(self) -> bool:
         """Whether a step could run something; requests loading remote KV are no work until it lands."""
         sched = self.scheduler

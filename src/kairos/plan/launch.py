@@ -28,7 +28,8 @@ def vllm_serve_command(model: str, tp: int, dp: int, eng: EngineSection, extra: 
         # Kairos's own policies run inside vLLM through the plug-in (docs/VLLM_PLUGIN.md).
         config = {"kairos": {"policy": eng.policy, **({"policy_options": eng.policy_options} if eng.policy_options
                                                        else {})}}
-        flags.append(f"--scheduler-cls kairos.integrations.vllm.KairosScheduler --additional-config '{json.dumps(config)}'")
+        flags.append("--scheduler-cls kairos.integrations.vllm.KairosScheduler"
+                     f" --additional-config '{json.dumps(config)}'")
     return " ".join([f"vllm serve {model}", *flags, *extra])
 
 

@@ -30,7 +30,8 @@ class SloTarget:
 
     def __post_init__(self) -> None:
         if self.ttft_ms is None and self.tpot_ms is None and self.e2e_ms is None:
-            raise KairosError("a plan needs an SLO: set slo.ttft_ms, slo.tpot_ms or slo.e2e_ms (or --ttft/--tpot/--e2e)")
+            raise KairosError("a plan needs an SLO: set slo.ttft_ms, slo.tpot_ms or slo.e2e_ms"
+                              " (or --ttft, --tpot, --e2e)")
         if not 0 < self.percentile <= 100:
             raise KairosError(f"the SLO percentile must be in (0, 100], got {self.percentile:g}")
 

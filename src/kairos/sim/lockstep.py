@@ -112,6 +112,9 @@ class LockstepCores:
     def num_waiting(self) -> int:
         return sum(core.num_waiting for core in self.cores)
 
+    def queued_blocks(self) -> int:
+        return sum(core.queued_blocks() for core in self.cores)
+
     def has_work(self) -> bool:
         return any(core.has_work() for core in self.cores)
 

@@ -139,6 +139,11 @@ class SimReplica:
         self.sync_kv()
         return self.core.kv.usage()
 
+    def kv_demand(self) -> float:
+        self.sync_kv()
+        kv = self.core.kv
+        return (kv.num_used_blocks + self.core.queued_blocks()) / kv.num_blocks
+
     def cache_usage(self) -> float:
         self.sync_kv()
         kv = self.core.kv
