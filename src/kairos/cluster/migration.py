@@ -37,36 +37,31 @@ class Imbalance:
     gap: float = 0.2
     name: str = field(default="imbalance", init=False)
 
+    def load(self, replica: ReplicaView) -> float:
+        return replica.kv_usage()
+
     def choose(self, replicas: Sequence[ReplicaView]) -> tuple[int, int] | None:
         if len(replicas) < 2:
             return None
-        usage = {r.index: r.kv_usage() for r in replicas}
-        source = max(replicas, key=lambda r: (usage[r.index], -r.index))
-        target = min(replicas, key=lambda r: (usage[r.index], r.index))
-        if source.num_running() and usage[source.index] - usage[target.index] > self.gap:
+        load = {r.index: self.load(r) for r in replicas}
+        source = max(replicas, key=lambda r: (load[r.index], -r.index))
+        target = min(replicas, key=lambda r: (load[r.index], r.index))
+        if source.num_running() and load[source.index] - load[target.index] > self.gap:
             return source.index, target.index
         return None
 
 
 @MIGRATION_POLICIES.register("virtual_usage")
 @dataclass(frozen=True)
-class VirtualUsage:
+class VirtualUsage(Imbalance):
     """Move a request from the replica with the most KV demand (blocks held plus queued requests') to
     the least when they differ by more than `gap`: Llumnix's balancing on its virtual usage, the signal
     the `least_demand` router reads too, so a replica a migration relieves is not refilled at once."""
 
-    gap: float = 0.2
     name: str = field(default="virtual_usage", init=False)
 
-    def choose(self, replicas: Sequence[ReplicaView]) -> tuple[int, int] | None:
-        if len(replicas) < 2:
-            return None
-        demand = {r.index: r.kv_demand() for r in replicas}
-        source = max(replicas, key=lambda r: (demand[r.index], -r.index))
-        target = min(replicas, key=lambda r: (demand[r.index], r.index))
-        if source.num_running() and demand[source.index] - demand[target.index] > self.gap:
-            return source.index, target.index
-        return None
+    def load(self, replica: ReplicaView) -> float:
+        return replica.kv_demand()
 
 
 @MIGRATION_POLICIES.register("kv_pressure")
