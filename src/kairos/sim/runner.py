@@ -85,8 +85,7 @@ class Simulation:
                  max_model_len: int, itl: ItlCollector, fast_decode: bool = True,
                  progress: ProgressFn | None = None, explain: StepSampler | None = None,
                  request_latency: Callable[[int], float] | None = None, concurrency: int | None = None,
-                 lifecycle: Sequence[FleetChange] = (),
-                 stop_when: Callable[[RequestRecord, int], bool] | None = None) -> None:
+                 lifecycle: Sequence[FleetChange] = ()) -> None:
         self.clock = SimClock()
         self.replicas = ReplicaSet(replicas, self.clock)
         self.router = router
@@ -95,9 +94,9 @@ class Simulation:
         self.fast_decode = fast_decode
         self.progress = progress
         self.explain = explain
-        # Called as each request ends, with the run's request count; True ends the run there (a capacity
-        # search that has its verdict).
-        self.stop_when = stop_when
+        # Set before `run`: called as each request ends, with the run's request count; True ends the run
+        # there (a capacity search that has its verdict).
+        self.stop_when: Callable[[RequestRecord, int], bool] | None = None
         self._stopped = False
         self.recorder: TimeSeriesRecorder | None = None  # set before `run` to sample each replica's state
         # Front-end time between a client sending a request and the engine seeing it
