@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from kairos.models.catalog import hf_id_for
+from kairos.scenario.run import pool_scenario
 from kairos.scenario.schema import EngineSection, Scenario
 
 # vLLM's NIXL connector pulls the prompt's KV from the prefill replica, as the simulator's remote prefill does.
@@ -46,11 +47,10 @@ def launch_plan(scenario: Scenario) -> list[str]:
                 f"# route with {cluster.router} across the {replicas} replicas (e.g. llm-d or a proxy)"]
     lines = []
     for name in ("prefill", "decode"):
-        pool = getattr(cluster.pools, name)
-        eng = EngineSection(**{**scenario.engine.model_dump(), **pool.engine})
-        tp = pool.tp or hardware.tp
-        line = vllm_serve_command(model, tp, 1, eng, ("--kv-transfer-config", f"'{_KV_TRANSFER}'"))
-        lines.append(f"{line}   # {name}: x {pool.replicas} replicas on {pool.gpu or hardware.gpu}, {tp} GPU(s) each")
+        pool = pool_scenario(scenario, name)
+        tp = pool.hardware.tp
+        line = vllm_serve_command(model, tp, 1, pool.engine, ("--kv-transfer-config", f"'{_KV_TRANSFER}'"))
+        lines.append(f"{line}   # {name}: x {pool.cluster.replicas} replicas on {pool.hardware.gpu}, {tp} GPU(s) each")
     lines.append("# a P/D proxy (llm-d's, or vLLM's disaggregated-serving proxy) sends each request to a decode replica"
                  " and its prefill to a prefill replica")
     return lines
