@@ -13,6 +13,7 @@ from kairos.errors import KairosError
 from kairos.metrics import RequestRecord
 from kairos.plan import SloTarget, cheapest, find_capacity, launch_plan
 from kairos.plan.capacity import with_knob
+from kairos.plan.cheapest import with_layout
 from kairos.scenario.load import load_scenario
 from kairos.scenario.run import run_scenario
 
@@ -73,9 +74,7 @@ def test_the_cheapest_deployment_is_ranked_first_and_meets_the_slo_at_the_rate()
     sized = cheapest(scenario, target, 30.0, gpus=["h100", "h200"], tps=[1], workers=1)
     assert [s.replicas is not None for s in sized] == [True, True]
     assert sized[0].gpus <= sized[1].gpus and sized[0].at_target.meets
-    fewer = scenario.model_copy(update={
-        "hardware": scenario.hardware.model_copy(update={"gpu": sized[0].gpu}),
-        "cluster": scenario.cluster.model_copy(update={"replicas": sized[0].replicas - 1})})
+    fewer = with_layout(scenario, sized[0].gpu, sized[0].tp, sized[0].replicas - 1)
     if sized[0].replicas > 1:  # one replica fewer misses
         assert not target.meets(run_scenario(with_knob(fewer, "workload.rate", 30.0)).records)
     by_price = cheapest(scenario, target, 30.0, gpus=["h100", "h200"], tps=[1], workers=1,

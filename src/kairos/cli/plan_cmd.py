@@ -17,6 +17,7 @@ from kairos.errors import KairosError
 from kairos.html.page import require_plotly
 from kairos.html.plan_page import PAGE_FILE, write_plan_page
 from kairos.plan import Probe, Sized, SloTarget, cheapest, find_capacity, launch_plan
+from kairos.plan.cheapest import with_layout
 from kairos.plan.executors import TrialExecutor, make_executor
 from kairos.plan.search import SearchSpace, TrialResult
 from kairos.plan.search import search as search_deployments
@@ -154,10 +155,7 @@ def _target_rate(spec: Scenario, target: SloTarget, rate: float, gpus: str | Non
     if best is None:
         out.print(f"[bold red]no candidate meets {target.describe()} at {rate:g} req/s[/]")
     else:
-        chosen = spec.model_copy(update={
-            "hardware": spec.hardware.model_copy(update={"gpu": best.gpu, "tp": best.tp}),
-            "cluster": spec.cluster.model_copy(update={"replicas": best.replicas})})
-        launch = launch_plan(chosen)
+        launch = launch_plan(with_layout(spec, best.gpu, best.tp, best.replicas))
         out.print(f"cheapest: [bold]{best.replicas} x {best.gpu} tp {best.tp}[/] ({best.gpus} GPUs)")
         for line in launch:
             out.print(line, markup=False, soft_wrap=True)

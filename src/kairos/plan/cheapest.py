@@ -52,14 +52,19 @@ def knob_for_rate(scenario: Scenario, rate_rps: float) -> float:
     return value * rate_rps * span / len(requests)
 
 
+def with_layout(scenario: Scenario, gpu: str, tp: int, replicas: int) -> Scenario:
+    """The scenario on `replicas` replicas of `gpu` x `tp`."""
+    return scenario.model_copy(update={
+        "hardware": scenario.hardware.model_copy(update={"gpu": gpu, "tp": tp}),
+        "cluster": scenario.cluster.model_copy(update={"replicas": replicas}),
+    })
+
+
 def size_candidate(scenario: Scenario, target: SloTarget, gpu: str, tp: int, target_knob: float,
                    max_replicas: int, tolerance: float, prices: dict[str, float] | None) -> Sized:
     """The fewest replicas of `gpu` x `tp` that meet `target` at `target_knob`."""
     knob_name, _ = rate_knob(scenario)
-    base = scenario.model_copy(update={
-        "hardware": scenario.hardware.model_copy(update={"gpu": gpu, "tp": tp}),
-        "cluster": scenario.cluster.model_copy(update={"replicas": 1}),
-    })
+    base = with_layout(scenario, gpu, tp, 1)
     try:
         one = find_capacity(with_knob(base, knob_name, target_knob), target, tolerance=tolerance)
     except KairosError as e:  # e.g. the model does not fit this GPU at this TP
@@ -68,8 +73,7 @@ def size_candidate(scenario: Scenario, target: SloTarget, gpu: str, tp: int, tar
         return Sized(gpu, tp, None, None, None, 0.0, None, "one replica meets the SLO at no rate tried")
 
     def fleet(n: int) -> Probe:
-        sized = base.model_copy(update={"cluster": base.cluster.model_copy(update={"replicas": n})})
-        return probe(sized, target, knob_name, target_knob)
+        return probe(with_layout(base, gpu, tp, n), target, knob_name, target_knob)
 
     n = max(1, math.ceil(target_knob / one.rate))
     best: tuple[int, Probe] | None = None
