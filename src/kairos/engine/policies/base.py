@@ -157,13 +157,7 @@ class RankedQueue(QueuePolicy):
         return heapq.heappop(self._heap)[2]
 
     def remove(self, req: Request) -> bool:
-        for i, item in enumerate(self._heap):
-            if item[2] is req:
-                self._heap[i] = self._heap[-1]
-                self._heap.pop()
-                heapq.heapify(self._heap)
-                return True
-        return False
+        return remove_from_heap(self._heap, req)
 
     def pick_victim(self, running: list[Request]) -> Request:
         # max() keeps the first of equals: among ties, the first in running order.
@@ -173,7 +167,23 @@ class RankedQueue(QueuePolicy):
         return len(self._heap)
 
     def __iter__(self) -> Iterator[Request]:
-        return (item[2] for item in sorted(self._heap, key=lambda item: item[:2]))
+        return heap_order(self._heap)
+
+
+def remove_from_heap(heap: list[tuple[Any, int, Request]], req: Request) -> bool:
+    """Take `req` out of a heap of (rank, sequence, request) items; False if it is not there."""
+    for i, item in enumerate(heap):
+        if item[2] is req:
+            heap[i] = heap[-1]
+            heap.pop()
+            heapq.heapify(heap)
+            return True
+    return False
+
+
+def heap_order(heap: list[tuple[Any, int, Request]]) -> Iterator[Request]:
+    """The requests of a heap of (rank, sequence, request) items, in the order it pops them."""
+    return (item[2] for item in sorted(heap, key=lambda item: item[:2]))
 
 
 def make_waiting_queue(policy: str, options: dict[str, Any] | None = None,

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kairos.engine.policies.base import POLICIES, QueuePolicy, RankedQueue
+from kairos.engine.policies.base import POLICIES, QueuePolicy, RankedQueue, heap_order, remove_from_heap
 from kairos.engine.request import Request
 from kairos.predict import OutputPredictor
 
@@ -104,14 +104,7 @@ class LeastSlackFirst(QueuePolicy):
         return heapq.heappop(self._head_heap())[2]
 
     def remove(self, req: Request) -> bool:
-        for heap in (self._feasible, self._rest):
-            for i, item in enumerate(heap):
-                if item[2] is req:
-                    heap[i] = heap[-1]
-                    heap.pop()
-                    heapq.heapify(heap)
-                    return True
-        return False
+        return remove_from_heap(self._feasible, req) or remove_from_heap(self._rest, req)
 
     def pick_victim(self, running: list[Request]) -> Request:
         # The one that can best afford to wait: most slack (no target: infinite slack).
@@ -121,5 +114,5 @@ class LeastSlackFirst(QueuePolicy):
         return len(self._feasible) + len(self._rest)
 
     def __iter__(self) -> Iterator[Request]:
-        for heap in (self._feasible, self._rest):
-            yield from (item[2] for item in sorted(heap, key=lambda item: item[:2]))
+        yield from heap_order(self._feasible)
+        yield from heap_order(self._rest)
