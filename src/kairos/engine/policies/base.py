@@ -133,6 +133,46 @@ class FifoQueue(QueuePolicy):
         return iter(self._queue)
 
 
+class SplitQueue(QueuePolicy):
+    """Two first-come-first-served queues: `queue_of` sorts a request into one, `head_queue` says which
+    is served next; a preempted request goes back to the front of its own."""
+
+    def queues(self) -> tuple[deque[Request], deque[Request]]:
+        raise NotImplementedError
+
+    def queue_of(self, req: Request) -> deque[Request]:
+        raise NotImplementedError
+
+    def head_queue(self) -> deque[Request]:
+        raise NotImplementedError
+
+    def add(self, req: Request) -> None:
+        self.queue_of(req).append(req)
+
+    def requeue(self, req: Request) -> None:
+        self.queue_of(req).appendleft(req)
+
+    def peek(self) -> Request:
+        return self.head_queue()[0]
+
+    def pop(self) -> Request:
+        return self.head_queue().popleft()
+
+    def remove(self, req: Request) -> bool:
+        queue = self.queue_of(req)
+        if req not in queue:
+            return False
+        queue.remove(req)
+        return True
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self.queues())
+
+    def __iter__(self) -> Iterator[Request]:
+        for queue in self.queues():
+            yield from queue
+
+
 class RankedQueue(QueuePolicy):
     """A heap ordered by `rank(req)`, taken when the request is (re)queued; the worst-ranked
     running request (`victim_rank`) is preempted first."""

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kairos.engine.policies.base import POLICIES, QueuePolicy, StepContext
+from kairos.engine.policies.base import POLICIES, SplitQueue, StepContext
 from kairos.engine.request import Request
 
 
 @POLICIES.register("filler")
 @dataclass(eq=False)
-class Filler(QueuePolicy):
+class Filler(SplitQueue):
     """Best-effort requests fill each step up to batch_tokens, behind the interactive ones (HyGen).
 
     Interactive requests go first; best-effort ones (`slo_class` == `best_effort`)
@@ -41,30 +40,14 @@ class Filler(QueuePolicy):
     def is_best_effort(self, req: Request) -> bool:
         return req.spec.slo_class == self.best_effort
 
-    def _queue_of(self, req: Request) -> deque[Request]:
+    def queues(self) -> tuple[deque[Request], deque[Request]]:
+        return self._interactive, self._filler
+
+    def queue_of(self, req: Request) -> deque[Request]:
         return self._filler if self.is_best_effort(req) else self._interactive
 
-    def add(self, req: Request) -> None:
-        self._queue_of(req).append(req)
-
-    def requeue(self, req: Request) -> None:
-        self._queue_of(req).appendleft(req)
-
-    def _head_queue(self) -> deque[Request]:
+    def head_queue(self) -> deque[Request]:
         return self._interactive if self._interactive else self._filler
-
-    def peek(self) -> Request:
-        return self._head_queue()[0]
-
-    def pop(self) -> Request:
-        return self._head_queue().popleft()
-
-    def remove(self, req: Request) -> bool:
-        queue = self._queue_of(req)
-        if req not in queue:
-            return False
-        queue.remove(req)
-        return True
 
     def _room(self, req: Request, num_new: int, ctx: StepContext) -> int:
         if not self.is_best_effort(req):
@@ -81,10 +64,3 @@ class Filler(QueuePolicy):
 
     def pick_victim(self, running: list[Request]) -> Request:
         return next((r for r in reversed(running) if self.is_best_effort(r)), running[-1])
-
-    def __len__(self) -> int:
-        return len(self._interactive) + len(self._filler)
-
-    def __iter__(self) -> Iterator[Request]:
-        yield from self._interactive
-        yield from self._filler

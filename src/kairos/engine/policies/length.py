@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kairos.engine.policies.base import POLICIES, QueuePolicy, RankedQueue
+from kairos.engine.policies.base import POLICIES, RankedQueue, SplitQueue
 from kairos.engine.request import Request
 from kairos.predict import OutputPredictor
 
@@ -56,7 +55,7 @@ class ShortestRemainingFirst(RankedQueue):
 
 @POLICIES.register("laps")
 @dataclass(eq=False)
-class LengthAwarePrefill(QueuePolicy):
+class LengthAwarePrefill(SplitQueue):
     """Short prompts first, queued apart from long ones (LAPS's dual prefill queues on one engine).
 
     A prompt is short when its tokens not covered by shared spans (a multi-turn
@@ -80,41 +79,18 @@ class LengthAwarePrefill(QueuePolicy):
             raise ValueError("short_tokens must be >= 1 and max_wait_s > 0")
         self._short, self._long = deque(), deque()
 
-    def _queue_of(self, req: Request) -> deque[Request]:
+    def queues(self) -> tuple[deque[Request], deque[Request]]:
+        return self._short, self._long
+
+    def queue_of(self, req: Request) -> deque[Request]:
         new_tokens = req.prompt_len - min(req.shared_len, req.prompt_len)
         return self._short if new_tokens <= self.short_tokens else self._long
 
-    def _head_queue(self) -> deque[Request]:
+    def head_queue(self) -> deque[Request]:
         long, short = self._long, self._short
         if long and (not short or self._now - long[0].arrival_s >= self.max_wait_s):
             return long
         return short
 
-    def add(self, req: Request) -> None:
-        self._queue_of(req).append(req)
-
-    def requeue(self, req: Request) -> None:
-        self._queue_of(req).appendleft(req)
-
     def advance(self, now: float) -> None:
         self._now = now
-
-    def peek(self) -> Request:
-        return self._head_queue()[0]
-
-    def pop(self) -> Request:
-        return self._head_queue().popleft()
-
-    def remove(self, req: Request) -> bool:
-        for queue in (self._short, self._long):
-            if req in queue:
-                queue.remove(req)
-                return True
-        return False
-
-    def __len__(self) -> int:
-        return len(self._short) + len(self._long)
-
-    def __iter__(self) -> Iterator[Request]:
-        yield from self._short
-        yield from self._long
