@@ -200,7 +200,7 @@ def build_simulation(scenario: Scenario, deployment: Deployment | PoolDeployment
     step_model = deployment.perf.model
     itl = ItlCollector()
     hasher = PrefixHasher(eng.block_size)
-    engine = _engine_maker(eng, deployment.kv_blocks, itl, check_invariants, policy_predictor(eng.policy, eng.predictor, eng.predictor_options))
+    engine = _engine_maker(eng, deployment.kv_blocks, itl, check_invariants, _predictor(eng))
     dp = deployment.parallel.dp
     if deployment.lockstep:
         cores: list = [LockstepCores([engine() for _ in range(dp)]) for _ in range(deployment.replicas)]
@@ -243,8 +243,7 @@ def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list
     replicas: dict[str, list[SimReplica]] = {}
     routers = {}
     # One predictor learns from every finished request, as a cluster-wide service would.
-    decode_engine = pools.decode_scenario.engine
-    predictor = policy_predictor(decode_engine.policy, decode_engine.predictor, decode_engine.predictor_options)
+    predictor = _predictor(pools.decode_scenario.engine)
     for name, pool, derived in (("prefill", pools.prefill, pools.prefill_scenario),
                                 ("decode", pools.decode, pools.decode_scenario)):
         engine = _engine_maker(derived.engine, pool.kv_blocks, itl, check_invariants, predictor)
@@ -260,6 +259,11 @@ def _build_disaggregated(scenario: Scenario, pools: PoolDeployments, specs: list
         max_model_len=pools.max_model_len, itl=itl, fast_decode=fast_decode, progress=progress,
         request_latency=_request_latency(pools.decode),
         concurrency=scenario.workload.concurrency)
+
+
+def _predictor(eng: EngineSection) -> OutputPredictor | None:
+    """The engine section's output-length predictor (kairos.engine.policies.policy_predictor's rule)."""
+    return policy_predictor(eng.policy, eng.predictor, eng.predictor_options)
 
 
 def _engine_maker(eng: EngineSection, kv_blocks: int, itl: ItlCollector, check_invariants: bool,
