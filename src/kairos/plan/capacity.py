@@ -78,7 +78,8 @@ def probe(scenario: Scenario, target: SloTarget, knob_name: str, value: float) -
     summary = run.report["summary"]
     span = max(r.arrival_s for r in records) - min(r.arrival_s for r in records) if records else 0.0
     offered = (len(records) / span, sum(r.output_tokens for r in records) / span) if span > 0 else (0.0, 0.0)
-    return Probe(value, target.meets(records), target.observed_ms(records), summary["throughput"]["requests_per_s"],
+    observed = target.observed_ms(records)
+    return Probe(value, target.meets(records, observed), observed, summary["throughput"]["requests_per_s"],
                  not all(r.finished for r in records), time.perf_counter() - started, *offered,
                  summary["tpot_ms"]["mean"] or None, offered[0] * summary["e2e_ms"]["mean"] / 1e3)
 

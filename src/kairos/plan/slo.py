@@ -50,10 +50,11 @@ class SloTarget:
             observed[metric] = float(np.percentile(values, self.percentile)) * 1e3 if values else None
         return observed
 
-    def meets(self, records: Sequence[RequestRecord]) -> bool:
+    def meets(self, records: Sequence[RequestRecord], observed: dict[str, float | None] | None = None) -> bool:
+        """Whether `records` meet it; `observed`: their `observed_ms`, when already computed."""
         if not records or not all(r.finished for r in records):
             return False
-        observed = self.observed_ms(records)
+        observed = self.observed_ms(records) if observed is None else observed
         return all(observed[m] is None or observed[m] <= t for m, t in self.targets().items())
 
     def fail_fast(self) -> Callable[[RequestRecord, int], bool]:
