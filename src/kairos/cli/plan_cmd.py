@@ -13,15 +13,18 @@ from rich.table import Table
 
 from kairos.cli.consoles import err, out
 from kairos.cli.overrides import parse_set, workload_override
+from kairos.cli.progress import LazyProgress
 from kairos.errors import KairosError
 from kairos.html.page import require_plotly
 from kairos.html.plan_page import PAGE_FILE, write_plan_page
 from kairos.plan import Probe, Sized, SloTarget, cheapest, find_capacity, launch_plan
-from kairos.plan.cheapest import with_layout
+from kairos.plan.capacity import rate_knob, with_knob
+from kairos.plan.cheapest import knob_for_rate, with_layout
 from kairos.plan.executors import TrialExecutor, make_executor
 from kairos.plan.search import SearchSpace, TrialResult
 from kairos.plan.search import search as search_deployments
 from kairos.scenario.load import apply_overrides, load_scenario, validate_scenario
+from kairos.scenario.run import run_scenario
 from kairos.scenario.schema import Scenario
 
 PLAN_FILE = "plan.json"
@@ -94,7 +97,12 @@ def plan(
         (output / PLAN_FILE).write_text(json.dumps(result, indent=2) + "\n")
         out.print(f"wrote {output / PLAN_FILE}", markup=False)
     if html is not None:
-        out.print(f"wrote {write_plan_page(html, result)}", markup=False)
+        chosen = _chosen(spec, result)
+        run = None
+        if chosen is not None:
+            with LazyProgress("running the chosen deployment", err) as progress:
+                run = run_scenario(chosen, progress=progress, timeseries=True)
+        out.print(f"wrote {write_plan_page(html, result, run)}", markup=False)
 
 
 def _capacity(spec: Scenario, target: SloTarget, tolerance: float) -> dict[str, Any]:
@@ -197,6 +205,20 @@ def _search(spec: Scenario, target: SloTarget, space: SearchSpace, trials: int, 
     return {"question": "search", "space": asdict(space), "objectives": objectives,
             "trials": [t.to_json() for t in result.trials], "pareto": [t.to_json() for t in result.pareto],
             "best": ranked[0].to_json() if ranked else None, "launch": launch}
+
+
+def _chosen(spec: Scenario, result: dict[str, Any]) -> Scenario | None:
+    """The planned deployment at its planned load (None when nothing met the SLO)."""
+    if result["question"] == "capacity":
+        return None if result["capacity"] is None else with_knob(spec, result["knob"], result["capacity"])
+    best = result["best"]
+    if best is None:
+        return None
+    if result["question"] == "target_rate":
+        chosen = with_layout(spec, best["gpu"], best["tp"], best["replicas"])
+        return with_knob(chosen, rate_knob(chosen)[0], knob_for_rate(chosen, result["target_rate_rps"]))
+    chosen = validate_scenario(apply_overrides(spec.model_dump(mode="json"), best["overrides"]), "search")
+    return with_knob(chosen, rate_knob(chosen)[0], best["capacity_knob"])
 
 
 def _names(text: str | None) -> list[str]:

@@ -1,5 +1,6 @@
 """The `kairos plan --html` page: the search's Pareto scatter with the chosen point and the ranked table,
-or a capacity search's probes, or the sized candidates of --target-rate; built from plan.json's content."""
+or a capacity search's probes, or the sized candidates of --target-rate (built from plan.json's content);
+then the chosen deployment run at its planned load, as `kairos simulate --html` shows a run."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from kairos.html.page import Page, require_plotly
+from kairos.html.simulate_page import add_run, scenario_facts
+from kairos.scenario.run import ScenarioRun
 
 PAGE_FILE = "plan.html"
 
 
-def write_plan_page(out_dir: str | Path, plan: dict[str, Any]) -> Path:
-    """Write OUT_DIR/plan.html for a plan (the dict `kairos plan` writes as plan.json)."""
-    return plan_page(plan).write(Path(out_dir) / PAGE_FILE)
+def write_plan_page(out_dir: str | Path, plan: dict[str, Any], chosen: ScenarioRun | None = None) -> Path:
+    """Write OUT_DIR/plan.html for a plan (the dict `kairos plan` writes as plan.json) and the run of
+    its chosen deployment at the planned load, if any."""
+    return plan_page(plan, chosen).write(Path(out_dir) / PAGE_FILE)
 
 
-def plan_page(plan: dict[str, Any]) -> Page:
+def plan_page(plan: dict[str, Any], chosen: ScenarioRun | None = None) -> Page:
     require_plotly()
     slo = plan["slo"]
     targets = ", ".join(f"{k.upper()} {v:g} ms" for k, v in slo.items() if k != "percentile")
@@ -35,6 +39,10 @@ def plan_page(plan: dict[str, Any]) -> Page:
         groups = launch.items() if isinstance(launch, dict) else [("", launch)]
         page.table("launch-table", ["deployment", "command"],
                    [[name, line] for name, lines in groups for line in lines])
+    if chosen is not None:
+        page.heading("The chosen deployment at its planned load")
+        page.facts(scenario_facts(chosen.report))
+        add_run(page, chosen.report, chosen.records, chosen.timeseries)
     return page
 
 

@@ -32,10 +32,16 @@ def write_simulate_page(out_dir: str | Path, report: dict, records: Sequence[Req
 def simulate_page(report: dict, records: Sequence[RequestRecord], series: TimeSeries | None) -> Page:
     """The simulate report as a page (figures need plotly: a one-line error without it)."""
     require_plotly()
-    summary = report["summary"]
     page = Page(f"Kairos simulation: {_model_line(report['deployment'])}")
     page.heading("Scenario")
     page.facts(scenario_facts(report))
+    add_run(page, report, records, series)
+    return page
+
+
+def add_run(page: Page, report: dict, records: Sequence[RequestRecord], series: TimeSeries | None) -> None:
+    """A run's summary, latency CDFs, per-replica time series and tables, appended to `page`."""
+    summary = report["summary"]
     page.heading("Summary")
     page.facts(summary_facts(summary))
     page.heading("Latency distributions")
@@ -53,7 +59,6 @@ def simulate_page(report: dict, records: Sequence[RequestRecord], series: TimeSe
         if key in summary:
             page.heading(title)
             page.table(f"{key.replace('_', '-')}-table", *group_table(summary[key]))
-    return page
 
 
 # ---- header ------------------------------------------------------------------------------

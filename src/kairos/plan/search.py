@@ -54,6 +54,7 @@ class TrialResult:
     gpus: int
     deployment: str = ""  # the overrides in words
     capacity_rps: float = 0.0
+    capacity_knob: float = 0.0  # the load knob's value there (workload.rate or workload.time_scale)
     tokens_per_gpu: float = 0.0
     tokens_per_user: float = 0.0
     tpot_mean_ms: float | None = None
@@ -154,6 +155,7 @@ def _fill(result: TrialResult, capacity: Capacity, scenario: Scenario) -> None:
         result.error = "meets the SLO at no rate tried"
         return
     result.capacity_rps = best.offered_rps
+    result.capacity_knob = best.knob
     result.tokens_per_gpu = best.offered_output_tps / result.gpus
     result.tpot_mean_ms = best.tpot_mean_ms
     result.tokens_per_user = 1e3 / best.tpot_mean_ms if best.tpot_mean_ms else 0.0
