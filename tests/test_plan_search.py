@@ -49,12 +49,13 @@ def test_a_study_in_sqlite_resumes_with_its_earlier_trials(tmp_path):
 
 
 def test_a_disaggregated_trial_counts_both_pools_gpus():
-    pools = {"prefill": {"replicas": 1, "tp": 1, "engine": {"max_num_batched_tokens": 8192}},
+    pools = {"prefill": {"replicas": 1, "tp": 1, "engine": {"max_num_batched_tokens": 8192, "max_num_seqs": 1}},
              "decode": {"replicas": 2, "tp": 1, "engine": {"max_num_seqs": 256}}}
     overrides = {"hardware.gpu": "h100", "cluster.router": "round_robin", "engine.policy": "fcfs",
                  "cluster.pools": pools}
     result = evaluate((load_scenario(None, SMALL), TARGET, overrides, 3, 0, 0.05))
     assert result.error is None and result.gpus == 3 and result.capacity_rps > 0
+    assert result.deployment == "h100 1P(tp1, seqs 1)+2D(tp1, seqs 256), round_robin, fcfs"
     broken = evaluate((load_scenario(None, SMALL), TARGET, {**overrides, "hardware.gpu": "no-such-gpu"}, 3, 1, 0.05))
     assert broken.error and "no-such-gpu" in broken.error
 
@@ -86,6 +87,23 @@ def test_a_new_study_starts_from_the_layouts_that_fill_the_budget():
     pd = [(p["prefill_replicas"], p["prefill_tp"], p["decode_replicas"], p["decode_tp"])
           for p in layouts if p.get("mode") == "disaggregated"]
     assert pd == [(24, 1, 1, 8), (16, 1, 2, 8)]
+    assert {p["prefill_max_num_seqs"] for p in layouts if p.get("mode") == "disaggregated"} == {64}
     result = search(load_scenario(None, SMALL), TARGET, small_space(), trials=2, executor=LocalExecutor(1))
     assert sorted((t.overrides["hardware.gpu"], t.overrides["cluster.replicas"]) for t in result.trials) == \
         [("h100", 2), ("h200", 2)]
+
+
+def test_a_disaggregated_draw_sizes_both_pools_engines():
+    import optuna
+
+    from kairos.plan.search import draw
+
+    space = SearchSpace(("h200",), (1, 8), 16, max_num_seqs=(128,), disaggregated=True, prefill_max_num_seqs=(1, 8))
+    params = {"gpu": "h200", "mode": "disaggregated", "router": "round_robin", "policy": "fcfs", "prefill_tp": 1,
+              "decode_tp": 8, "prefill_replicas": 4, "decode_replicas": 1, "max_num_seqs": 128,
+              "prefill_max_num_seqs": 1}
+    overrides, gpus = draw(optuna.trial.FixedTrial(params), space)
+    pools = overrides["cluster.pools"]
+    assert gpus == 12
+    assert pools["prefill"] == {"replicas": 4, "tp": 1, "engine": {"max_num_batched_tokens": 2048, "max_num_seqs": 1}}
+    assert pools["decode"] == {"replicas": 1, "tp": 8, "engine": {"max_num_seqs": 128}}

@@ -55,6 +55,7 @@ def plan(
     objectives: Annotated[str, typer.Option(help="--search: tokens_per_gpu and/or tokens_per_user (two: NSGA-II; one: TPE).")] = "tokens_per_gpu,tokens_per_user",
     batched_tokens: Annotated[str, typer.Option(help="--search: max_num_batched_tokens choices.")] = "1024,2048,4096,8192",
     max_seqs: Annotated[str, typer.Option(help="--search: max_num_seqs choices.")] = "64,128,256",
+    prefill_max_seqs: Annotated[str, typer.Option(help="--search --disagg: the prefill pool's max_num_seqs choices (1: one prompt at a time).")] = "1,8,64",
     routers: Annotated[Optional[str], typer.Option(help="--search: router choices (default: the scenario's).")] = None,
     policies: Annotated[Optional[str], typer.Option(help="--search: scheduling policy choices (default: the scenario's).")] = None,
     disagg: Annotated[bool, typer.Option("--disagg", help="--search: also try prefill/decode pools.")] = False,
@@ -83,7 +84,8 @@ def plan(
         space = SearchSpace(
             tuple(_names(gpu) or [spec.hardware.gpu]), tuple(_ints("--tp", tp)), total_gpus or 8,
             tuple(_ints("--batched-tokens", batched_tokens)), tuple(_ints("--max-seqs", max_seqs)),
-            tuple(_names(routers) or [spec.cluster.router]), tuple(_names(policies) or [spec.engine.policy]), disagg)
+            tuple(_names(routers) or [spec.cluster.router]), tuple(_names(policies) or [spec.engine.policy]), disagg,
+            tuple(_ints("--prefill-max-seqs", prefill_max_seqs)))
         result = _search(spec, target, space, trials, _names(objectives), storage, study,
                          max(tolerance, 0.05), make_executor(workers, ray_address))
     else:

@@ -39,6 +39,9 @@ class SearchSpace:
     routers: tuple[str, ...] = ("round_robin",)
     policies: tuple[str, ...] = ("fcfs",)
     disaggregated: bool = False  # also try prefill/decode pools
+    # The prefill pool's max_num_seqs: 1 prefills one prompt at a time (aiconfigurator's prefill workers);
+    # more packs short prompts into one chunk.
+    prefill_max_num_seqs: tuple[int, ...] = (1, 8, 64)
 
     def __post_init__(self) -> None:
         if self.max_gpus < min(self.tps):
@@ -98,7 +101,9 @@ def draw(trial: Any, space: SearchSpace) -> tuple[dict[str, Any], int]:
     decode = trial.suggest_int("decode_replicas", 1, max(1, (space.max_gpus - prefill * tp_prefill) // tp_decode))
     overrides["cluster.pools"] = {
         "prefill": {"replicas": prefill, "tp": tp_prefill,
-                    "engine": {"max_num_batched_tokens": max(space.max_num_batched_tokens)}},
+                    "engine": {"max_num_batched_tokens": max(space.max_num_batched_tokens),
+                               "max_num_seqs": trial.suggest_categorical(
+                                   "prefill_max_num_seqs", list(space.prefill_max_num_seqs))}},
         "decode": {"replicas": decode, "tp": tp_decode,
                    "engine": {"max_num_seqs": trial.suggest_categorical("max_num_seqs", list(space.max_num_seqs))}},
     }
@@ -126,7 +131,8 @@ def anchors(scenario: Scenario, space: SearchSpace) -> list[dict[str, Any]]:
                     params.append({"gpu": gpu, "mode": "disaggregated", "router": common["router"],
                                    "policy": common["policy"], "prefill_tp": tp_prefill, "decode_tp": tp_decode,
                                    "prefill_replicas": prefill, "decode_replicas": decode,
-                                   "max_num_seqs": common["max_num_seqs"]})
+                                   "max_num_seqs": common["max_num_seqs"],
+                                   "prefill_max_num_seqs": max(space.prefill_max_num_seqs)})
     return params
 
 
@@ -218,7 +224,8 @@ def describe(overrides: dict[str, Any]) -> str:
     pools = overrides.get("cluster.pools")
     if pools is not None:
         p, d = pools["prefill"], pools["decode"]
-        layout = f"{p['replicas']}P(tp{p['tp']})+{d['replicas']}D(tp{d['tp']})"
+        layout = (f"{p['replicas']}P(tp{p['tp']}, seqs {p['engine']['max_num_seqs']})"
+                  f"+{d['replicas']}D(tp{d['tp']}, seqs {d['engine']['max_num_seqs']})")
     else:
         layout = (f"{overrides['cluster.replicas']} x tp{overrides['hardware.tp']}, "
                   f"batch {overrides['engine.max_num_batched_tokens']}, seqs {overrides['engine.max_num_seqs']}")
