@@ -13,7 +13,7 @@ from kairos.errors import KairosError
 from kairos.metrics import RequestRecord
 from kairos.plan import SloTarget, cheapest, find_capacity, launch_plan
 from kairos.plan.capacity import with_knob
-from kairos.plan.cheapest import with_layout
+from kairos.plan.cheapest import with_layout, with_pool_sizes
 from kairos.scenario.load import load_scenario
 from kairos.scenario.run import run_scenario
 
@@ -82,6 +82,37 @@ def test_the_cheapest_deployment_is_ranked_first_and_meets_the_slo_at_the_rate()
     assert by_price[0].gpu == "h100" and by_price[0].cost_per_hour == by_price[0].gpus * 1.0
     with pytest.raises(KairosError, match="no price for h200"):
         cheapest(scenario, target, 30.0, gpus=["h100", "h200"], tps=[1], prices={"h100": 1.0})
+
+
+def test_fewest_doubles_then_bisects_to_the_smallest_count_that_meets():
+    from kairos.plan.cheapest import _fewest
+
+    asked = []
+
+    def meets(n):
+        asked.append(n)
+        return f"probe {n}" if n >= 11 else None
+
+    assert _fewest(meets, 64) == (11, "probe 11")
+    assert asked[:5] == [1, 2, 4, 8, 16] and len(asked) <= 9
+    assert _fewest(lambda n: None, 5) is None
+
+
+def test_a_pd_scenario_sizes_both_pools_beside_the_colocated_candidates():
+    example = Path(__file__).parent.parent / "examples" / "disaggregated.yaml"
+    scenario = load_scenario(example, {"workload.num_requests": 200})
+    target = SloTarget(ttft_ms=1000, tpot_ms=40)
+    sized = cheapest(scenario, target, 20.0, gpus=["h100"], tps=[1], workers=1)
+    pd = next(s for s in sized if s.disaggregated)
+    assert (pd.prefill_gpu, pd.prefill_tp, pd.gpu, pd.tp) == ("h100", 1, "h100", 2)
+    assert pd.at_target.meets and pd.gpus == pd.prefill_replicas * 1 + pd.replicas * 2
+    assert pd.layout() == f"{pd.prefill_replicas}P(h100 tp1)+{pd.replicas}D(h100 tp2)"
+    if pd.prefill_replicas > 1:  # one prefill replica fewer misses
+        fewer = with_pool_sizes(scenario, pd.prefill_replicas - 1, pd.replicas)
+        assert not target.meets(run_scenario(with_knob(fewer, "workload.rate", 20.0)).records)
+    colocated = [s for s in sized if not s.disaggregated]
+    assert [(s.gpu, s.tp) for s in colocated] == [("h100", 1)] and colocated[0].replicas is not None
+    assert [s.gpus for s in sized if s.replicas is not None] == sorted(s.gpus for s in sized if s.replicas is not None)
 
 
 def test_launch_commands_carry_the_simulated_engine_settings():

@@ -19,7 +19,7 @@ from kairos.html.page import require_plotly
 from kairos.html.plan_page import PAGE_FILE, write_plan_page
 from kairos.plan import Probe, Sized, SloTarget, cheapest, find_capacity, launch_plan
 from kairos.plan.capacity import rate_knob, with_knob
-from kairos.plan.cheapest import knob_for_rate, with_layout
+from kairos.plan.cheapest import knob_for_rate, with_layout, with_pool_sizes
 from kairos.plan.executors import TrialExecutor, make_executor
 from kairos.plan.search import SearchSpace, TrialResult
 from kairos.plan.search import search as search_deployments
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 def plan(
     scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML (model, workload, engine, SLO); the built-in default when omitted.")] = None,
     capacity: Annotated[bool, typer.Option("--capacity", help="The highest request rate the scenario's deployment sustains within the SLO.")] = False,
-    target_rate: Annotated[Optional[float], typer.Option(help="The cheapest deployment (GPU kind, TP, replicas) meeting the SLO at this many requests per second.")] = None,
+    target_rate: Annotated[Optional[float], typer.Option(help="The cheapest deployment (GPU kind, TP, replicas) meeting the SLO at this many requests per second; with cluster.pools, the scenario's P/D layout sized beside the colocated candidates.")] = None,
     search: Annotated[bool, typer.Option("--search", help="Optuna over deployments within --total-gpus: the Pareto front of output tokens/s/GPU against tokens/s/user at each one's capacity.")] = False,
     ttft: Annotated[Optional[float], typer.Option(help="TTFT target, ms (default: the scenario's slo.ttft_ms).")] = None,
     tpot: Annotated[Optional[float], typer.Option(help="TPOT target, ms (default: slo.tpot_ms).")] = None,
@@ -140,33 +140,35 @@ def _target_rate(spec: Scenario, target: SloTarget, rate: float, gpus: str | Non
     gpu_list = _names(gpus) or [spec.hardware.gpu]
     tp_list = _ints("--tp", tps)
     prices = _load_prices(prices_path)
+    candidates = len(gpu_list) * len(tp_list) + (spec.cluster.pools is not None)
     done = 0
 
     def progress(s: Sized) -> None:
         nonlocal done
         done += 1
-        verdict = f"{s.replicas} replicas" if s.replicas is not None else s.reason
-        err.print(f"  [{done}/{len(gpu_list) * len(tp_list)}] {s.gpu} tp {s.tp}: {verdict}", markup=False)
+        verdict = f"{s.gpus} GPUs" if s.replicas is not None else s.reason
+        err.print(f"  [{done}/{candidates}] {s.layout()}: {verdict}", markup=False)
 
     sized = cheapest(spec, target, rate, gpus=gpu_list, tps=tp_list, max_replicas=max_replicas,
                      tolerance=max(tolerance, 0.05), prices=prices, workers=workers, on_done=progress)
-    table = Table("rank", "gpu", "tp", "replicas", "GPUs", *(["USD/h"] if prices else []), "1-replica load",
+    table = Table("rank", "deployment", "GPUs", *(["USD/h"] if prices else []), "1-replica load",
                   *[f"p{target.percentile:g} {m.upper()} ms" for m in target.targets()],
                   title=f"cheapest deployment for {rate:g} req/s ({target.describe()})")
     for rank, s in enumerate(sized, 1):
         observed = s.at_target.observed_ms if s.at_target is not None else {}
-        table.add_row(str(rank) if s.replicas is not None else "-", s.gpu, str(s.tp),
-                      str(s.replicas) if s.replicas is not None else s.reason, str(s.gpus or "-"),
+        table.add_row(str(rank) if s.replicas is not None else "-",
+                      s.layout() if s.replicas is not None else f"{s.layout()}: {s.reason}", str(s.gpus or "-"),
                       *([f"{s.cost_per_hour:.2f}" if s.cost_per_hour is not None else "-"] if prices else []),
-                      f"{s.replica_capacity:.3g}", *[_ms(observed.get(m)) for m in target.targets()])
+                      f"{s.replica_capacity:.3g}" if not s.disaggregated else "-",
+                      *[_ms(observed.get(m)) for m in target.targets()])
     out.print(table)
     best = sized[0] if sized and sized[0].replicas is not None else None
     launch: list[str] = []
     if best is None:
         out.print(f"[bold red]no candidate meets {target.describe()} at {rate:g} req/s[/]")
     else:
-        launch = launch_plan(with_layout(spec, best.gpu, best.tp, best.replicas))
-        out.print(f"cheapest: [bold]{best.replicas} x {best.gpu} tp {best.tp}[/] ({best.gpus} GPUs)")
+        launch = launch_plan(_sized_scenario(spec, best.to_json()))
+        out.print(f"cheapest: [bold]{best.layout()}[/] ({best.gpus} GPUs)")
         for line in launch:
             out.print(line, markup=False, soft_wrap=True)
     return {"question": "target_rate", "target_rate_rps": rate,
@@ -217,10 +219,19 @@ def _chosen(spec: Scenario, result: dict[str, Any]) -> Scenario | None:
     if best is None:
         return None
     if result["question"] == "target_rate":
-        chosen = with_layout(spec, best["gpu"], best["tp"], best["replicas"])
+        chosen = _sized_scenario(spec, best)
         return with_knob(chosen, rate_knob(chosen)[0], knob_for_rate(chosen, result["target_rate_rps"]))
     chosen = validate_scenario(apply_overrides(spec.model_dump(mode="json"), best["overrides"]), "search")
     return with_knob(chosen, rate_knob(chosen)[0], best["capacity_knob"])
+
+
+def _sized_scenario(spec: Scenario, sized: dict[str, Any]) -> Scenario:
+    """The scenario laid out as a --target-rate candidate (`Sized.to_json()`) says."""
+    if sized["prefill_gpu"] is not None:
+        return with_pool_sizes(spec, sized["prefill_replicas"], sized["replicas"])
+    colocated = spec.model_copy(update={"cluster": spec.cluster.model_copy(update={"pools": None,
+                                                                                   "disaggregation": None})})
+    return with_layout(colocated, sized["gpu"], sized["tp"], sized["replicas"])
 
 
 def _names(text: str | None) -> list[str]:

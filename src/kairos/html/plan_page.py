@@ -104,12 +104,11 @@ def _target_rate(page: Page, plan: dict[str, Any]) -> None:
     import plotly.graph_objects as go
 
     sized = [c for c in plan["candidates"] if c["replicas"] is not None]
-    figure = go.Figure(go.Bar(x=[f"{c['gpu']} tp{c['tp']}" for c in sized], y=[c["gpus"] for c in sized],
-                              text=[f"{c['replicas']} replicas" for c in sized], name="GPUs"))
+    figure = go.Figure(go.Bar(x=[c["layout"] for c in sized], y=[c["gpus"] for c in sized], name="GPUs"))
     figure.update_layout(title=f"GPUs each candidate needs for {plan['target_rate_rps']:g} req/s",
                          yaxis_title="GPUs", height=420)
     page.heading("Candidates")
     page.figure("candidates", figure)
-    page.table("candidates-table", ["gpu", "tp", "replicas", "GPUs", "USD/h", "one-replica load", "note"],
-               [[c["gpu"], c["tp"], c["replicas"] or "-", c["gpus"] or "-", c["cost_per_hour"] or "-",
-                 c["replica_capacity"], c["reason"]] for c in plan["candidates"]])
+    page.table("candidates-table", ["deployment", "GPUs", "USD/h", "one-replica load", "note"],
+               [[c["layout"], c["gpus"] or "-", c["cost_per_hour"] or "-",
+                 c["replica_capacity"] if c["prefill_gpu"] is None else "-", c["reason"]] for c in plan["candidates"]])
