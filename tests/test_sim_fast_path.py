@@ -25,6 +25,9 @@ from kairos.workload.spec import SLO, RequestSpec, Span
 from helpers import LinearModel, simulate
 from test_sim_concurrency import assert_closed_loop, assert_closed_loop_at_most, closed_loop
 
+# Knobs that make each migration policy move often on the tiny replicas these tests build.
+MIGRATION_KNOBS = {"imbalance": {"gap": 0.05}, "kv_pressure": {"high": 0.5, "low": 0.4}, "balanced": {"threshold": 4.0}}
+
 
 @st.composite
 def workloads(draw):
@@ -151,7 +154,7 @@ def fleet_changes(draw, serving):
 
 
 @settings(max_examples=60, deadline=None)
-@given(workloads(), st.data(), st.sampled_from([60, 150, 1000]), st.sampled_from([None, "imbalance", "kv_pressure"]),
+@given(workloads(), st.data(), st.sampled_from([60, 150, 1000]), st.sampled_from([None, *MIGRATION_KNOBS]),
        st.sampled_from(["round_robin", "least_kv", "least_demand", "prefix_affinity", "least_outstanding",
                         "power_of_two"]))
 def test_fast_path_matches_single_steps_with_lifecycle_changes(specs, data, blocks, policy, router):
@@ -166,9 +169,8 @@ def test_fast_path_matches_single_steps_with_lifecycle_changes(specs, data, bloc
             sim = Simulation(specs, replicas, make_router(router), max_model_len=1 << 20, itl=itl, fast_decode=fast,
                              lifecycle=changes)
         else:
-            knobs = {"gap": 0.05} if policy in ("imbalance", "virtual_usage") else {"high": 0.5, "low": 0.4}
             sim = MigratingSimulation(
-                specs, replicas, make_router(router), policy=make_migration_policy(policy, **knobs),
+                specs, replicas, make_router(router), policy=make_migration_policy(policy, **MIGRATION_KNOBS[policy]),
                 link=Link("test", 1e9, 5e-6), kv_bytes=lambda n: 4096 * n, interval_s=0.01, max_stages=3,
                 max_model_len=1 << 20, itl=itl, fast_decode=fast, lifecycle=changes)
         runs.append(sim.run())
@@ -203,16 +205,15 @@ def test_fast_path_matches_single_steps_with_kv_transfers(specs, blocks, decider
 
 
 @settings(max_examples=40, deadline=None)
-@given(workloads(), st.sampled_from([60, 150]), st.sampled_from(["imbalance", "kv_pressure", "virtual_usage"]),
+@given(workloads(), st.sampled_from([60, 150]), st.sampled_from(list(MIGRATION_KNOBS)),
        st.sampled_from(["round_robin", "least_outstanding"]))
 def test_fast_path_matches_single_steps_with_migrations(specs, blocks, policy, router):
     cfg = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=256)
     runs = []
     for fast in (True, False):
         replicas, itl = _replicas(3, blocks, cfg)
-        knobs = {"gap": 0.05} if policy in ("imbalance", "virtual_usage") else {"high": 0.5, "low": 0.4}
         sim = MigratingSimulation(
-            specs, replicas, make_router(router), policy=make_migration_policy(policy, **knobs),
+            specs, replicas, make_router(router), policy=make_migration_policy(policy, **MIGRATION_KNOBS[policy]),
             link=Link("test", 1e9, 5e-6), kv_bytes=lambda n: 4096 * n, interval_s=0.01, max_stages=3,
             max_model_len=1 << 20, itl=itl, fast_decode=fast)
         runs.append(sim.run())

@@ -28,7 +28,7 @@ def simulate(policy="imbalance", fast=True, **overrides):
     return sim, sim.run()
 
 
-@pytest.mark.parametrize("policy", ["imbalance", "kv_pressure"])
+@pytest.mark.parametrize("policy", ["imbalance", "kv_pressure", "balanced"])
 def test_migrated_requests_finish_once_and_every_block_comes_back(policy):
     sim, result = simulate(policy)
     m = result.migration
@@ -59,6 +59,18 @@ class View:
     waiting: int = 0
     running: int = 1
     queued: float = 0.0
+    free: int = 100
+    head: int = 0
+    lightest: int = 2
+
+    def kv_free_blocks(self):
+        return self.free
+
+    def head_blocks(self):
+        return self.head if self.waiting else 0
+
+    def lightest_blocks(self):
+        return self.lightest
 
     def kv_usage(self):
         return self.usage
@@ -87,11 +99,18 @@ def test_kv_pressure_moves_only_from_a_queueing_replica_to_one_without_a_queue()
     assert policy.choose([View(0, 0.95, waiting=1), View(1, 0.7)]) is None  # no room below `low`
 
 
-def test_virtual_usage_balances_blocks_held_plus_those_queued_requests_need():
-    policy = make_migration_policy("virtual_usage", gap=0.2)
-    # Replica 0 holds fewer blocks but its queue will take more: it is the one to relieve.
-    assert policy.choose([View(0, 0.5, queued=0.6), View(1, 0.8), View(2, 0.2)]) == (0, 2)
-    assert policy.choose([View(0, 0.5, queued=0.1), View(1, 0.5)]) is None  # within the gap
+def test_balanced_moves_from_the_tightest_to_the_roomiest_by_free_blocks_per_request():
+    policy = make_migration_policy("balanced", threshold=3.0)
+    # Replica 0 has more free blocks than 1 but runs many more requests: it is the one about to preempt.
+    tight, roomy = View(0, 0.5, running=40, free=80), View(1, 0.6, running=4, free=60)
+    assert policy.choose([tight, roomy]) == (0, 1)
+    # The head of a queue counts as one more request and takes its blocks first (Llumnix's de-fragmentation).
+    assert policy.choose([View(0, 0.5, running=10, free=60), roomy]) is None  # 6 blocks each: above 3
+    assert policy.choose([View(0, 0.5, running=10, waiting=1, head=40, free=60), roomy]) == (0, 1)
+    # No move that would leave the destination tight, or tighter than the source.
+    assert policy.choose([View(0, 0.5, running=40, free=80, lightest=10), View(1, 0.6, running=4, free=20)]) is None
+    assert policy.choose([View(0, 0.5, running=2, free=5, lightest=30), View(1, 0.6, running=1, free=40)]) is None
+    assert policy.choose([View(0, 0.9, running=40, free=20, lightest=0), roomy]) is None  # nothing decoding
 
 
 def test_a_replicas_demand_counts_its_queued_requests_blocks():

@@ -67,8 +67,7 @@ class LeastDemand:
 
     Reads: kv_demand, num_outstanding. Knobs: none. Trade-off: unlike least_kv it
     counts what a replica's queue will take, so a burst does not pile onto the
-    replica whose blocks are free but promised; the same signal drives the
-    `virtual_usage` migration policy, so routing and migration agree on load.
+    replica whose blocks are free but promised.
     """
 
     name: str = field(default="least_demand", init=False)

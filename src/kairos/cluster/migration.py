@@ -10,6 +10,7 @@ policy, each to the `emptiest` serving replica (Llumnix's scale-in).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,13 +38,10 @@ class Imbalance:
     gap: float = 0.2
     name: str = field(default="imbalance", init=False)
 
-    def load(self, replica: ReplicaView) -> float:
-        return replica.kv_usage()
-
     def choose(self, replicas: Sequence[ReplicaView]) -> tuple[int, int] | None:
         if len(replicas) < 2:
             return None
-        load = {r.index: self.load(r) for r in replicas}
+        load = {r.index: r.kv_usage() for r in replicas}
         source = max(replicas, key=lambda r: (load[r.index], -r.index))
         target = min(replicas, key=lambda r: (load[r.index], r.index))
         if source.num_running() and load[source.index] - load[target.index] > self.gap:
@@ -51,17 +49,41 @@ class Imbalance:
         return None
 
 
-@MIGRATION_POLICIES.register("virtual_usage")
+@MIGRATION_POLICIES.register("balanced")
 @dataclass(frozen=True)
-class VirtualUsage(Imbalance):
-    """Move a request from the replica with the most KV demand (blocks held plus queued requests') to
-    the least when they differ by more than `gap`: Llumnix's balancing on its virtual usage, the signal
-    the `least_demand` router reads too, so a replica a migration relieves is not refilled at once."""
+class Balanced:
+    """Llumnix's pairing on remaining room: a replica's free KV blocks, less those the head of its
+    queue needs, per request it runs (the queued head counted as one). A replica with less than
+    `threshold` blocks per request sheds to the roomiest one above it, if the move leaves the
+    destination above it too and the source still the tighter of the two (no ping-pong).
 
-    name: str = field(default="virtual_usage", init=False)
+    Room per request, not usage, is what predicts a preemption: each running request takes a
+    slot per step, so a replica holding many short requests runs out sooner than its usage says."""
 
-    def load(self, replica: ReplicaView) -> float:
-        return replica.kv_demand()
+    threshold: float = 3.0
+    name: str = field(default="balanced", init=False)
+
+    def choose(self, replicas: Sequence[ReplicaView]) -> tuple[int, int] | None:
+        if len(replicas) < 2:
+            return None
+        room = {r.index: _room(r) for r in replicas}
+        source = min(replicas, key=lambda r: (room[r.index], r.index))
+        target = max(replicas, key=lambda r: (room[r.index], -r.index))
+        moved = source.lightest_blocks()
+        if not moved or room[source.index] >= self.threshold or room[target.index] <= self.threshold:
+            return None
+        target_after = _room(target, requests=1, blocks=moved)
+        if target_after <= self.threshold or _room(source, requests=-1, blocks=-moved) >= target_after:
+            return None
+        return source.index, target.index
+
+
+def _room(replica: ReplicaView, requests: int = 0, blocks: int = 0) -> float:
+    """Free KV blocks per request on `replica` (Llumnix's remaining steps, counted in blocks), after
+    `requests` more requests holding `blocks` more blocks; infinite with no request."""
+    count = replica.num_running() + (1 if replica.num_waiting() else 0) + requests
+    free = replica.kv_free_blocks() - replica.head_blocks() - blocks
+    return free / count if count > 0 else math.inf
 
 
 @MIGRATION_POLICIES.register("kv_pressure")

@@ -36,6 +36,19 @@ class ReplicaView(Protocol):
         (Llumnix's virtual usage; KV usage alone lags admission)."""
         ...
 
+    def kv_free_blocks(self) -> int:
+        """KV blocks an allocation may take now (free, or cached and evictable)."""
+        ...
+
+    def head_blocks(self) -> int:
+        """KV blocks the request at the head of the queue still needs to run; 0 with none queued."""
+        ...
+
+    def lightest_blocks(self) -> int:
+        """KV blocks held by the decoding request with the fewest tokens, the one a migration
+        moves; 0 with none decoding."""
+        ...
+
     def cache_usage(self) -> float:
         """Fraction of KV blocks holding cached content (in use or free but reusable), 0..1."""
         ...

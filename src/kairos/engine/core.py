@@ -221,8 +221,15 @@ class EngineCore:
     def queued_blocks(self) -> int:
         """KV blocks the queued requests (waiting or preempted) still need to run: what admission will
         take, which a router reading only the blocks in use does not see (Llumnix's virtual usage)."""
-        size = self.kv.block_size
-        return sum(-(-(r.num_tokens - r.num_computed) // size) for r in self.scheduler.waiting)
+        return sum(self._blocks_to_run(r) for r in self.scheduler.waiting)
+
+    def head_blocks(self) -> int:
+        """KV blocks the request at the head of the queue still needs to run; 0 with none queued."""
+        waiting = self.scheduler.waiting
+        return self._blocks_to_run(waiting.peek()) if len(waiting) else 0
+
+    def _blocks_to_run(self, req: Request) -> int:
+        return -(-(req.num_tokens - req.num_computed) // self.kv.block_size)
 
     def has_work(self) -> bool:
         """Whether a step could run something; requests loading remote KV are no work until it lands."""

@@ -143,7 +143,7 @@ class MigrationSection(_Section):
     policy: str = Field("imbalance", description=f"When to move a request, and where. {_described(MIGRATION_POLICIES)}"
                         " Default imbalance.")
     options: dict[str, float] = Field(default_factory=dict, description="Knobs of the policy (imbalance: gap;"
-                                      " kv_pressure: high, low). Default none.")
+                                      " kv_pressure: high, low; balanced: threshold). Default none.")
     interval_ms: float = Field(50.0, gt=0, description="How often the policy looks. Default 50.")
     link: str | dict[str, float] = Field("nvlink4", description="The link a replica's incoming copies share:"
                                          " a name or {bandwidth_gbps: GB/s, latency_us}. Default nvlink4.")

@@ -118,7 +118,7 @@ class MigratingSimulation(Simulation):
 
     def _start(self, source: SimReplica, target: SimReplica, t: float) -> bool:
         """Start moving the source's cheapest decoding request, if the target can reserve its blocks."""
-        decoding = [r for r in source.core.scheduler.running if r.num_computed >= r.num_tokens - 1 and r.num_output]
+        decoding = source.decoding()
         if not decoding:
             return False
         # Token counts as of now: a fused window applies its steps only when it ends.

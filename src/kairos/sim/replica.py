@@ -15,6 +15,7 @@ import numpy as np
 
 from kairos.engine.block_hash import prompt_prefix_hashes
 from kairos.engine.core import EngineCore
+from kairos.engine.request import Request
 from kairos.engine.scheduler import SchedulerOutput
 from kairos.sim.executor import SimExecutor
 from kairos.workload.spec import RequestSpec
@@ -143,6 +144,22 @@ class SimReplica:
         self.sync_kv()
         kv = self.core.kv
         return (kv.num_used_blocks + self.core.queued_blocks()) / kv.num_blocks
+
+    def kv_free_blocks(self) -> int:
+        self.sync_kv()
+        return self.core.kv.num_free_blocks
+
+    def head_blocks(self) -> int:
+        return self.core.head_blocks()
+
+    def lightest_blocks(self) -> int:
+        self.sync_kv()
+        kv = self.core.kv
+        return min((len(kv.block_table(r)) for r in self.decoding()), default=0)
+
+    def decoding(self) -> list[Request]:
+        """The running requests past their prompt, those a migration may move."""
+        return [r for r in self.core.scheduler.running if r.num_computed >= r.num_tokens - 1 and r.num_output]
 
     def cache_usage(self) -> float:
         self.sync_kv()
