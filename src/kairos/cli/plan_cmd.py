@@ -19,7 +19,7 @@ from kairos.html.page import require_plotly
 from kairos.html.plan_page import PAGE_FILE, write_plan_page
 from kairos.plan import Probe, Sized, SloTarget, cheapest, find_capacity, launch_plan
 from kairos.plan.capacity import rate_knob, with_knob
-from kairos.plan.cheapest import knob_for_rate, with_layout, with_pool_sizes
+from kairos.plan.cheapest import colocated, knob_for_rate, with_layout, with_pool_sizes
 from kairos.plan.executors import TrialExecutor, make_executor
 from kairos.plan.search import SearchSpace, TrialResult
 from kairos.plan.search import search as search_deployments
@@ -229,9 +229,7 @@ def _sized_scenario(spec: Scenario, sized: dict[str, Any]) -> Scenario:
     """The scenario laid out as a --target-rate candidate (`Sized.to_json()`) says."""
     if sized["prefill_gpu"] is not None:
         return with_pool_sizes(spec, sized["prefill_replicas"], sized["replicas"])
-    colocated = spec.model_copy(update={"cluster": spec.cluster.model_copy(update={"pools": None,
-                                                                                   "disaggregation": None})})
-    return with_layout(colocated, sized["gpu"], sized["tp"], sized["replicas"])
+    return with_layout(colocated(spec), sized["gpu"], sized["tp"], sized["replicas"])
 
 
 def _names(text: str | None) -> list[str]:

@@ -5,10 +5,11 @@ For each colocated (GPU, TP) candidate: one replica's capacity
 (kairos.plan.capacity), then the replica count it implies, checked by simulating
 the whole fleet at the target rate and stepped up (or down) until it is the
 fewest that meets the SLO. The scenario's P/D layout (each pool's GPU, TP and
-engine) is sized in both pools: for each decode replica count, the fewest
-prefill replicas that meet the SLO (a doubling then a bisection), until more
-decode replicas alone would cost more than the best found. Candidates run in
-parallel processes.
+engine) is sized in both pools: from the fewest decode replicas that meet the
+SLO beside the most prefill replicas, for each decode replica count the fewest
+prefill replicas that meet it (a doubling then a bisection), until more decode
+replicas alone would cost more than the best found. Candidates run in parallel
+processes.
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ def size_candidate(scenario: Scenario, target: SloTarget, gpu: str, tp: int, tar
     return Sized(gpu, tp, replicas, gpus, None if price is None else round(gpus * price, 2), one.rate, at)
 
 
+def colocated(scenario: Scenario) -> Scenario:
+    """The scenario without prefill/decode pools: its engine section on colocated replicas."""
+    return scenario.model_copy(update={"cluster": scenario.cluster.model_copy(
+        update={"pools": None, "disaggregation": None})})
+
+
 def with_pool_sizes(scenario: Scenario, prefill: int, decode: int) -> Scenario:
     """The P/D scenario with `prefill` and `decode` replicas in its pools."""
     pools = scenario.cluster.pools
@@ -149,7 +156,9 @@ def size_pools(scenario: Scenario, target: SloTarget, target_knob: float, max_re
 
     best: tuple[int, int, Probe] | None = None
     try:
-        for decode in range(1, max_replicas + 1):
+        # Fewer decode replicas than meet it beside the most prefill replicas never meet it.
+        fewest_decode = _fewest(lambda n: meets(max_replicas, n), max_replicas)
+        for decode in range(fewest_decode[0] if fewest_decode else max_replicas + 1, max_replicas + 1):
             if best is not None and cost(1, decode) >= cost(best[0], best[1]):
                 break
             found = _fewest(lambda n, decode=decode: meets(n, decode), max_replicas)
@@ -197,9 +206,7 @@ def cheapest(scenario: Scenario, target: SloTarget, rate_rps: float, *, gpus: Se
     if prices is not None and (missing := sorted(layout_gpus - set(prices))):
         raise KairosError(f"the price table has no price for {', '.join(missing)}")
     target_knob = knob_for_rate(scenario, rate_rps)
-    colocated = scenario.model_copy(update={"cluster": scenario.cluster.model_copy(
-        update={"pools": None, "disaggregation": None})})
-    jobs: list[tuple] = [(size_candidate, colocated, target, gpu, tp, target_knob, max_replicas, tolerance, prices)
+    jobs: list[tuple] = [(size_candidate, colocated(scenario), target, gpu, tp, target_knob, max_replicas, tolerance, prices)
                          for gpu in gpus for tp in tps]
     if pools is not None:
         jobs.append((size_pools, scenario, target, target_knob, max_replicas, prices))
