@@ -107,3 +107,59 @@ def test_a_disaggregated_draw_sizes_both_pools_engines():
     assert gpus == 12
     assert pools["prefill"] == {"replicas": 4, "tp": 1, "engine": {"max_num_batched_tokens": 2048, "max_num_seqs": 1}}
     assert pools["decode"] == {"replicas": 1, "tp": 8, "engine": {"max_num_seqs": 128}}
+
+
+def fake_judge(job):
+    """A deployment's verdict in microseconds: more GPUs per replica serve each user faster but fewer
+    tokens per GPU; TP 1 on h100 fails. Its front is known: one point per TP on h200."""
+    from kairos.plan.search import TrialResult, describe
+
+    _, _, overrides, gpus, number, _ = job
+    result = TrialResult(number, overrides, gpus, describe(overrides))
+    tp, gpu = overrides["hardware.tp"], overrides["hardware.gpu"]
+    if (gpu, tp) == ("h100", 1):
+        result.error = "meets the SLO at no rate tried"
+        return result
+    speed = 1.5 if gpu == "h200" else 1.0
+    result.tokens_per_gpu = speed * 1000 / tp * (1 - 0.01 * overrides["cluster.replicas"])
+    result.tokens_per_user = speed * 20 * tp
+    return result
+
+
+class CountingExecutor:
+    width = 3
+
+    def __init__(self):
+        self.judged = []
+
+    def map(self, fn, jobs):
+        jobs = list(jobs)
+        self.judged += [json.dumps(job[2], sort_keys=True) for job in jobs]
+        return map(fn, jobs)
+
+    def close(self):
+        pass
+
+
+def test_the_search_logic_with_a_fake_judge_finds_the_known_front_and_judges_each_deployment_once():
+    space = SearchSpace(("h100", "h200"), (1, 2, 4), 8)
+    executor = CountingExecutor()
+    result = search(load_scenario(None, SMALL), TARGET, space, trials=30, executor=executor, judge=fake_judge)
+    assert len(executor.judged) == len(set(executor.judged)) == len(result.trials)  # no deployment twice
+    assert len(result.trials) == 2 * (8 + 4 + 2)  # the whole space, smaller than the 30 trials asked for
+    # Anchors first: every GPU x TP filling the 8-GPU budget.
+    first = [(o["hardware.gpu"], o["hardware.tp"], o["cluster.replicas"]) for o in map(json.loads, executor.judged[:6])]
+    assert first == [("h100", 1, 8), ("h100", 2, 4), ("h100", 4, 2), ("h200", 1, 8), ("h200", 2, 4), ("h200", 4, 2)]
+    failed = [t for t in result.trials if t.error is not None]
+    assert failed and all(t.overrides["hardware.gpu"] == "h100" and t.overrides["hardware.tp"] == 1 for t in failed)
+    ok = [t for t in result.trials if t.error is None]
+    assert ok == result.trials[:len(ok)] and [t.tokens_per_gpu for t in ok] == sorted((t.tokens_per_gpu for t in ok),
+                                                                                       reverse=True)
+    # The front: on h200, for each TP tried, its fewest replicas (the most tokens per GPU at that speed).
+    front = {(t.overrides["hardware.gpu"], t.overrides["hardware.tp"], t.overrides["cluster.replicas"])
+             for t in result.pareto}
+    for gpu, tp, replicas in front:
+        assert gpu == "h200"
+        assert replicas == min(t.overrides["cluster.replicas"] for t in ok
+                               if (t.overrides["hardware.gpu"], t.overrides["hardware.tp"]) == (gpu, tp))
+    assert {tp for _, tp, _ in front} == {1, 2, 4}

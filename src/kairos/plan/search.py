@@ -170,8 +170,12 @@ def _fill(result: TrialResult, capacity: Capacity, scenario: Scenario) -> None:
 def search(scenario: Scenario, target: SloTarget, space: SearchSpace, *, trials: int,
            objectives: Sequence[str] = OBJECTIVES, storage: str | None = None, study_name: str = "kairos-plan",
            seed: int = 0, tolerance: float = 0.05, executor: TrialExecutor,
-           on_trial: Callable[[TrialResult], None] | None = None) -> SearchResult:
-    """Judge `trials` more deployments in the study (resumed from `storage` when it has some)."""
+           on_trial: Callable[[TrialResult], None] | None = None,
+           judge: Callable[[tuple], TrialResult] | None = None) -> SearchResult:
+    """Judge `trials` more deployments in the study (resumed from `storage` when it has some).
+
+    `judge` turns one job (scenario, target, overrides, GPUs, trial number, tolerance) into its
+    TrialResult; by default `evaluate`, a capacity search by simulation."""
     optuna = _optuna()
     unknown = sorted(set(objectives) - set(OBJECTIVES))
     if unknown or not objectives:
@@ -201,7 +205,7 @@ def search(scenario: Scenario, target: SloTarget, space: SearchSpace, *, trials:
         asks_left -= len(batch)
         fresh = {_key(o): (t, o, g) for t, o, g in batch if _key(o) not in seen}
         jobs = [(scenario, target, o, g, t.number, tolerance) for t, o, g in fresh.values()]
-        for key, done in zip(fresh, executor.map(evaluate, jobs)):
+        for key, done in zip(fresh, executor.map(judge or evaluate, jobs)):
             seen[key] = done
             result.trials.append(done)
             if on_trial is not None:
