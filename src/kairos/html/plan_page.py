@@ -82,11 +82,14 @@ def _capacity(page: Page, plan: dict[str, Any]) -> None:
     import plotly.graph_objects as go
 
     probes = sorted(plan["probes"], key=lambda p: p["knob"])
+    loads = [p["knob"] for p in probes]
     figure = go.Figure()
     for metric, target in ((m, v) for m, v in plan["slo"].items() if m != "percentile"):
-        figure.add_trace(go.Scatter(x=[p["knob"] for p in probes], y=[p["observed_ms"].get(metric) for p in probes],
+        figure.add_trace(go.Scatter(x=loads, y=[p["observed_ms"].get(metric) for p in probes],
                                     mode="lines+markers", name=f"p{plan['slo']['percentile']:g} {metric.upper()}"))
-        figure.add_hline(y=target, line_dash="dot", annotation_text=f"{metric.upper()} target")
+        # A trace, not add_hline: on a log axis a shape's y is read as a power of ten.
+        figure.add_trace(go.Scatter(x=[loads[0], loads[-1]], y=[target, target], mode="lines",
+                                    line={"dash": "dot"}, name=f"{metric.upper()} target"))
     if plan["capacity"] is not None:
         figure.add_vline(x=plan["capacity"], line_color="#d62728", annotation_text="capacity")
     figure.update_layout(title="The search's probes", xaxis_title=plan["knob"], yaxis_title="ms",
@@ -95,9 +98,11 @@ def _capacity(page: Page, plan: dict[str, Any]) -> None:
                  else "no load tried meets the SLO")])
     page.heading("Probes")
     page.figure("probes", figure)
-    page.table("probes-table", ["load", "meets", "stopped early", *plan["slo"].keys() - {"percentile"}],
+    metrics = [m for m in plan["slo"] if m != "percentile"]
+    page.table("probes-table", ["load", "meets", "stopped early",
+                                *[f"p{plan['slo']['percentile']:g} {m.upper()} ms" for m in metrics]],
                [[p["knob"], "yes" if p["meets"] else "no", "yes" if p["incomplete"] else "",
-                 *[p["observed_ms"].get(m) for m in plan["slo"].keys() - {"percentile"}]] for p in probes])
+                 *[p["observed_ms"].get(m) for m in metrics]] for p in probes])
 
 
 def _target_rate(page: Page, plan: dict[str, Any]) -> None:
