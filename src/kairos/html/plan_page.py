@@ -112,6 +112,9 @@ def _target_rate(page: Page, plan: dict[str, Any]) -> None:
     figure = go.Figure(go.Bar(x=[c["layout"] for c in sized], y=[c["gpus"] for c in sized], name="GPUs"))
     figure.update_layout(title=f"GPUs each candidate needs for {plan['target_rate_rps']:g} req/s",
                          yaxis_title="GPUs", height=420)
+    best = plan.get("best")
+    page.facts([("cheapest", f"{best['layout']}, {best['gpus']} GPUs" if best is not None
+                 else f"no candidate meets the SLO at {plan['target_rate_rps']:g} req/s")])
     page.heading("Candidates")
     page.figure("candidates", figure)
     page.table("candidates-table", ["deployment", "GPUs", "USD/h", "one-replica load", "note"],
