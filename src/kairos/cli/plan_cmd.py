@@ -148,9 +148,11 @@ def _target_rate(spec: Scenario, target: SloTarget, rate: float, gpus: str | Non
         done += 1
         verdict = f"{s.gpus} GPUs" if s.replicas is not None else s.reason
         err.print(f"  [{done}/{candidates}] {s.layout()}: {verdict}", markup=False)
+        bar(done, candidates)
 
-    sized = cheapest(spec, target, rate, gpus=gpu_list, tps=tp_list, max_replicas=max_replicas,
-                     tolerance=max(tolerance, 0.05), prices=prices, workers=workers, on_done=progress)
+    with LazyProgress("sizing candidates", err) as bar:
+        sized = cheapest(spec, target, rate, gpus=gpu_list, tps=tp_list, max_replicas=max_replicas,
+                         tolerance=max(tolerance, 0.05), prices=prices, workers=workers, on_done=progress)
     table = Table("rank", "deployment", "GPUs", *(["USD/h"] if prices else []), "1-replica load",
                   *[f"p{target.percentile:g} {m.upper()} ms" for m in target.targets()],
                   title=f"cheapest deployment for {rate:g} req/s ({target.describe()})")
@@ -178,14 +180,20 @@ def _target_rate(spec: Scenario, target: SloTarget, rate: float, gpus: str | Non
 
 def _search(spec: Scenario, target: SloTarget, space: SearchSpace, trials: int, objectives: list[str],
             storage: str | None, study: str, tolerance: float, executor: TrialExecutor) -> dict[str, Any]:
+    judged = 0
+
     def progress(t: TrialResult) -> None:
+        nonlocal judged
+        judged += 1
         verdict = t.error or f"{t.tokens_per_gpu:,.0f} tok/s/GPU, {t.tokens_per_user:,.1f} tok/s/user"
         err.print(f"  trial {t.number}: {t.deployment}: {verdict} ({t.wall_s:.1f} s)", markup=False)
+        bar(judged, trials)
 
     try:
-        result = search_deployments(spec, target, space, trials=trials, objectives=objectives, storage=storage,
-                                    study_name=study, seed=spec.seed, tolerance=tolerance, executor=executor,
-                                    on_trial=progress)
+        with LazyProgress("judging deployments", err) as bar:
+            result = search_deployments(spec, target, space, trials=trials, objectives=objectives, storage=storage,
+                                        study_name=study, seed=spec.seed, tolerance=tolerance, executor=executor,
+                                        on_trial=progress)
     finally:
         executor.close()
     table = Table("rank", "pareto", "deployment", "GPUs", "capacity req/s", "tok/s/GPU", "tok/s/user",
