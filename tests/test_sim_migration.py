@@ -44,9 +44,11 @@ def test_migrated_requests_finish_once_and_every_block_comes_back(policy):
     assert m["downtime_ms"]["p50"] >= 2e-3 and m["downtime_ms"]["p50"] < 100
 
 
-def test_the_fused_decode_path_matches_stepping_with_migrations():
-    _, fast = simulate(fast=True)
-    _, slow = simulate(fast=False)
+@pytest.mark.parametrize("policy", ["imbalance", "balanced"])
+def test_the_fused_decode_path_matches_stepping_with_migrations(policy):
+    _, fast = simulate(policy, fast=True)
+    _, slow = simulate(policy, fast=False)
+    assert fast.migration["migrations"] > 0
     assert [(r.request_id, r.first_token_s, r.finish_s, r.replica, r.output_tokens) for r in fast.records] == \
            [(r.request_id, r.first_token_s, r.finish_s, r.replica, r.output_tokens) for r in slow.records]
     assert fast.migration == slow.migration
