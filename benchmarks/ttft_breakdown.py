@@ -1,18 +1,19 @@
-"""Where a twin's TTFT error lies: measured against replayed TTFT, by how long the server sat idle
-before each request arrived.
+"""Where a twin's TTFT error lies: measured against replayed TTFT per request, grouped by the idle
+gap before each request and by its prompt length.
 
-Replays a measured run (`kairos bench` output) under a step-time model, as `kairos validate` does,
-and groups its requests by the gap between their arrival and the end of the last request in flight
-before them (0: others were in flight, the engine busy). A wake-up cost shows as an error that grows
-with the gap; an error already there at gap 0 lies in the busy engine or the front end. With the
-engine's own queue and prefill time (the run's vllm:* counters), the run-wide TTFT splits into the
-front end (what the client sees beyond the engine), the engine's queue and its prefill phase.
+Replays a measured run (`kairos bench` output) under a step-time model, as `kairos validate` does.
+The idle gap is the time between a request's arrival and the end of the last request in flight before
+it (0: others were in flight, the engine busy). A wake-up cost shows as an error that grows with the
+gap; one already there at gap 0 lies in the busy engine or the front end. An error that grows with the
+prompt is a per-token cost; one that does not, a per-request one. With the engine's own queue and
+prefill time (the run's vllm:* counters), the mean TTFT splits into the front end (what the client
+sees beyond the engine), the engine's queue and its prefill phase, for the run and for the replay.
 
-Writes OUT.json: {"by_gap": [{"gap_s": [lo, hi], "requests", "measured_ttft_ms", "simulated_ttft_ms",
-"mean_prompt_tokens"}], "split_ms": {"measured": {"ttft", "front_end", "engine_queue", "engine_prefill"},
+Writes OUT.json: {"by_gap": [{"range": [lo, hi], "requests", "measured_ttft_ms", "simulated_ttft_ms"}],
+"by_prompt": [...], "split_ms": {"measured": {"ttft", "front_end", "engine_queue", "engine_prefill"},
 "simulated": {...}} (where the run has the counters), "run", "perf"}.
 
-Usage: python benchmarks/ttft_by_gap.py RUN_DIR --perf calibrated:PROFILE.json -o OUT.json
+Usage: python benchmarks/ttft_breakdown.py RUN_DIR --perf calibrated:PROFILE.json -o OUT.json
 (e.g. a case of benchmarks/vllm_fidelity.sh: OUT/light/run and OUT/profile.json).
 """
 
@@ -31,6 +32,7 @@ from kairos.scenario.step_models import load_calibrated
 from kairos.validate.replay import replay_scenario, replay_specs
 
 GAPS_S = ((0.0, 0.0), (0.0, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, float("inf")))
+PROMPTS = ((0, 100), (100, 200), (200, 300), (300, 400), (400, 600), (600, 1000), (1000, float("inf")))
 
 
 def idle_gaps(arrivals: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -42,6 +44,23 @@ def idle_gaps(arrivals: np.ndarray, ends: np.ndarray) -> np.ndarray:
     gaps = np.empty_like(arrivals)
     gaps[order] = np.maximum(0.0, arrivals[order] - before)
     return gaps
+
+
+def groups(name: str, key: np.ndarray, ranges: tuple[tuple[float, float], ...], ttft: np.ndarray,
+           sim: np.ndarray) -> list[dict[str, Any]]:
+    """Mean measured and simulated TTFT of the requests whose `key` lies in each range (lo, hi];
+    a range (0, 0) holds the zeros. Printed as it goes."""
+    rows = []
+    for lo, hi in ranges:
+        chosen = key == 0.0 if hi == 0.0 else (key > lo) & (key <= hi)
+        if chosen.any():
+            row = {"range": [lo, hi], "requests": int(chosen.sum()),
+                   "measured_ttft_ms": round(float(ttft[chosen].mean()), 2),
+                   "simulated_ttft_ms": round(float(sim[chosen].mean()), 2)}
+            rows.append(row)
+            print(f"{name} {lo:g}-{hi:g}: {row['requests']:4d} requests, TTFT measured {row['measured_ttft_ms']:7.2f}"
+                  f" ms, simulated {row['simulated_ttft_ms']:7.2f} ms")
+    return rows
 
 
 def split(ttft_ms: float, queue_ms: float, prefill_ms: float) -> dict[str, float]:
@@ -69,18 +88,10 @@ def main() -> None:
     gaps = idle_gaps(arrivals, arrivals + np.array([r.e2e_s for r in measured]))
     ttft = np.array([r.ttft_s for r in measured]) * 1e3
     sim = np.array([simulated[r.request_id] for r in measured]) * 1e3
-    prompts = np.array([r.input_tokens for r in measured])
-    rows = []
-    for lo, hi in GAPS_S:
-        chosen = gaps == 0.0 if hi == 0.0 else (gaps > lo) & (gaps <= hi)
-        if chosen.any():
-            rows.append({"gap_s": [lo, hi], "requests": int(chosen.sum()),
-                         "measured_ttft_ms": round(float(ttft[chosen].mean()), 2),
-                         "simulated_ttft_ms": round(float(sim[chosen].mean()), 2),
-                         "mean_prompt_tokens": round(float(prompts[chosen].mean()), 1)})
-            print(f"gap {lo:g}-{hi:g} s: {rows[-1]['requests']:4d} requests, TTFT measured "
-                  f"{rows[-1]['measured_ttft_ms']:7.2f} ms, simulated {rows[-1]['simulated_ttft_ms']:7.2f} ms")
-    result: dict[str, Any] = {"run": str(args.run), "perf": args.perf, "by_gap": rows}
+    prompts = np.array([r.input_tokens for r in measured], dtype=np.float64)
+    by_gap = groups("gap", gaps, GAPS_S, ttft, sim)
+    by_prompt = groups("prompt", prompts, PROMPTS, ttft, sim)
+    result: dict[str, Any] = {"run": str(args.run), "perf": args.perf, "by_gap": by_gap, "by_prompt": by_prompt}
     phases = ((run.meta.get("kairos_bench") or {}).get("server_counters") or {}).get("engine_phases") or {}
     if phases.get("queue_ms") is not None and phases.get("prefill_ms") is not None:
         latency = sim_run.request_latency or (lambda _: 0.0)
