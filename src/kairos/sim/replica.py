@@ -171,32 +171,38 @@ class SimReplica:
         return self.core.kv.probe(self._hasher.hashes(spec)) * self._hasher.block_size
 
 
-class ReplicaSet(Sequence[SimReplica]):
-    """All the replicas, by index, and the serving ones a router chooses among (`serving`), with
-    what it would otherwise scan all of them for kept up to date as requests are routed and
-    finish: the least-outstanding serving replica in O(log replicas) (a heap of (outstanding,
-    index) with stale entries, and those of replicas no longer serving, skipped)."""
+class _ReplicaList(Sequence[SimReplica]):
+    """Replicas held in a list (`replicas`), read as a sequence."""
 
-    def __init__(self, replicas: list[SimReplica], clock: SimClock) -> None:
-        self._replicas = replicas
-        for replica in replicas:
-            replica.clock, replica.fleet = clock, self
-        self.serving = ServingReplicas(self, [r for r in replicas if r.state is ReplicaState.SERVING])
-        self._load: list[tuple[int, int, SimReplica]] = []
-        self._rebuild()
+    replicas: list[SimReplica]
 
     def __len__(self) -> int:
-        return len(self._replicas)
+        return len(self.replicas)
 
     @overload
     def __getitem__(self, i: int) -> SimReplica: ...
     @overload
     def __getitem__(self, i: slice) -> list[SimReplica]: ...
     def __getitem__(self, i: int | slice) -> SimReplica | list[SimReplica]:
-        return self._replicas[i]
+        return self.replicas[i]
 
     def __iter__(self) -> Iterator[SimReplica]:
-        return iter(self._replicas)
+        return iter(self.replicas)
+
+
+class ReplicaSet(_ReplicaList):
+    """All the replicas, by index, and the serving ones a router chooses among (`serving`), with
+    what it would otherwise scan all of them for kept up to date as requests are routed and
+    finish: the least-outstanding serving replica in O(log replicas) (a heap of (outstanding,
+    index) with stale entries, and those of replicas no longer serving, skipped)."""
+
+    def __init__(self, replicas: list[SimReplica], clock: SimClock) -> None:
+        self.replicas = replicas
+        for replica in replicas:
+            replica.clock, replica.fleet = clock, self
+        self.serving = ServingReplicas(self, [r for r in replicas if r.state is ReplicaState.SERVING])
+        self._load: list[tuple[int, int, SimReplica]] = []
+        self._rebuild()
 
     def set_state(self, replica: SimReplica, state: ReplicaState, t: float) -> None:
         """`replica` enters `state` at `t`; it joins or leaves the serving ones routers see."""
@@ -246,25 +252,12 @@ class ReplicaSet(Sequence[SimReplica]):
         heapq.heapify(self._load)
 
 
-class ServingReplicas(Sequence[SimReplica]):
+class ServingReplicas(_ReplicaList):
     """The serving replicas in index order: what a router is given (LoadIndexed through its set)."""
 
     def __init__(self, fleet: ReplicaSet, replicas: list[SimReplica]) -> None:
         self._fleet = fleet
         self.replicas = replicas
-
-    def __len__(self) -> int:
-        return len(self.replicas)
-
-    @overload
-    def __getitem__(self, i: int) -> SimReplica: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[SimReplica]: ...
-    def __getitem__(self, i: int | slice) -> SimReplica | list[SimReplica]:
-        return self.replicas[i]
-
-    def __iter__(self) -> Iterator[SimReplica]:
-        return iter(self.replicas)
 
     def least_outstanding(self) -> SimReplica:
         return self._fleet.least_outstanding()
