@@ -35,6 +35,7 @@ MODEL_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "v
 STEP_S, PER_DECODE_S, PER_PREFILL_TOKEN_S = 4e-3, 0.25e-3, 0.02e-3
 WAKE_S, WAKE_TAU_S = 6e-3, 0.5
 SEQS, BUDGET, BLOCK = 8, 256, 16
+LOAD_REQUESTS = 16  # the load phase's (a few seconds against the fake)
 
 
 def known_step_s(shape: BatchShape) -> float:
@@ -58,6 +59,7 @@ class _Request:
     prompt: list[int]
     max_tokens: int
     arrival: float
+    streamed: bool = True
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     scheduled: float = 0.0
     first_token: float = 0.0
@@ -70,12 +72,17 @@ class FakeVLLM:
     """An OpenAI completions server on an engine loop that batches like vLLM's scheduler: every step
     decodes the running requests and fills the rest of its token budget with prefill chunks
     (at most `max_num_seqs` running), takes `known_step_s` of its shape, and streams one token per
-    request it sampled (the first step after an idle spell takes `known_wake_s` more). /metrics reports vLLM's per-request queue and prefill times (observed when a
-    request ends), prefix-cache hits and cache_config_info; /kairos/engine is not there."""
+    request it sampled (the first step after an idle spell takes `known_wake_s` more; every step
+    takes `load_slowdown` times as long while more than one streamed request runs, a slowdown
+    of served traffic that the probes never meet). /metrics reports vLLM's per-request queue and
+    prefill times (observed when a request ends), prefix-cache hits and cache_config_info;
+    /kairos/engine is not there."""
 
-    def __init__(self, *, metrics: bool = True, front_end_s: float = 0.002, process: bool = False) -> None:
+    def __init__(self, *, metrics: bool = True, front_end_s: float = 0.002, process: bool = False,
+                 load_slowdown: float = 1.0) -> None:
         # In a process of its own, the fake's steps do not wait for the client's thread to let go of the GIL.
         self.metrics, self.front_end_s, self.process = metrics, front_end_s, process
+        self.load_slowdown = load_slowdown
         self.prefill_sum = self.queue_sum = 0.0
         self.finished = self.hits = self.generated = 0
         self.itl_sum, self.itl_count, self.first_tokens, self.iterations = 0.0, 0, 0, 0
@@ -94,8 +101,8 @@ class FakeVLLM:
         if self.process:
             context = multiprocessing.get_context("spawn")
             ports = context.Queue()
-            self._child = context.Process(target=_serve_fake, args=(self.metrics, self.front_end_s, ports),
-                                          daemon=True)
+            self._child = context.Process(target=_serve_fake, daemon=True,
+                                          args=(self.metrics, self.front_end_s, self.load_slowdown, ports))
             self._child.start()
             self.port = ports.get(timeout=60)
             return self
@@ -150,9 +157,11 @@ class FakeVLLM:
                 chunks.append((r, min(budget, len(r.prompt) - r.computed)))
                 budget -= chunks[-1][1]
             shape = BatchShape(tuple(n for _, n in chunks), (), len(decodes))
-            await _sleep_until(start + known_step_s(shape) + wake)
+            loaded = sum(r.streamed for r in self.running) > 1
+            step_s = known_step_s(shape) * (self.load_slowdown if loaded else 1.0) + wake
+            await _sleep_until(start + step_s)
             end = time.monotonic()
-            self.late_s += end - start - known_step_s(shape) - wake
+            self.late_s += end - start - step_s
             self.steps += 1
             sampled = list(decodes)
             self.iterations += bool(decodes) or any(r.computed + n == len(r.prompt) for r, n in chunks)
@@ -234,7 +243,7 @@ class FakeVLLM:
 
     async def _complete(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict) -> bool:
         await asyncio.sleep(self.front_end_s)
-        request = _Request(list(body["prompt"]), body["max_tokens"], time.monotonic())
+        request = _Request(list(body["prompt"]), body["max_tokens"], time.monotonic(), bool(body.get("stream")))
         self.waiting.append(request)
         self._work.set()
         if not body.get("stream"):
@@ -267,8 +276,8 @@ class FakeVLLM:
         return True
 
 
-def _serve_fake(metrics: bool, front_end_s: float, ports) -> None:
-    server = FakeVLLM(metrics=metrics, front_end_s=front_end_s)
+def _serve_fake(metrics: bool, front_end_s: float, load_slowdown: float, ports) -> None:
+    server = FakeVLLM(metrics=metrics, front_end_s=front_end_s, load_slowdown=load_slowdown)
     with server:
         ports.put(server.port)
         server._thread.join()
@@ -318,7 +327,7 @@ def calibrated(tmp_path_factory, model_config):
     with FakeVLLM(process=True) as server:
         code = run_app(app, ["calibrate", "--url", f"{server.url}/v1", "--model-config", str(model_config),
                              "--max-num-seqs", str(SEQS), "--max-num-batched-tokens", str(BUDGET),
-                             "--repeats", "1", "-q", "-o", str(path)])
+                             "--repeats", "1", "--load-requests", str(LOAD_REQUESTS), "-q", "-o", str(path)])
         with urllib.request.urlopen(f"{server.url}/fake/late") as response:
             late_s = json.loads(response.read())["late_s"]
     assert code == 0
@@ -356,6 +365,30 @@ def test_the_fit_predicts_the_fake_engines_known_step_times(calibrated):
         assert model.idle_penalty(idle_s) == pytest.approx(known_wake_s(idle_s), abs=3e-3), idle_s
     # The fake's front-end: 2 ms asleep plus loopback HTTP and parsing.
     assert 0.002 <= profile["request_latency_s"] < 0.02
+
+
+def test_the_load_phase_finds_the_fake_as_fast_under_load_as_probed(calibrated):
+    path, _ = calibrated
+    load = load_profile(path)["measurement"]["load_phase"]
+    assert load["requests"] == LOAD_REQUESTS and load["rate_per_s"] > 0
+    # The fake's steps take their known times whatever else runs.
+    assert load["factor"] == pytest.approx(1.0, abs=0.12)
+    assert load["fitted"]["tpot_s"] == pytest.approx(load["measured"]["tpot_s"], rel=0.01)
+    assert load["fitted"]["ttft_s"] == pytest.approx(load["measured"]["ttft_s"], rel=0.01)
+
+
+def test_the_load_phase_scales_the_fit_to_an_engine_slower_under_traffic(model_config, tmp_path):
+    path = tmp_path / "profile.json"
+    with FakeVLLM(process=True, load_slowdown=1.5) as server:
+        code = run_app(app, ["calibrate", "--url", server.url, "--model-config", str(model_config),
+                             "--max-num-seqs", str(SEQS), "--max-num-batched-tokens", str(BUDGET), "--quick",
+                             "--load-requests", str(3 * LOAD_REQUESTS), "-q", "-o", str(path)])
+    assert code == 0
+    load = load_profile(path)["measurement"]["load_phase"]
+    # The probes never run two streamed requests at once: their fit is the fake's unloaded speed.
+    assert load["probes_fit"]["tpot_s"] < 0.9 * load["measured"]["tpot_s"]
+    assert load["factor"] > 1.1
+    assert load["fitted"]["tpot_s"] == pytest.approx(load["measured"]["tpot_s"], rel=0.01)
 
 
 def test_the_profile_simulates(capsys, calibrated, tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from test_calibration_model import profile
 
 from kairos.errors import KairosError
-from kairos.probes.latency_fit import LatencySample, fit_request_latency, simulated_ttfts
+from kairos.probes.latency_fit import (LOAD_FACTOR_BOUNDS, LatencySample, fit_load_factor, fit_request_latency,
+                                      scaled, simulated_latencies, simulated_ttfts)
 
 FACTS = {"model": "tiny", "max_model_len": 4096, "max_num_seqs": 64, "max_num_batched_tokens": 512,
          "block_size": 16, "num_gpu_blocks": 4096, "enable_prefix_caching": True,
@@ -60,3 +61,19 @@ def test_a_load_faster_than_the_model_fits_zero_and_no_load_fits_zero():
 def test_requests_the_simulated_engine_cannot_hold_are_an_error():
     with pytest.raises(KairosError, match="did not serve 1 of the 1"):
         simulated_ttfts(profile(), {**FACTS, "num_gpu_blocks": 8}, [LatencySample(0.0, 384, 0, 64, 0.0)])
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.0, 1.17])
+def test_the_load_factor_is_the_step_speed_that_reproduces_the_measured_tpot(factor):
+    samples = poisson_load(rate=20.0)  # requests decode together: TPOT depends on the batching too
+    measured = [LatencySample(s.sent_s, s.prompt_len, s.shared_len, s.output_len, ttft, tpot)
+                for s, (ttft, tpot) in zip(samples, simulated_latencies(scaled(profile(), factor), FACTS, samples))]
+    assert all(s.tpot_s > 0 for s in measured)
+    assert fit_load_factor(profile(), FACTS, measured) == pytest.approx(factor, rel=2e-3)
+
+
+def test_without_measured_tpots_the_load_factor_is_one_and_out_of_bounds_it_is_the_bound():
+    samples = poisson_load()
+    assert fit_load_factor(profile(), FACTS, samples) == 1.0
+    slow = [LatencySample(s.sent_s, s.prompt_len, s.shared_len, s.output_len, 0.0, 10.0) for s in samples]
+    assert fit_load_factor(profile(), FACTS, slow) == LOAD_FACTOR_BOUNDS[1]

@@ -33,6 +33,7 @@ def calibrate(
     max_num_batched_tokens: Annotated[int | None, typer.Option(min=1, help="Token budget per engine step; the largest prefill chunk measured (default 2048). With --url to vLLM: the server's --max-num-batched-tokens (required).")] = None,
     max_num_seqs: Annotated[int | None, typer.Option(min=1, help="Most requests running at once; caps the decode batches measured (default 256). With --url to vLLM: the server's --max-num-seqs (required).")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed steps per grid point (after one warm-up step; the median is kept), or with --url passes over the grid of loads, each in a shuffled order.")] = 3,
+    load_requests: Annotated[int, typer.Option(min=0, help="With --url to a server without a step log (vLLM): Poisson requests of the load phase that scales the probes' fit to served traffic (0: none; a third with --quick).")] = 100,
     quick: Annotated[bool, typer.Option("--quick", help="A small grid (seconds for the tiny model): for smoke tests, not for accuracy.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads while measuring (default: torch's default); match what serving uses.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, no progress bar.")] = False,
@@ -53,7 +54,8 @@ def calibrate(
             with LazyProgress("calibration probes", err, enabled=not quiet) as progress:
                 profile = calibrate_blackbox(base_url, model_config=model_config, max_num_seqs=max_num_seqs,
                                              max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
-                                             quick=quick, passes=repeats, progress=progress)
+                                             quick=quick, passes=repeats, load_requests=load_requests,
+                                             progress=progress)
         _write(output, profile, quiet)
         return
     if model_config is not None:
@@ -112,9 +114,17 @@ def _print_blackbox(profile: dict[str, Any]) -> None:
                                       f"max {e['max_abs_error_pct']:.1f} %"
                                       for kind, e in profile["fit_by_kind"].items()))
     front = measured["front_end"]
+    under_load = f"under load; {front['request_s'] * 1e3:.2f} ms on " if "load_phase" in measured else ""
     out.print(f"front-end time {profile['request_latency_s'] * 1e3:.2f} ms per request "
-              f"+ {front['per_input_token_s'] * 1e6:.2f} us per prompt token ("
+              f"+ {front['per_input_token_s'] * 1e6:.2f} us per prompt token ({under_load}"
               f"{front['samples']} idle requests)")
+    load = measured.get("load_phase")
+    if load:
+        out.print(f"load phase: {load['requests']} Poisson requests at {load['rate_per_s']:.2f}/s; steps "
+                  f"{load['factor']:.3f} x the probes' fit; mean TTFT {load['measured']['ttft_s'] * 1e3:.2f} ms "
+                  f"measured, {load['probes_fit']['ttft_s'] * 1e3:.2f} -> {load['fitted']['ttft_s'] * 1e3:.2f} ms "
+                  f"simulated; TPOT {load['measured']['tpot_s'] * 1e3:.2f} ms, "
+                  f"{load['probes_fit']['tpot_s'] * 1e3:.2f} -> {load['fitted']['tpot_s'] * 1e3:.2f} ms")
     for line in measured["skipped"]:
         err.print(f"skipped: {line}", markup=False)
     for line in measured["warnings"]:

@@ -60,6 +60,12 @@ request (HTTP, the hand-over to the engine core, streaming the first token back)
 is what the idle probes' client TTFT holds beyond vLLM's own queue and prefill
 time (kairos.probes.front_end).
 
+Last, a load phase of Poisson requests (kairos.probes.load_phase) scales every
+fitted coefficient by the factor that makes the replayed mean TPOT the measured
+one, and refits the front-end time per request to its mean TTFT: served
+traffic runs the probed steps slower, and keeps the front end busier, than an
+idle server does.
+
 What the server does not publish comes from the caller: the model's config.json
 (vLLM exposes no architecture), max_num_seqs and max_num_batched_tokens.
 """
@@ -92,6 +98,7 @@ from kairos.calibration.terms import TERMS, VARLEN, AttentionLayout, idle_wake, 
 from kairos.engine.batch_shape import BatchShape
 from kairos.errors import KairosError
 from kairos.probes.front_end import FrontEndSample, fit_front_end
+from kairos.probes.load_phase import LOAD_REQUESTS, blackbox_load, fit_under_load, poisson_samples
 from kairos.workload import RequestSpec
 
 # A designed grid of medians: relative error (kairos.calibration.fit.fit_step_time's default).
@@ -436,23 +443,29 @@ class Observations:
 
 def calibrate_blackbox(base_url: str, *, model_config: str | Path | None, max_num_seqs: int | None,
                        max_num_batched_tokens: int | None, block_size: int | None = None, quick: bool = False,
-                       passes: int = 3, seed: int = 0, timeout_s: float = 300.0,
+                       passes: int = 3, load_requests: int = LOAD_REQUESTS, seed: int = 0, timeout_s: float = 300.0,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Probe a server without a step log (vLLM) and return its calibration profile (kairos.calibration.profile).
 
-    `passes` runs of the grid are timed (one with `quick`, which also skips the warm-up).
+    `passes` runs of the grid are timed (one with `quick`, which also skips the warm-up); then a load
+    phase of `load_requests` Poisson requests (a third with `quick`; 0: none) scales the probes' fit
+    to served traffic (kairos.probes.load_phase).
     """
     if passes < 1:
         raise KairosError(f"calibration passes must be >= 1, got {passes}")
+    if load_requests < 0:
+        raise KairosError(f"calibration load requests must be >= 0, got {load_requests}")
     base_url = normalize_url(base_url)
     config = read_model_config(model_config, base_url)
     return asyncio.run(_calibrate(base_url, config, max_num_seqs, max_num_batched_tokens, block_size, quick,
-                                  1 if quick else passes, seed, timeout_s, progress))
+                                  1 if quick else passes, load_requests // 3 if quick else load_requests,
+                                  seed, timeout_s, progress))
 
 
 async def _calibrate(base_url: str, config: dict[str, Any], max_num_seqs: int | None,
                      max_num_batched_tokens: int | None, block_size: int | None, quick: bool, passes: int,
-                     seed: int, timeout_s: float, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+                     load_requests: int, seed: int, timeout_s: float,
+                     progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     async with _Client(base_url, timeout_s=timeout_s) as client:
@@ -464,7 +477,7 @@ async def _calibrate(base_url: str, config: dict[str, Any], max_num_seqs: int | 
                               f"and KV cache ({facts.num_gpu_blocks} blocks of {facts.block_size})")
         warmup: list[Probe] = [] if quick else [IdlePrefill(facts.max_num_batched_tokens), decodes[0]]
         timed = [grid[i] for _ in range(passes) for i in rng.permutation(len(grid))]
-        total = len(warmup) + len(timed)
+        total = len(warmup) + len(timed) + (1 if load_requests else 0)
         prober = _Prober(client, facts, rng)
         for done, probe in enumerate(warmup):
             await prober.run(probe, Observations())
@@ -475,8 +488,17 @@ async def _calibrate(base_url: str, config: dict[str, Any], max_num_seqs: int | 
             await prober.run(probe, seen)
             if progress is not None:
                 progress(len(warmup) + done + 1, total)
-    return build_profile(base_url, facts, seen, passes=passes, probes=len(timed), warmup=len(warmup),
-                         quick=quick, wall_time_s=time.perf_counter() - started)
+        profile = build_profile(base_url, facts, seen, passes=passes, probes=len(timed), warmup=len(warmup),
+                                quick=quick, wall_time_s=time.perf_counter() - started)
+        if load_requests:
+            load, rate = blackbox_load(rng, profile, facts.vocab_size, facts.max_model_len, load_requests)
+            samples = await poisson_samples(client, load, prober.body)
+            profile = fit_under_load(profile, {**facts.engine(), "max_model_len": facts.max_model_len},
+                                     samples, rate)
+            if progress is not None:
+                progress(total, total)
+    profile["measurement"]["wall_time_s"] = time.perf_counter() - started
+    return profile
 
 
 class _Client(CompletionClient):

@@ -31,13 +31,13 @@ import numpy as np
 from kairos.bench.client import CompletionClient, completion_body
 from kairos.bench.engine_steps import ENGINE_PATH, STEPS_COUNT_PATH, STEPS_PATH, step_point
 from kairos.bench.prompts import random_token_ids
-from kairos.bench.stream import StreamResult
 from kairos.calibration.fit import fit_step_time
 from kairos.calibration.machine_speed import SPEED_KEY, at_speed, mean_reading, reference_time
 from kairos.calibration.profile import SCHEMA, MeasuredPoint
 from kairos.calibration.terms import TERMS, AttentionLayout
 from kairos.errors import KairosError
 from kairos.probes.latency_fit import LatencySample, fit_request_latency
+from kairos.probes.load_phase import LoadRequest, poisson_samples
 from kairos.workload import RequestSpec
 
 # Each logged step's error weighs time ** -0.5 in the fit (kairos.calibration.fit.fit_step_time): an
@@ -191,28 +191,16 @@ async def _latency_samples(base_url: str, facts: dict[str, Any], rng: np.random.
     prompt_len = max(2, min(LATENCY_PROMPT, int(facts["max_model_len"]) - output))
     common = random_token_ids(rng, vocab, min(LATENCY_SHARED, prompt_len // 2))
     arrivals = np.cumsum(rng.exponential(1.0 / LATENCY_RATE, requests))
+    load = [LoadRequest(float(at), common + random_token_ids(rng, vocab, prompt_len - len(common)), len(common),
+                        output) for at in arrivals]
     async with CompletionClient(base_url, timeout_s=timeout_s) as client:
         before = await _server_ttft_totals(client, base_url)
-        start = time.perf_counter()
-
-        async def one(at: float) -> StreamResult:
-            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
-            prompt = common + random_token_ids(rng, vocab, prompt_len - len(common))
-            result = await client.stream(_body(facts, prompt, output))
-            if result.error is not None or result.first_token_ts is None:
-                raise KairosError(f"{base_url}: a calibration request failed: {result.error or 'no tokens'}")
-            return result
-
-        results = await asyncio.gather(*(one(float(at)) for at in arrivals))
+        samples = await poisson_samples(client, load, lambda prompt, n: _body(facts, prompt, n))
         after = await _server_ttft_totals(client, base_url)
     served = after[1] - before[1]
-    if served != len(results):
-        raise KairosError(f"{base_url} served {served:g} first tokens for {len(results)} calibration requests: "
+    if served != len(samples):
+        raise KairosError(f"{base_url} served {served:g} first tokens for {len(samples)} calibration requests: "
                           "calibrate a server nothing else is using")
-    first_sent = min(result.sent_ts for result in results)
-    samples = [LatencySample(result.sent_ts - first_sent, prompt_len, len(common), output,
-                             result.first_token_ts - result.sent_ts)  # type: ignore[operator]
-               for result in results]
     client_ttft = sum(sample.ttft_s for sample in samples) / len(samples)
     return samples, max(0.0, client_ttft - (after[0] - before[0]) / served)
 
