@@ -19,8 +19,9 @@ make the engine run steps whose shape it knows, and time them:
   suffixes fit in one step together. (Their own: decodes over one shared
   prefix read the same KV blocks, which stay in the CPU's caches; on vLLM 0.32
   CPU, 32 decodes over shared 1,024-token prefixes took 10.8 ms a step, over
-  their own 25.4 ms, and served requests hold their own.) Then every step until they end together decodes all B, and
-  vLLM's `vllm:inter_token_latency_seconds` histogram, which observes each
+  their own 25.4 ms, and served requests hold their own.) Then every step
+  until they end together decodes all B, and vLLM's
+  `vllm:inter_token_latency_seconds` histogram, which observes each
   decoding request's time since its previous token on the engine core's clock,
   sums to B x the run's decode steps: its delta over the probe, over B and the
   steps, is the decode step's period (whatever the engine loop does between
@@ -296,8 +297,9 @@ class IdlePrefill:
 class SteadyDecode:
     """`batch` requests of `prefix` + `suffix` prompt tokens and `output` tokens that the engine starts in
     one step: they queue behind `blockers` long prefills, each prompt starts with a `prefix` of its own
-    that the prefix cache holds (prefilled beforehand) and their suffixes fit in one step together. With `extras`, that many requests of
-    `extra` prompt tokens and one output token join while they decode, each prefilled beside them."""
+    that the prefix cache holds (prefilled beforehand) and their suffixes fit in one step together.
+    With `extras`, that many requests of `extra` prompt tokens and one output token join while they
+    decode, each prefilled beside them."""
 
     batch: int
     prefix: int
@@ -636,7 +638,8 @@ class _Prober:
 
     async def steady_decode(self, probe: SteadyDecode, seen: Observations) -> None:
         """The first request's prefix alone (an idle prefill of its own), the others' together (untimed),
-        then the blockers, the B requests (not streamed) and the extras; /metrics before the blockers and once everything ended.
+        then the blockers, the B requests (not streamed) and the extras; /metrics before the blockers and
+        once everything ended.
 
         Only totals are read, after the run: while the engine turns out a token every millisecond or
         two, vLLM's API server on a busy core answers /metrics (and streams) only when its output loop

@@ -100,7 +100,7 @@ LOAD_FACTOR_TOLERANCE = 1e-3
 
 def fit_load_factor(profile: dict[str, Any], facts: dict[str, Any], samples: Sequence[LatencySample]) -> float:
     """The factor on every step-time coefficient that makes the simulated mean TPOT of `samples`
-    (those with one and more tokens measured) the measured one, by bisection: TPOT grows with it.
+    (those with a measured TPOT) the measured one, by bisection: TPOT grows with it.
     1.0 where no sample has a TPOT; a bound where even it misses."""
     timed = [sample for sample in samples if sample.tpot_s > 0 and sample.output_len > 1]
     if not timed:

@@ -1,21 +1,21 @@
 """Calibration under load: Poisson requests through a server's API, and what they say of its probes' fit.
 
 Probes time an engine's steps one shape at a time on an otherwise idle server.
-Served traffic runs the same steps among other work: new requests taken in,
-tokens streamed out to many clients, KV blocks spread over more memory. Both
-`kairos serve` and vLLM (CPU) ran a benchmark's steps slower than their probes'
-fit, and the clients' TTFT held more front-end time than idle probes show. A
-load phase measures both where they arise: `poisson_samples` sends requests at
-Poisson arrivals, streamed as `kairos bench` streams them, and keeps what each
-client saw (kairos.probes.latency_fit.LatencySample).
+Served traffic runs the same steps among other work (new requests taken in,
+tokens streamed out to many clients), and its clients' TTFT holds more
+front-end time than idle probes show. A load phase measures that where it
+arises: `poisson_samples` sends requests at Poisson arrivals, streamed as
+`kairos bench` streams them, and keeps what each client saw
+(kairos.probes.latency_fit.LatencySample). `kairos serve`'s calibration fits
+its front-end latency on one (kairos.probes.served).
 
-For a server without a step log (vLLM), `fit_under_load` then replays the
-phase in the simulator with the probes' profile and scales every step-time
-coefficient by the one load factor that makes the simulated mean TPOT the
-measured one, then fits the front-end latency per request to the mean TTFT.
-The phase's rate is LOAD_SHARE of what the engine serves one request at a
-time, by the probes' fit: a load that keeps a few requests running together,
-between an idle engine and a queueing one.
+For a server without a step log (vLLM), `fit_under_load` replays the phase in
+the simulator with the probes' profile, scales every step-time coefficient by
+the one load factor that makes the simulated mean TPOT the measured one, then
+fits the front-end latency per request to the mean TTFT. The phase's rate is
+LOAD_SHARE of what the engine serves one request at a time, by the probes'
+fit: a few requests running together, between an idle engine and a queueing
+one.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def fit_under_load(profile: dict[str, Any], engine: dict[str, Any], samples: Seq
     """
     def means(of: dict[str, Any]) -> dict[str, float]:
         simulated = simulated_latencies({**of, "request_latency_s": 0.0}, engine, samples, per_input_token=True)
-        timed = [tpot for tpot in (tpot for _, tpot in simulated) if tpot > 0]
+        timed = [tpot for _, tpot in simulated if tpot > 0]
         return {"ttft_s": float(np.mean([ttft for ttft, _ in simulated])) + of["request_latency_s"],
                 "tpot_s": float(np.mean(timed)) if timed else 0.0}
 
